@@ -1,0 +1,44 @@
+"""nbflows: notebook-native orchestration for Jupyter.
+
+The public names are imported lazily so that `import nbflows` in a kernel stays cheap
+(no tornado, no SQLAlchemy, no ipywidgets until they are used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "get_client": "nbflows.client",
+    "run_deployment": "nbflows.client",
+    "CronSchedule": "nbflows.schedules",
+    "IntervalSchedule": "nbflows.schedules",
+    "RRuleSchedule": "nbflows.schedules",
+    "StateType": "nbflows.states",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbflows' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from nbflows.extension import NBFlowsExtension
+
+    return [{"module": "nbflows.extension", "app": NBFlowsExtension}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from nbflows.kernel_magics import load_ipython_extension as load
+
+    load(ipython)

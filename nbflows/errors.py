@@ -1,0 +1,44 @@
+"""Domain errors. Each maps to one HTTP status in one place (`nbflows.extension.base`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NBFlowsError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+    status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": self.message, "reason": type(self).__name__}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(NBFlowsError):
+    """Malformed request: not JSON, wrong shape."""
+
+    status = 400
+
+
+class NotFound(NBFlowsError):
+    status = 404
+
+
+class Conflict(NBFlowsError):
+    """The thing exists already, or its current state forbids the change."""
+
+    status = 409
+
+
+class InvalidInput(NBFlowsError):
+    """Well-formed but invalid: a bad cron, an unknown parameter, a job variable outside the schema."""
+
+    status = 422

@@ -1,0 +1,83 @@
+"""Flow run states and the one function that decides which transitions are legal."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .errors import Conflict
+
+
+class StateType(str, Enum):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+)
+
+#: Display names a state type may carry; the first is the default.
+STATE_NAMES: dict[StateType, tuple[str, ...]] = {
+    StateType.SCHEDULED: ("Scheduled", "Late", "AwaitingRetry"),
+    StateType.PENDING: ("Pending",),
+    StateType.RUNNING: ("Running", "Retrying"),
+    StateType.COMPLETED: ("Completed",),
+    StateType.FAILED: ("Failed",),
+    StateType.CRASHED: ("Crashed",),
+    StateType.CANCELLING: ("Cancelling",),
+    StateType.CANCELLED: ("Cancelled",),
+    StateType.PAUSED: ("Paused",),
+}
+
+S = StateType
+_LEGAL: dict[StateType, frozenset[StateType]] = {
+    # SCHEDULED -> SCHEDULED renames Scheduled to Late; -> PENDING is a claim;
+    # -> RUNNING is an interactive run started in place.
+    S.SCHEDULED: frozenset({S.SCHEDULED, S.PENDING, S.RUNNING, S.CANCELLED, S.CRASHED}),
+    # PENDING -> SCHEDULED hands a claimed run back (worker shutting down before it started).
+    S.PENDING: frozenset({S.SCHEDULED, S.RUNNING, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED, S.PAUSED}),
+    S.PAUSED: frozenset({S.RUNNING, S.CANCELLING, S.CANCELLED, S.CRASHED}),
+    S.CANCELLING: frozenset({S.CANCELLED, S.CRASHED}),
+}
+
+
+def default_name(state: StateType) -> str:
+    return STATE_NAMES[state][0]
+
+
+def check_transition(
+    current: StateType, proposed: StateType, *, name: str | None = None, retry: bool = False
+) -> str:
+    """Raise `Conflict` unless `current -> proposed` is legal; return the state name to store.
+
+    A terminal run never changes again, except by an explicit retry (`retry=True`), which moves a
+    FAILED or CRASHED run back to SCHEDULED/AwaitingRetry as a new attempt.
+    """
+    state_name = name or default_name(proposed)
+    if state_name not in STATE_NAMES[proposed]:
+        valid = ", ".join(STATE_NAMES[proposed])
+        raise Conflict(f"'{state_name}' is not a name of state {proposed.value}; valid: {valid}")
+    if retry:
+        if current in (S.FAILED, S.CRASHED) and proposed is S.SCHEDULED:
+            return "AwaitingRetry" if name is None else state_name
+        raise Conflict(f"only a FAILED or CRASHED run can be retried, not a {current.value} one")
+    if current.is_terminal:
+        raise Conflict(f"the run is {current.value} (terminal); it cannot become {proposed.value}")
+    if proposed not in _LEGAL[current]:
+        allowed = ", ".join(sorted(s.value for s in _LEGAL[current]))
+        raise Conflict(
+            f"a {current.value} run cannot become {proposed.value}; from {current.value}: {allowed}"
+        )
+    return state_name
