@@ -32,12 +32,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from nbflows.extension import NBFlowsExtension
-
-    return [{"module": "nbflows.extension", "app": NBFlowsExtension}]
-
-
 def load_ipython_extension(ipython: Any) -> None:
     from nbflows.kernel_magics import load_ipython_extension as load
 

@@ -1,0 +1,97 @@
+"""The Jupyter server extension: REST API, dashboard, scheduler and embedded worker."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
+from traitlets import Bool, Float, List, Unicode, default
+
+from nbflows.orchestrator import Orchestrator
+from nbflows.store.db import Database, default_database_url
+
+from .api import ROUTES
+from .lifecycle import EmbeddedWorker, SchedulerLoop
+from .openapi import openapi_document
+from .routes import NotFoundRoute
+
+
+class NBFlowsExtension(ExtensionApp):
+    name = "nbflows"
+    extension_url = "/nbflows/"
+    load_other_extensions = True
+
+    database_url = Unicode(
+        help="SQLAlchemy URL of the store (env NBFLOWS_DATABASE_URL); default SQLite under the "
+        "Jupyter data dir, e.g. postgresql+psycopg://user@host/nbflows at scale."
+    ).tag(config=True)
+    embedded_worker = Bool(
+        True, help="Run a worker inside the server for the pool types in embedded_worker_types."
+    ).tag(config=True)
+    embedded_worker_types = List(
+        Unicode(), ["process"], help="Pool types the embedded worker serves."
+    ).tag(config=True)
+    embedded_worker_args = List(
+        Unicode(), [], help="Extra arguments for `nbflows worker start` of the embedded worker."
+    ).tag(config=True)
+    scheduler = Bool(True, help="Run the scheduler loop in this server.").tag(config=True)
+    scheduler_interval = Float(5.0, help="Seconds between scheduler passes.").tag(config=True)
+
+    @default("database_url")
+    def _default_database_url(self) -> str:
+        return default_database_url()
+
+    def initialize_settings(self) -> None:
+        root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
+        database = Database(self.database_url)
+        self.orchestrator = Orchestrator(database, root_dir=root_dir)
+        self.settings.update(
+            {
+                "nbflows_orchestrator": self.orchestrator,
+                "nbflows_openapi": openapi_document(ROUTES),
+            }
+        )
+        self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)
+        self.worker: EmbeddedWorker | None = None
+        # Ports are bound after extensions load: finish start-up once the loop runs.
+        IOLoop.current().add_callback(self._started)
+        self.log.info("nbflows store: %s", database.engine.url.render_as_string(hide_password=True))
+
+    def initialize_handlers(self) -> None:
+        api = [(rf"/nbflows/api/{pattern}/?", handler) for pattern, handler, _ in ROUTES]
+        api.append((r"/nbflows/api/(?P<path>.*)", NotFoundRoute))
+        self.handlers.extend(api)
+        self.handlers.extend(_dashboard_handlers())
+
+    @property
+    def api_url(self) -> str:
+        return self.serverapp.connection_url.rstrip("/") + "/nbflows/api/"
+
+    async def _started(self) -> None:
+        token = self.serverapp.identity_provider.token or ""
+        # Kernels inherit the server's environment: this is how %%flow finds the API.
+        os.environ["NBFLOWS_API_URL"] = self.api_url
+        os.environ["NBFLOWS_API_TOKEN"] = token
+        if self.scheduler:
+            self.scheduler_loop.start()
+        if self.embedded_worker and self.embedded_worker_types:
+            self.worker = EmbeddedWorker(
+                self.api_url, token, list(self.embedded_worker_types), list(self.embedded_worker_args)
+            )
+            self.worker.start()
+
+    async def stop_extension(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.scheduler_loop.stop()
+        self.orchestrator.close()
+
+
+def _dashboard_handlers() -> list[tuple[str, Any]]:
+    try:
+        from .dashboard import HANDLERS
+    except ImportError:
+        return []
+    return list(HANDLERS)

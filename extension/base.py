@@ -1,0 +1,77 @@
+"""Base handler: JSON in and out, domain errors mapped to HTTP codes in one place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from nbflows.errors import BadRequest, NBFlowsError
+from nbflows.orchestrator import Orchestrator
+
+
+class NBFlowsHandler(APIHandler):
+    """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`."""
+
+    auth_resource = "nbflows"
+
+    @property
+    def orch(self) -> Orchestrator:
+        return self.settings["nbflows_orchestrator"]
+
+    def body(self) -> Any:
+        raw = self.request.body
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as err:
+            raise BadRequest(f"the request body is not valid JSON: {err}") from None
+
+    def query(self, name: str, default: Any = None, cast: type = str) -> Any:
+        value = self.get_query_argument(name, None)
+        if value is None or value == "":
+            return default
+        try:
+            return cast(value)
+        except ValueError:
+            raise BadRequest(
+                f"query parameter '{name}' must be {cast.__name__}, not {value!r}"
+            ) from None
+
+    def reply(self, data: Any, status: int = 200, location: str | None = None) -> None:
+        self.set_status(status)
+        if location:
+            self.set_header("Location", location)
+        if status == 204:
+            self.finish()
+            return
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, NBFlowsError):
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(exc.to_json(), default=str))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, NBFlowsError):  # a user mistake, answered clearly: no traceback
+            self.log.info("%s %s: %s", self.request.method, self.request.uri, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    def api_url(self, *parts: str) -> str:
+        from urllib.parse import quote
+
+        base = self.base_url.rstrip("/") + "/nbflows/api"
+        return "/".join([base, *(quote(p, safe="") for p in parts)])
+
+
+def not_found_route(path: str) -> web.HTTPError:
+    return web.HTTPError(404, f"no nbflows API route {path}")

@@ -1,0 +1,100 @@
+"""Background work the server owns: the scheduler loop and the embedded worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from nbflows import heartbeats, scheduling
+from nbflows.orchestrator import Orchestrator
+
+log = logging.getLogger("nbflows")
+
+
+def scheduler_pass(s: Session) -> set[str]:
+    """One pass; returns the ids of pools whose claimable runs changed."""
+    if s.get_bind().dialect.name == "postgresql":
+        # One scheduler leader at a time across servers sharing the database.
+        if not s.execute(text("SELECT pg_try_advisory_xact_lock(7262350)")).scalar():
+            return set()
+    changed: set[str] = set()
+    for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
+        changed |= result.pools or set()
+    for run in heartbeats.crash_runs_of_lost_workers(s):
+        if run.work_pool_id:
+            changed.add(run.work_pool_id)
+    return changed
+
+
+class SchedulerLoop:
+    def __init__(self, orch: Orchestrator, interval: float) -> None:
+        self.orch = orch
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="nbflows-scheduler")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                changed = await self.orch.call(scheduler_pass)
+                self.orch.notifier.notify(*(f"pool:{pool_id}" for pool_id in changed))
+            except Exception:  # keep scheduling; the next pass may succeed
+                log.exception("nbflows scheduler pass failed")
+            self.orch.scheduler_wakeup.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.orch.scheduler_wakeup.wait(), self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class EmbeddedWorker:
+    """`nbflows worker start` as a child process: the same worker a remote machine runs."""
+
+    def __init__(self, api_url: str, token: str, pool_types: list[str], args: list[str]) -> None:
+        self.api_url = api_url
+        self.token = token
+        self.pool_types = pool_types
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env: dict[str, Any] = {
+            **os.environ,
+            "NBFLOWS_API_URL": self.api_url,
+            "NBFLOWS_API_TOKEN": self.token,
+        }
+        cmd = [sys.executable, "-m", "nbflows.cli.app", "worker", "start"]
+        for kind in self.pool_types:
+            cmd += ["--type", kind]
+        cmd += ["--name", f"embedded-{socket.gethostname()}-{os.getpid()}", *self.args]
+        self.process = subprocess.Popen(cmd, env=env)
+        log.info("nbflows embedded worker started (pid %s) for %s pools", self.process.pid, self.pool_types)
+
+    async def stop(self, grace: float = 15.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), grace)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await loop.run_in_executor(None, proc.wait)

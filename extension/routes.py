@@ -1,0 +1,510 @@
+"""REST handlers under `nbflows/api/` (docs/api.md). Each is thin: parse, call a service, reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from sqlalchemy.orm import Session
+from tornado import web
+
+from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
+from nbflows import work_pools as pools
+from nbflows.errors import NotFound
+from nbflows.schemas import (
+    ClaimRequest,
+    DeploymentUpdate,
+    DeployRequest,
+    HeartbeatRequest,
+    InteractiveRunCreate,
+    LogIn,
+    RunRequest,
+    SetState,
+    WorkPoolCreate,
+    WorkPoolUpdate,
+    WorkQueueCreate,
+    WorkQueueUpdate,
+    log_json,
+    parse,
+    work_queue_json,
+)
+from nbflows.states import StateType
+from nbflows.store import tables as t
+
+from .base import NBFlowsHandler
+
+MAX_WAIT = 30.0
+
+
+class Health(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(
+            {
+                "status": "ok",
+                "version": __version__,
+                "database": self.orch.db.dialect,
+                "root_dir": self.orch.root_dir,
+            }
+        )
+
+
+# ---- work pools ------------------------------------------------------------------------------
+
+
+class PoolTypes(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(
+            [
+                {
+                    "type": kind,
+                    "description": job_templates.DEFAULT_TEMPLATES[kind].get("description", ""),
+                    "base_job_template": job_templates.default_base_job_template(kind),
+                }
+                for kind in job_templates.POOL_TYPES
+            ]
+        )
+
+
+class PoolTypeTemplate(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, kind: str) -> None:
+        self.reply(job_templates.default_base_job_template(kind))
+
+
+class WorkPools(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: [pools.work_pool_json(s, p) for p in pools.list_work_pools(s)]
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(WorkPoolCreate, self.body())
+        out = await self.orch.call(
+            lambda s: pools.work_pool_json(s, pools.create_work_pool(s, req))
+        )
+        self.reply(out, 201, self.api_url("work_pools", out["name"]))
+
+
+class WorkPool(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.reply(await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, name))))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, name: str) -> None:
+        req = parse(WorkPoolUpdate, self.body())
+        out = await self.orch.call(
+            lambda s: pools.work_pool_json(s, pools.update_work_pool(s, name, req))
+        )
+        self.orch.notifier.notify(f"pool:{out['id']}")
+        self.reply(out)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        await self.orch.call(pools.delete_work_pool, name)
+        self.reply(None, 204)
+
+
+class WorkQueues(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, pool: str) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: [work_queue_json(q, pool) for q in pools.get_work_pool(s, pool).queues]
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self, pool: str) -> None:
+        req = parse(WorkQueueCreate, self.body())
+        out = await self.orch.call(
+            lambda s: work_queue_json(pools.create_work_queue(s, pool, req), pool)
+        )
+        self.reply(out, 201, self.api_url("work_pools", pool, "queues", out["name"]))
+
+
+class WorkQueue(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, pool: str, name: str) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: work_queue_json(pools.get_work_queue(s, pool, name), pool)
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def patch(self, pool: str, name: str) -> None:
+        req = parse(WorkQueueUpdate, self.body())
+
+        def update(s: Session) -> tuple[str, dict[str, Any]]:
+            queue = pools.update_work_queue(s, pool, name, req)
+            return queue.work_pool_id, work_queue_json(queue, pool)
+
+        pool_id, out = await self.orch.call(update)
+        self.orch.notifier.notify(f"pool:{pool_id}")
+        self.reply(out)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, pool: str, name: str) -> None:
+        await self.orch.call(pools.delete_work_queue, pool, name)
+        self.reply(None, 204)
+
+
+# ---- workers ---------------------------------------------------------------------------------
+
+
+class Claim(NBFlowsHandler):
+    """Long-poll: answers as soon as a run is claimable, or after `wait` seconds with []."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, pool: str) -> None:
+        req = parse(ClaimRequest, self.body())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(req.wait, MAX_WAIT)
+
+        def claim(s: Session) -> tuple[str, list[dict[str, Any]], Any]:
+            pool_id = pools.get_work_pool(s, pool).id
+            got = claims.claim_next_runs(s, pool, req.worker, req.queues, req.limit)
+            due = None if got else claims.next_due_time(s, pool)
+            return pool_id, got, due
+
+        while True:
+            pool_id, claimed, next_due = await self.orch.call(claim)
+            remaining = deadline - loop.time()
+            if claimed or remaining <= 0 or self.request.connection.stream.closed():  # type: ignore[union-attr]
+                break
+            timeout = remaining
+            if next_due is not None:
+                timeout = min(timeout, max((next_due - t.utcnow()).total_seconds(), 0.0) + 0.001)
+            await self.orch.notifier.wait([f"pool:{pool_id}"], timeout)
+        for item in claimed:
+            self.orch.notifier.notify(f"run:{item['flow_run']['id']}")
+        self.reply(claimed)
+
+
+class Heartbeat(NBFlowsHandler):
+    """Records a heartbeat; with `wait`, also long-polls for cancellations of the worker's runs."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, pool: str) -> None:
+        data = self.body()
+        wait = float(data.pop("wait", 0) or 0) if isinstance(data, dict) else 0.0
+        req = parse(HeartbeatRequest, data)
+
+        def beat(s: Session) -> tuple[str, dict[str, Any]]:
+            return pools.get_work_pool(s, pool).id, heartbeats.heartbeat(s, pool, req)
+
+        pool_id, out = await self.orch.call(beat)
+        if not out["cancel"] and wait > 0:
+            await self.orch.notifier.wait([f"worker:{pool_id}:{req.name}"], min(wait, MAX_WAIT))
+            out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
+        self.reply(out)
+
+
+class Workers(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, pool: str) -> None:
+        self.reply(await self.orch.call(heartbeats.list_workers, pool))
+
+
+# ---- deployments -----------------------------------------------------------------------------
+
+
+class Deployments(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        flow_name = self.query("flow_name")
+        pool = self.query("work_pool_name")
+        self.reply(
+            await self.orch.call(
+                lambda s: [
+                    deployments.deployment_json(d)
+                    for d in deployments.list_deployments(s, flow_name, pool)
+                ]
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(DeployRequest, self.body())
+        root = self.orch.root_dir
+
+        def deploy(s: Session) -> tuple[dict[str, Any], bool]:
+            d, created = deployments.deploy(s, req, root)
+            return deployments.deployment_json(d), created
+
+        out, created = await self.orch.call(deploy)
+        self.orch.wake_scheduler()
+        self.reply(out, 201 if created else 200, self.api_url("deployments", out["id"]))
+
+
+class Deployment(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: deployments.deployment_json(deployments.get_deployment(s, ref))
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def patch(self, ref: str) -> None:
+        req = parse(DeploymentUpdate, self.body())
+
+        def update(s: Session) -> dict[str, Any]:
+            return deployments.deployment_json(deployments.update_deployment(s, ref, req))
+
+        out = await self.orch.call(update)
+        self.orch.wake_scheduler()
+        self.orch.notifier.notify(f"pool:{out['work_pool_id']}")
+        self.reply(out)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, ref: str) -> None:
+        await self.orch.call(deployments.delete_deployment, ref)
+        self.reply(None, 204)
+
+
+class DeploymentByName(NBFlowsHandler):
+    """`deployments/name/{flow}/{name}`: a deployment addressed by its full name."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, flow: str, name: str) -> None:
+        ref = f"{flow}/{name}"
+        self.reply(
+            await self.orch.call(
+                lambda s: deployments.deployment_json(deployments.get_deployment(s, ref))
+            )
+        )
+
+
+class DeploymentNotebook(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str) -> None:
+        version = self.query("version", None, int)
+        text = await self.orch.call(deployments.deployment_notebook, ref, version)
+        self.set_header("Content-Type", "application/json")
+        self.finish(text)
+
+
+class DeploymentUpcoming(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str) -> None:
+        limit = self.query("limit", 10, int)
+
+        def upcoming(s: Session) -> list[dict[str, Any]]:
+            from sqlalchemy import select
+
+            d = deployments.get_deployment(s, ref)
+            runs = s.scalars(
+                select(t.FlowRun)
+                .where(
+                    t.FlowRun.deployment_id == d.id,
+                    t.FlowRun.state_type == StateType.SCHEDULED.value,
+                )
+                .order_by(t.FlowRun.expected_start_time)
+                .limit(max(1, min(limit, 1000)))
+            ).all()
+            return flow_runs.runs_json(s, list(runs))
+
+        self.reply(await self.orch.call(upcoming))
+
+
+class DeploymentRuns(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, ref: str) -> None:
+        req = parse(RunRequest, self.body())
+
+        def create(s: Session) -> tuple[dict[str, Any], bool]:
+            d = deployments.get_deployment(s, ref)
+            run, created = flow_runs.create_deployment_run(s, d, req)
+            return flow_runs.run_json(s, run) | {"_pool_id": run.work_pool_id}, created
+
+        out, created = await self.orch.call(create)
+        self.orch.notifier.notify(f"pool:{out.pop('_pool_id')}")
+        self.reply(out, 201 if created else 200, self.api_url("flow_runs", out["id"]))
+
+
+# ---- flow runs -------------------------------------------------------------------------------
+
+
+class FlowRuns(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        states = self.query("state")
+        kwargs = {
+            "state": [x.strip().upper() for x in states.split(",") if x.strip()] if states else None,
+            "deployment_id": self.query("deployment_id"),
+            "flow_name": self.query("flow_name"),
+            "work_pool_name": self.query("work_pool_name"),
+            "parent_run_id": self.query("parent_run_id"),
+            "limit": self.query("limit", 50, int),
+            "offset": self.query("offset", 0, int),
+        }
+        self.reply(
+            await self.orch.call(
+                lambda s: flow_runs.runs_json(s, flow_runs.list_flow_runs(s, **kwargs))
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(InteractiveRunCreate, self.body())
+        out = await self.orch.call(
+            lambda s: flow_runs.run_json(s, flow_runs.create_interactive_run(s, req))
+        )
+        self.reply(out, 201, self.api_url("flow_runs", out["id"]))
+
+
+def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
+    topics = [f"run:{run['id']}"]
+    if pool_id:
+        topics.append(f"pool:{pool_id}")
+        if run.get("worker_name"):
+            topics.append(f"worker:{pool_id}:{run['worker_name']}")
+    return topics
+
+
+class FlowRun(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(
+            await self.orch.call(lambda s: flow_runs.run_json(s, flow_runs.get_flow_run(s, run_id)))
+        )
+
+
+class FlowRunState(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        req = parse(SetState, self.body())
+
+        def change(s: Session) -> tuple[dict[str, Any], str | None]:
+            run = flow_runs.set_state(s, run_id, req)
+            return flow_runs.run_json(s, run), run.work_pool_id
+
+        out, pool_id = await self.orch.call(change)
+        self.orch.notifier.notify(*_run_topics(out, pool_id))
+        self.reply(out)
+
+
+class FlowRunCancel(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        def change(s: Session) -> tuple[dict[str, Any], str | None]:
+            run = flow_runs.cancel(s, run_id)
+            return flow_runs.run_json(s, run), run.work_pool_id
+
+        out, pool_id = await self.orch.call(change)
+        self.orch.notifier.notify(*_run_topics(out, pool_id))
+        self.reply(out)
+
+
+class FlowRunLogs(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        data = self.body()
+        if not isinstance(data, list):
+            data = [data]
+        lines = [parse(LogIn, x) for x in data]
+        out = await self.orch.call(logs.write_logs, run_id, lines)
+        self.orch.notifier.notify(f"run:{run_id}")
+        self.reply(out, 201)
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        after = self.query("after", 0, int)
+        limit = max(1, min(self.query("limit", 1000, int), 10_000))
+        wait = min(max(self.query("wait", 0.0, float), 0.0), MAX_WAIT)
+        seen_state = self.query("state")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+
+        def read(s: Session) -> dict[str, Any]:
+            run = flow_runs.get_flow_run(s, run_id)
+            lines = logs.read_logs(s, run_id, after, limit)
+            return {
+                "items": [log_json(x) for x in lines],
+                "next_after": lines[-1].id if lines else after,
+                "flow_run": flow_runs.run_json(s, run),
+            }
+
+        while True:
+            out = await self.orch.call(read)
+            state = out["flow_run"]["state"]["type"]
+            changed = seen_state is not None and state != seen_state
+            remaining = deadline - loop.time()
+            if out["items"] or changed or StateType(state).is_terminal or remaining <= 0:
+                break
+            await self.orch.notifier.wait([f"run:{run_id}"], remaining)
+        self.reply(out)
+
+
+class FlowRunNotebook(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        text = await self.orch.call(flow_runs.read_notebook, run_id)
+        self.set_header("Content-Type", "application/json")
+        self.finish(text)
+
+    @web.authenticated
+    @authorized
+    async def put(self, run_id: str) -> None:
+        nb = self.body()
+        if not isinstance(nb, dict) or "cells" not in nb:
+            from nbflows.errors import InvalidInput
+
+            raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
+        await self.orch.call(flow_runs.store_notebook, run_id, json.dumps(nb))
+        self.orch.notifier.notify(f"run:{run_id}")
+        self.reply(None, 204)
+
+
+class NotFoundRoute(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        raise NotFound(f"no nbflows API route '{path}'; see nbflows/api/openapi.json")
+
+    post = patch = put = delete = get
+

@@ -1,0 +1,225 @@
+"""`nbflows deploy PATH[:FLOW]`: deploy a whole notebook, or one `%%flow` cell of it."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from nbflows.cli import output as out
+from nbflows.cli.common import client, parse_json_object, parse_key_values
+from nbflows.errors import InvalidInput
+
+
+class Catchup(str, Enum):
+    all = "all"
+    latest = "latest"
+    skip = "skip"
+
+
+def split_entrypoint(entrypoint: str) -> tuple[str, str | None]:
+    """`path/to/nb.ipynb:flow_name` → (path, flow_name); a path alone → (path, None).
+
+    Only a colon after `.ipynb` separates a flow name, so `C:\\nb.ipynb` and other colons inside
+    paths are left alone.
+    """
+    head, sep, tail = entrypoint.rpartition(":")
+    if sep and head.endswith(".ipynb") and tail and not any(c in tail for c in "/\\"):
+        return head, tail
+    return entrypoint, None
+
+
+def absolute_path(path: str, cwd: str | None = None) -> str:
+    """The notebook path made absolute from the current directory (the server resolves it)."""
+    expanded = os.path.expanduser(path)
+    return os.path.normpath(os.path.join(cwd or os.getcwd(), expanded))
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """`name[:tag]` → (name, tag); a registry port (`host:5000/name`) is not a tag."""
+    head, sep, tail = image.rpartition(":")
+    if sep and head and "/" not in tail:
+        return head, tail or None
+    return image, None
+
+
+def build_schedules(
+    cron: list[str] | None,
+    interval: list[float] | None,
+    rrule: list[str] | None,
+    timezone: str | None,
+) -> list[dict[str, Any]] | None:
+    """The `schedules` of the deploy body, or None when no schedule option was given."""
+    given = [
+        name
+        for name, values in (("--cron", cron), ("--interval", interval), ("--rrule", rrule))
+        if values
+    ]
+    if len(given) > 1:
+        raise InvalidInput(
+            f"give one kind of schedule, not {' and '.join(given)} (each may be repeated)"
+        )
+    if not given:
+        if timezone:
+            raise InvalidInput("--timezone needs a schedule: --cron, --interval or --rrule")
+        return None
+    tz = {"timezone": timezone} if timezone else {}
+    schedules: list[dict[str, Any]] = []
+    for expr in cron or []:
+        schedules.append({"kind": "cron", "cron": expr, **tz})
+    for seconds in interval or []:
+        if seconds <= 0:
+            raise InvalidInput(f"--interval must be a positive number of seconds, got {seconds}")
+        value: float | int = int(seconds) if float(seconds).is_integer() else seconds
+        schedules.append({"kind": "interval", "interval": value, **tz})
+    for rule in rrule or []:
+        schedules.append({"kind": "rrule", "rrule": rule, **tz})
+    return schedules
+
+
+def build_image(
+    image: str | None, dockerfile: str | None, base_image: str | None, push: bool | None
+) -> dict[str, Any] | None:
+    if image is None:
+        extras = [
+            flag
+            for flag, value in (
+                ("--dockerfile", dockerfile),
+                ("--base-image", base_image),
+                ("--push/--no-push", push),
+            )
+            if value is not None
+        ]
+        if extras:
+            raise InvalidInput(f"{', '.join(extras)} only apply with --image NAME[:TAG]")
+        return None
+    name, tag = split_image(image)
+    spec: dict[str, Any] = {"name": name}
+    if tag:
+        spec["tag"] = tag
+    if dockerfile is not None:
+        # "auto" asks the server to generate one; a path is made absolute like the notebook.
+        spec["dockerfile"] = dockerfile if dockerfile == "auto" else absolute_path(dockerfile)
+    if base_image is not None:
+        spec["base_image"] = base_image
+    if push is not None:
+        spec["push"] = push
+    return spec
+
+
+def deploy(
+    entrypoint: str = typer.Argument(
+        ...,
+        metavar="PATH[:FLOW]",
+        help="The notebook; with :FLOW, only that %%flow cell (and the cells it needs).",
+    ),
+    name: str = typer.Option(..., "--name", "-n", help="Deployment name."),
+    pool: str = typer.Option(..., "--pool", "-p", help="Work pool to run in."),
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Work queue (default: default)."),
+    param: list[str] | None = typer.Option(
+        None, "--param", help="Default parameter KEY=VALUE (VALUE is JSON if it parses). Repeat."
+    ),
+    params: str | None = typer.Option(
+        None, "--params", help="Default parameters as one JSON object."
+    ),
+    job_variable: list[str] | None = typer.Option(
+        None,
+        "--job-variable",
+        "-jv",
+        help="Job variable KEY=VALUE for the pool's template. Repeat.",
+    ),
+    cron: list[str] | None = typer.Option(None, "--cron", help="Cron schedule. Repeatable."),
+    interval: list[float] | None = typer.Option(
+        None, "--interval", help="Run every SECONDS. Repeatable."
+    ),
+    rrule: list[str] | None = typer.Option(None, "--rrule", help="RRule schedule. Repeatable."),
+    timezone: str | None = typer.Option(
+        None, "--timezone", help="Time zone of the schedules, e.g. Europe/Paris (default UTC)."
+    ),
+    tag: list[str] | None = typer.Option(None, "--tag", "-t", help="Tag. Repeatable."),
+    description: str | None = typer.Option(None, "--description", "-d"),
+    version: str | None = typer.Option(None, "--version", help="A version label of your own."),
+    retries: int | None = typer.Option(None, "--retries", min=0, help="Retries of a failed run."),
+    retry_delay: float | None = typer.Option(
+        None, "--retry-delay", min=0, help="Seconds between retries."
+    ),
+    catchup: Catchup | None = typer.Option(
+        None, "--catchup", help="Late scheduled runs: run all, only the latest, or skip them."
+    ),
+    paused: bool = typer.Option(False, "--paused", help="Deploy with schedules paused."),
+    image: str | None = typer.Option(
+        None, "--image", help="Build an image NAME[:TAG] for docker pools."
+    ),
+    dockerfile: str | None = typer.Option(
+        None, "--dockerfile", help="Dockerfile to build with, or 'auto' to generate one."
+    ),
+    base_image: str | None = typer.Option(None, "--base-image", help="Base image to build on."),
+    push: bool | None = typer.Option(
+        None, "--push/--no-push", help="Push the built image to its registry."
+    ),
+    output: out.Output = out.OUTPUT_OPTION,
+) -> None:
+    """Deploy a notebook (or one of its %%flow cells) to a work pool.
+
+    Example: nbflows deploy notebooks/repo_info.ipynb:get_repo_info --name my-first-deployment
+    --pool my-pool
+    """
+    path, flow_name = split_entrypoint(entrypoint)
+    parameters = {**parse_json_object(params, "--params"), **parse_key_values(param, "--param")}
+    body: dict[str, Any] = {
+        "path": absolute_path(path),
+        "flow_name": flow_name,
+        "name": name,
+        "work_pool_name": pool,
+        "work_queue_name": queue,
+        "parameters": parameters or None,
+        "job_variables": parse_key_values(job_variable, "--job-variable") or None,
+        "schedules": build_schedules(cron, interval, rrule, timezone),
+        "tags": list(tag) if tag else None,
+        "description": description,
+        "version": version,
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "catchup": catchup.value if catchup else None,
+        "image": build_image(image, dockerfile, base_image, push),
+    }
+    if paused:
+        body["paused"] = True
+    deployment = client().deploy(**body)
+    if output is out.Output.json:
+        out.print_json(deployment)
+        return
+    full_name = deployment.get("full_name") or f"{deployment.get('flow_name')}/{name}"
+    verb = "created" if deployment.get("version") in (1, None) else "updated"
+    out.success(
+        f"Deployment '{escape(str(full_name))}' successfully {verb} "
+        f"(version {deployment.get('version')}) with id '{deployment.get('id')}'."
+    )
+    schedules = deployment.get("schedules") or []
+    if schedules:
+        state = " (paused)" if deployment.get("paused") else ""
+        out.info("Schedules: " + escape("; ".join(out.schedule_text(s) for s in schedules)) + state)
+    out.info(
+        f"\nTo execute flow runs from this deployment, a worker must serve the "
+        f"'{escape(str(deployment.get('work_pool_name', pool)))}' work pool"
+        + (
+            " (the nbflows server's embedded worker serves process pools)."
+            if _pool_type(pool) == "process"
+            else ":\n\n        [blue]$ nbflows worker start --pool "
+            f"'{escape(str(deployment.get('work_pool_name', pool)))}'[/]"
+        )
+    )
+    out.info(
+        "\nTo schedule a run for this deployment, use the following command:\n\n"
+        f"        [blue]$ nbflows deployment run '{escape(str(full_name))}'[/]\n"
+    )
+
+
+def _pool_type(pool: str) -> str | None:
+    try:
+        return str(client().read_work_pool(pool).get("type"))
+    except Exception:  # only decides the wording of a hint
+        return None

@@ -1,0 +1,227 @@
+"""Deployments: a flow, its frozen notebook, a pool/queue, parameters, job variables, schedules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from . import job_templates
+from .errors import InvalidInput, NotFound
+from .schemas import DeploymentUpdate, DeployRequest, iso
+from .states import StateType
+from .store import tables as t
+from .work_pools import get_work_pool, get_work_queue
+
+
+def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Deployment, bool]:
+    """Create or update `flow/name`, freezing the notebook as a new version.
+
+    Everything is checked before anything is written, so a refused deploy changes nothing.
+    """
+    from .extraction import extract_flow_notebook, whole_notebook_snapshot
+    from .notebooks import load_notebook, notebook_to_json
+    from .parameters import parameter_schema, validate_parameters
+    from .schedules import parse_schedule, schedule_to_dict
+
+    pool = get_work_pool(s, req.work_pool_name)
+    queue = get_work_queue(s, pool.name, req.work_queue_name)
+    if req.notebook is not None:
+        import nbformat
+
+        path = _resolve_inside(req.path, root_dir)
+        source = nbformat.from_dict(req.notebook)
+    else:
+        path, source = load_notebook(req.path, root_dir)
+    if req.flow_name:
+        frozen = extract_flow_notebook(source, req.flow_name)
+        kind, flow_name = "cell", req.flow_name
+    else:
+        frozen = whole_notebook_snapshot(source)
+        kind, flow_name = "notebook", path.stem
+    schema = parameter_schema(frozen)
+    validate_parameters(schema.get("properties", {}), req.parameters)
+    job_templates.check_job_variables(pool.base_job_template, req.job_variables)
+    schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
+
+    rel = os.path.relpath(path, root_dir) if root_dir else str(path)
+    entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
+    deployment = s.scalar(
+        select(t.Deployment).where(t.Deployment.flow_name == flow_name, t.Deployment.name == req.name)
+    )
+    created = deployment is None
+    if deployment is None:
+        deployment = t.Deployment(flow_name=flow_name, name=req.name, version=0)
+        s.add(deployment)
+    deployment.kind = kind
+    deployment.entrypoint = entrypoint
+    deployment.path = str(path)
+    deployment.working_dir = str(path.parent)
+    deployment.pool = pool
+    deployment.queue = queue
+    deployment.parameters = req.parameters
+    deployment.parameter_schema = schema
+    deployment.job_variables = req.job_variables
+    deployment.paused = req.paused
+    deployment.version = (deployment.version or 0) + 1
+    deployment.version_label = req.version
+    deployment.tags = req.tags
+    deployment.description = req.description
+    deployment.retries = req.retries
+    deployment.retry_delay = req.retry_delay
+    deployment.catchup = req.catchup
+    deployment.image = req.image
+    s.flush()
+    s.add(
+        t.DeploymentVersion(
+            deployment_id=deployment.id,
+            version=deployment.version,
+            notebook=notebook_to_json(frozen),
+        )
+    )
+    _replace_schedules(s, deployment, schedules)
+    s.flush()
+    return deployment, created
+
+
+def _resolve_inside(path: str, root_dir: str | None) -> Path:
+    root = Path(root_dir or os.getcwd()).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise InvalidInput(f"'{path}' is outside the server's root directory {root}")
+    return resolved
+
+
+def _replace_schedules(s: Session, d: t.Deployment, schedules: list[dict[str, Any]]) -> None:
+    """Keep rows whose timing is unchanged (their future runs stay); drop the others' runs."""
+    from .schedules import parse_schedule
+
+    wanted = {parse_schedule(x).key(): x for x in schedules}
+    for row in list(d.schedules):
+        key = parse_schedule(row.schedule).key()
+        if key in wanted:
+            row.schedule = wanted.pop(key)
+            row.active = bool(row.schedule.get("active", True))
+        else:
+            _drop_scheduled_runs(s, d.id, schedule_id=row.id)
+            d.schedules.remove(row)
+    for data in wanted.values():
+        d.schedules.append(t.DeploymentSchedule(schedule=data, active=bool(data.get("active", True))))
+
+
+def _drop_scheduled_runs(s: Session, deployment_id: str, schedule_id: str | None = None) -> None:
+    query = delete(t.FlowRun).where(
+        t.FlowRun.deployment_id == deployment_id,
+        t.FlowRun.state_type == StateType.SCHEDULED.value,
+        t.FlowRun.attempt == 1,
+    )
+    if schedule_id is not None:
+        query = query.where(t.FlowRun.idempotency_key.like(f"schedule:{schedule_id}:%"))
+    else:
+        query = query.where(t.FlowRun.idempotency_key.like("schedule:%"))
+    s.execute(query)
+
+
+def get_deployment(s: Session, ref: str) -> t.Deployment:
+    """By id, or by `flow_name/name`."""
+    if "/" in ref:
+        flow_name, _, name = ref.partition("/")
+        found = s.scalar(
+            select(t.Deployment).where(t.Deployment.flow_name == flow_name, t.Deployment.name == name)
+        )
+    else:
+        found = s.get(t.Deployment, ref)
+    if found is None:
+        names = s.scalars(
+            select(t.Deployment.flow_name + "/" + t.Deployment.name).order_by(t.Deployment.flow_name)
+        ).all()
+        known = ", ".join(names[:20]) if names else "none yet (deploy one with `nbflows deploy`)"
+        raise NotFound(f"no deployment '{ref}'; deployments: {known}")
+    return found
+
+
+def list_deployments(
+    s: Session, flow_name: str | None = None, work_pool_name: str | None = None
+) -> list[t.Deployment]:
+    query = select(t.Deployment).order_by(t.Deployment.flow_name, t.Deployment.name)
+    if flow_name:
+        query = query.where(t.Deployment.flow_name == flow_name)
+    if work_pool_name:
+        query = query.join(t.WorkPool).where(t.WorkPool.name == work_pool_name)
+    return list(s.scalars(query))
+
+
+def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployment:
+    from .parameters import validate_parameters
+    from .schedules import parse_schedule, schedule_to_dict
+
+    d = get_deployment(s, ref)
+    fields = req.model_dump(exclude_unset=True)
+    if fields.get("parameters") is not None:
+        validate_parameters(d.parameter_schema.get("properties", {}), fields["parameters"])
+        d.parameters = fields["parameters"]
+    if fields.get("job_variables") is not None:
+        job_templates.check_job_variables(d.pool.base_job_template, fields["job_variables"])
+        d.job_variables = fields["job_variables"]
+    if fields.get("work_queue_name") is not None:
+        d.queue = get_work_queue(s, d.pool.name, fields["work_queue_name"])
+    if fields.get("schedules") is not None:
+        schedules = [schedule_to_dict(parse_schedule(x)) for x in fields["schedules"]]
+        _replace_schedules(s, d, schedules)
+    for key in ("paused", "tags", "description", "catchup"):
+        if fields.get(key) is not None:
+            setattr(d, key, fields[key])
+    s.flush()
+    return d
+
+
+def delete_deployment(s: Session, ref: str) -> None:
+    d = get_deployment(s, ref)
+    s.execute(
+        delete(t.FlowRun).where(
+            t.FlowRun.deployment_id == d.id, t.FlowRun.state_type == StateType.SCHEDULED.value
+        )
+    )
+    s.delete(d)
+
+
+def deployment_notebook(s: Session, ref: str, version: int | None = None) -> str:
+    d = get_deployment(s, ref)
+    row = s.get(t.DeploymentVersion, (d.id, version or d.version))
+    if row is None:
+        raise NotFound(f"deployment '{d.flow_name}/{d.name}' has no version {version}")
+    return row.notebook
+
+
+def deployment_json(d: t.Deployment) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "flow_name": d.flow_name,
+        "name": d.name,
+        "full_name": f"{d.flow_name}/{d.name}",
+        "kind": d.kind,
+        "entrypoint": d.entrypoint,
+        "path": d.path,
+        "working_dir": d.working_dir,
+        "work_pool_id": d.work_pool_id,
+        "work_pool_name": d.pool.name,
+        "work_queue_name": d.queue.name,
+        "parameters": d.parameters,
+        "parameter_schema": d.parameter_schema,
+        "job_variables": job_templates.redact(d.job_variables, d.pool.base_job_template),
+        "schedules": [{"id": x.id, **x.schedule, "active": x.active} for x in d.schedules],
+        "paused": d.paused,
+        "version": d.version,
+        "version_label": d.version_label,
+        "tags": d.tags,
+        "description": d.description,
+        "retries": d.retries,
+        "retry_delay": d.retry_delay,
+        "catchup": d.catchup,
+        "image": d.image,
+        "created": iso(d.created),
+        "updated": iso(d.updated),
+    }

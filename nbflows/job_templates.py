@@ -1,0 +1,590 @@
+"""Base job templates: the one place job variables are checked, merged, rendered and redacted.
+
+A work pool's base job template is ``{"job_configuration": {...}, "variables": <JSON schema>}``.
+A job_configuration value that is a placeholder ``"{{ name }}"`` takes the value of the declared
+variable ``name``; any other value is hard-coded (pinned) by the pool's admin. Deployments and runs
+may set declared variables only, so a pinned value can never be overridden.
+
+Typical use::
+
+    template = validate_base_job_template(user_template)           # pool create / update
+    check_job_variables(template, deployment.job_variables)         # deployment create
+    variables = merge_job_variables(template, deployment.job_variables, run.job_variables)
+    configuration = render_job_configuration(template, variables)  # what the worker runs
+    log.info("job variables: %s", redact(variables, template))
+
+Everything here is pure: no I/O, inputs are never mutated, results are deep copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from nbflows.errors import InvalidInput
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "POOL_TYPES",
+    "REDACTED",
+    "SECRET_ENV_WORDS",
+    "check_job_variables",
+    "default_base_job_template",
+    "merge_job_variables",
+    "redact",
+    "render_job_configuration",
+    "validate_base_job_template",
+]
+
+#: What a secret is replaced by wherever variables are shown (API, dashboard, logs).
+REDACTED = "********"
+
+#: An ``env`` entry whose key contains one of these words (any case) is treated as a secret.
+SECRET_ENV_WORDS: tuple[str, ...] = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+
+# A placeholder is "{{ name }}"; the inner text is captured loosely so that a malformed one
+# such as "{{ flow_run.id }}" is reported instead of silently left in the configuration.
+_PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_ENV_KEY = re.compile("|".join(SECRET_ENV_WORDS), re.IGNORECASE)
+_TEMPLATE_KEYS = ("job_configuration", "variables")
+
+
+def _nullable(type_: str) -> list[str]:
+    return [type_, "null"]
+
+
+_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+
+_ENV = {
+    "title": "Environment variables",
+    "description": "Extra environment variables for the run, merged key by key over the pool's "
+    "and the deployment's.",
+    **_STRING_MAP,
+    "default": {},
+}
+_LABELS = {
+    "title": "Labels",
+    "description": "Labels attached to the run's infrastructure, merged key by key.",
+    **_STRING_MAP,
+    "default": {},
+}
+_TIMEOUT = {
+    "title": "Timeout (seconds)",
+    "description": "Seconds after which the run is stopped and marked failed; null = no timeout.",
+    "type": _nullable("number"),
+    "exclusiveMinimum": 0,
+    "default": None,
+}
+_STREAM_OUTPUT = {
+    "title": "Stream output",
+    "description": "Relay the run's output to the worker's log as it happens.",
+    "type": "boolean",
+    "default": True,
+}
+
+_PROCESS_VARIABLES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "command": {
+            "title": "Command",
+            "description": "Command that runs the flow, as a list of arguments; null = the "
+            "worker's default (papermill in a fresh kernel).",
+            "type": _nullable("array"),
+            "items": {"type": "string"},
+            "default": None,
+        },
+        "env": _ENV,
+        "working_dir": {
+            "title": "Working directory",
+            "description": "Folder the notebook runs in; null = the notebook's original folder.",
+            "type": _nullable("string"),
+            "default": None,
+        },
+        "timeout": _TIMEOUT,
+        "kernel_name": {
+            "title": "Kernel name",
+            "description": "Jupyter kernel spec to run the notebook with; null = the notebook's "
+            "own kernel spec.",
+            "type": _nullable("string"),
+            "default": None,
+        },
+        "stream_output": _STREAM_OUTPUT,
+        "log_limit": {
+            "title": "Log limit (lines)",
+            "description": "Maximum number of log lines kept per run; the cut is said in the log.",
+            "type": "integer",
+            "minimum": 1,
+            "default": 10000,
+        },
+        "labels": _LABELS,
+    },
+}
+
+_DOCKER_VARIABLES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "image": {
+            "title": "Image",
+            "description": "Image the container runs; null = the deployment's image.",
+            "type": _nullable("string"),
+            "default": None,
+        },
+        "command": {
+            "title": "Command",
+            "description": "Command for the container, as a list of arguments; null = the "
+            "worker's default (runs the flow with papermill).",
+            "type": _nullable("array"),
+            "items": {"type": "string"},
+            "default": None,
+        },
+        "env": _ENV,
+        "volumes": {
+            "title": "Volumes",
+            "description": "Volumes to mount, each 'host:container[:mode]', e.g. '/data:/data:ro'.",
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[^:]+:/[^:]*(:[A-Za-z]+(,[A-Za-z]+)*)?$"},
+            "default": [],
+        },
+        "network_mode": {
+            "title": "Network mode",
+            "description": "Docker network mode ('bridge', 'host', 'none', a network name); "
+            "null = Docker's default.",
+            "type": _nullable("string"),
+            "default": None,
+        },
+        "mem_limit": {
+            "title": "Memory limit",
+            "description": "Container memory limit such as '512m' or '2g'; null = no limit.",
+            "type": _nullable("string"),
+            "pattern": "^[0-9]+[bkmgBKMG]?$",
+            "default": None,
+        },
+        "cpus": {
+            "title": "CPUs",
+            "description": "Number of CPUs the container may use, e.g. 1.5; null = no limit.",
+            "type": _nullable("number"),
+            "exclusiveMinimum": 0,
+            "default": None,
+        },
+        "auto_remove": {
+            "title": "Auto remove",
+            "description": "Remove the container when the run ends (its logs are kept by nbflows).",
+            "type": "boolean",
+            "default": True,
+        },
+        "image_pull_policy": {
+            "title": "Image pull policy",
+            "description": "When to pull the image before a run.",
+            "type": "string",
+            "enum": ["Always", "IfNotPresent", "Never"],
+            "default": "IfNotPresent",
+        },
+        "labels": _LABELS,
+        "privileged": {
+            "title": "Privileged",
+            "description": "Give the container extended privileges on the host.",
+            "type": "boolean",
+            "default": False,
+        },
+        "timeout": _TIMEOUT,
+        "stream_output": _STREAM_OUTPUT,
+        "base_image": {
+            "title": "Base image",
+            "description": "Base image of the Dockerfiles nbflows writes (dockerfile='auto') for "
+            "deployments to this pool; null = the global default.",
+            "type": _nullable("string"),
+            "default": None,
+        },
+    },
+}
+
+
+def _template_for(variables: dict[str, Any]) -> dict[str, Any]:
+    # The defaults expose every variable to the worker under its own name.
+    return {
+        "job_configuration": {name: f"{{{{ {name} }}}}" for name in variables["properties"]},
+        "variables": copy.deepcopy(variables),
+    }
+
+
+#: The base job template a pool of each type gets when it is created without one.
+DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
+    "process": _template_for(_PROCESS_VARIABLES),
+    "docker": _template_for(_DOCKER_VARIABLES),
+}
+
+#: The work pool types nbflows knows.
+POOL_TYPES: tuple[str, ...] = tuple(DEFAULT_TEMPLATES)
+
+
+def default_base_job_template(pool_type: str) -> dict[str, Any]:
+    """A fresh (deep) copy of the default base job template for ``pool_type``."""
+    try:
+        template = DEFAULT_TEMPLATES[pool_type]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown work pool type {pool_type!r}; valid types: {', '.join(POOL_TYPES)}",
+            valid=list(POOL_TYPES),
+        ) from None
+    return copy.deepcopy(template)
+
+
+def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a user-supplied base job template and return a deep copy of it.
+
+    Raises InvalidInput when it is not ``{"job_configuration": {...}, "variables": {...}}``, when
+    ``variables`` is not a valid Draft 2020-12 object schema with ``properties``, when a default
+    does not fit its own schema, when a placeholder names no declared variable, or when a declared
+    variable is shadowed by a hard-coded job_configuration value of the same name.
+    """
+    if not isinstance(template, Mapping):
+        raise InvalidInput(
+            "a base job template must be an object with 'job_configuration' and 'variables'"
+        )
+    extra = sorted(set(template) - set(_TEMPLATE_KEYS))
+    if extra:
+        raise InvalidInput(
+            f"unexpected key(s) in base job template: {', '.join(map(repr, extra))}; "
+            "valid keys: 'job_configuration', 'variables'"
+        )
+    missing = [key for key in _TEMPLATE_KEYS if key not in template]
+    if missing:
+        raise InvalidInput(f"base job template is missing {' and '.join(map(repr, missing))}")
+    configuration, schema = template["job_configuration"], template["variables"]
+    if not isinstance(configuration, Mapping):
+        raise InvalidInput("base job template 'job_configuration' must be an object")
+    if not isinstance(schema, Mapping):
+        raise InvalidInput("base job template 'variables' must be a JSON schema object")
+    if schema.get("type") != "object":
+        raise InvalidInput('base job template \'variables\' must have "type": "object"')
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        raise InvalidInput("base job template 'variables' must have 'properties' (an object)")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        raise InvalidInput(
+            f"base job template 'variables' is not a valid JSON schema at {where}: {error.message}"
+        ) from None
+
+    bad_names = [name for name in properties if not _VARIABLE_NAME.fullmatch(name)]
+    if bad_names:
+        raise InvalidInput(
+            f"invalid variable name(s) {', '.join(map(repr, bad_names))}: a variable name must "
+            "be letters, digits and underscores, not starting with a digit"
+        )
+    undeclared_required = [name for name in schema.get("required", []) if name not in properties]
+    if undeclared_required:
+        raise InvalidInput(
+            f"'required' names undeclared variable(s) {', '.join(map(repr, undeclared_required))}"
+        )
+
+    for path, name in _placeholders(configuration, "job_configuration"):
+        if name not in properties:
+            raise InvalidInput(
+                f"placeholder '{{{{ {name} }}}}' in {path} does not name a declared variable; "
+                f"declared variables: {_names(properties)}"
+            )
+
+    referenced = {name for _, name in _placeholders(configuration, "job_configuration")}
+    for name in properties:
+        if name in configuration and name not in referenced:
+            raise InvalidInput(
+                f"job_configuration.{name} is hard-coded but {name!r} is also declared in "
+                f"'variables', so setting it would have no effect; remove {name!r} from "
+                f"'variables' to pin the value, or set job_configuration.{name} to "
+                f"'{{{{ {name} }}}}' to make it overridable"
+            )
+
+    defaults = {
+        name: prop["default"]
+        for name, prop in properties.items()
+        if isinstance(prop, Mapping) and "default" in prop
+    }
+    errors = _schema_errors(dict(template), defaults, enforce_required=False)
+    if errors:
+        raise InvalidInput(f"base job template has invalid default(s): {'; '.join(errors)}")
+    return copy.deepcopy(dict(template))
+
+
+def check_job_variables(
+    template: Mapping[str, Any], variables: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Check one layer of job variables (a deployment's, or a run's) against the pool's template.
+
+    Refuses pinned and unknown names and values of the wrong type; variables the schema requires
+    are not demanded here, since a later layer or a default may still supply them. Returns a deep
+    copy of the layer.
+    """
+    layer = _check_names(template, variables)
+    errors = _schema_errors(template, layer, enforce_required=False)
+    if errors:
+        raise InvalidInput(f"invalid job variables: {'; '.join(errors)}", errors=errors)
+    return layer
+
+
+def merge_job_variables(
+    template: Mapping[str, Any], *layers: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The job variables a run gets: schema defaults, then each layer in order (later wins).
+
+    ``None`` layers are skipped. When both the current and the new value are objects (``env``,
+    ``labels``) they are merged key by key; any other value is replaced. Each layer's names are
+    checked first (pinned or unknown → InvalidInput), then the merged result is validated against
+    the template's schema, including ``required``.
+    """
+    merged = {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in _properties(template).items()
+        if isinstance(prop, Mapping) and "default" in prop
+    }
+    for variables in layers:
+        for name, value in _check_names(template, variables).items():
+            current = merged.get(name)
+            if isinstance(current, dict) and isinstance(value, dict):
+                merged[name] = {**current, **value}
+            else:
+                merged[name] = value
+    errors = _schema_errors(template, merged, enforce_required=True)
+    if errors:
+        raise InvalidInput(f"invalid job variables: {'; '.join(errors)}", errors=errors)
+    return merged
+
+
+def render_job_configuration(
+    template: Mapping[str, Any], variables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The template's job_configuration with placeholders replaced by ``variables``.
+
+    ``variables`` is normally the result of :func:`merge_job_variables`. A value that is exactly one
+    placeholder takes the variable's value as is (a list stays a list); placeholders inside a longer
+    string are replaced by the value as text (null → empty). Declared variables absent from
+    ``variables`` are None; a placeholder naming an undeclared variable raises InvalidInput.
+    """
+    properties = _properties(template)
+
+    def value_of(name: str) -> Any:
+        if name in variables:
+            return variables[name]
+        if name in properties:
+            return None
+        raise InvalidInput(
+            f"placeholder '{{{{ {name} }}}}' does not name a declared variable; "
+            f"declared variables: {_names(properties)}"
+        )
+
+    def as_text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return json.dumps(value)
+
+    def render(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: render(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [render(item) for item in value]
+        if isinstance(value, str):
+            whole = _PLACEHOLDER.fullmatch(value)
+            if whole:
+                return copy.deepcopy(value_of(whole.group(1)))
+            return _PLACEHOLDER.sub(lambda match: as_text(value_of(match.group(1))), value)
+        return copy.deepcopy(value)
+
+    configuration = template.get("job_configuration")
+    if not isinstance(configuration, Mapping):
+        raise InvalidInput("base job template 'job_configuration' must be an object")
+    return {key: render(value) for key, value in configuration.items()}
+
+
+def redact(variables: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``variables`` safe to show: secrets are replaced by ``REDACTED``.
+
+    Secrets are the (non-null) values of variables whose schema says ``"format": "password"`` or
+    ``"writeOnly": true``, and the ``env`` entries whose key contains TOKEN, SECRET, PASSWORD, KEY
+    or CREDENTIAL (any case).
+    """
+    properties = _properties(template)
+    shown: dict[str, Any] = {}
+    for name, value in variables.items():
+        if value is not None and _is_secret_schema(properties.get(name)):
+            shown[name] = REDACTED
+        elif name == "env" and isinstance(value, Mapping):
+            shown[name] = {
+                key: REDACTED if _is_secret_env_key(key) else copy.deepcopy(item)
+                for key, item in value.items()
+            }
+        else:
+            shown[name] = copy.deepcopy(value)
+    return shown
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _properties(template: Mapping[str, Any]) -> Mapping[str, Any]:
+    schema = template.get("variables") if isinstance(template, Mapping) else None
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(properties, Mapping):
+        raise InvalidInput("base job template 'variables' must have 'properties' (an object)")
+    return properties
+
+
+def _names(properties: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(properties)) or "(none)"
+
+
+def _placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every ``(path, variable name)`` of the placeholders in a job_configuration value."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _placeholders(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _placeholders(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        for match in _PLACEHOLDER.finditer(value):
+            yield path, match.group(1)
+
+
+def _pinned(template: Mapping[str, Any]) -> set[str]:
+    """job_configuration keys whose value the pool hard-codes: no placeholder feeds them."""
+    configuration = template.get("job_configuration")
+    if not isinstance(configuration, Mapping):
+        return set()
+    referenced = {name for _, name in _placeholders(configuration, "")}
+    return {
+        key
+        for key, value in configuration.items()
+        if key not in referenced and not any(_placeholders(value, ""))
+    }
+
+
+def _check_names(
+    template: Mapping[str, Any], variables: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    if variables is None:
+        return {}
+    if not isinstance(variables, Mapping):
+        raise InvalidInput(
+            f"job variables must be an object mapping variable names to values, "
+            f"not {type(variables).__name__}"
+        )
+    properties = _properties(template)
+    # A declared variable that the configuration hard-codes under its own name (and nowhere
+    # reads) would be silently ignored, so it counts as pinned too.
+    pinned = sorted(name for name in variables if name in _pinned(template))
+    unknown = sorted(name for name in variables if name not in properties and name not in pinned)
+    problems = []
+    if pinned:
+        problems.append(
+            f"job variable(s) {', '.join(map(repr, pinned))} pinned by the work pool: its base "
+            "job template hard-codes the value, which cannot be overridden"
+        )
+    if unknown:
+        problems.append(f"unknown job variable(s) {', '.join(map(repr, unknown))}")
+    if problems:
+        raise InvalidInput(
+            f"{'; '.join(problems)}; allowed variables: {_names(properties)}",
+            pinned=pinned,
+            unknown=unknown,
+            allowed=sorted(properties),
+        )
+    return copy.deepcopy(dict(variables))
+
+
+def _schema_errors(
+    template: Mapping[str, Any], values: Mapping[str, Any], *, enforce_required: bool
+) -> list[str]:
+    schema = dict(template["variables"])
+    if not enforce_required:
+        schema.pop("required", None)
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(values), key=lambda error: list(error.absolute_path))
+    properties = _properties(template)
+    messages: list[str] = []
+    for error in errors:
+        message = _describe(error, properties)
+        if message not in messages:
+            messages.append(message)
+    return messages
+
+
+def _describe(error: ValidationError, properties: Mapping[str, Any]) -> str:
+    """One validation error as a sentence naming the variable, what is expected and what came."""
+    path = list(error.absolute_path)
+    if error.validator == "required" and not path:
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return (
+            f"job variable(s) {', '.join(map(repr, missing))} required: the pool's template has "
+            "no default"
+        )
+    name = str(path[0]) if path else "(job variables)"
+    where = name + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[1:]
+    )
+    secret = bool(path) and (
+        _is_secret_schema(properties.get(name))
+        or (name == "env" and len(path) > 1 and _is_secret_env_key(str(path[1])))
+    )
+    got = REDACTED if secret else _show(error.instance)
+    expected = _expected(error)
+    if expected:
+        return f"job variable {where!r} must be {expected}, got {got}"
+    if secret:
+        # jsonschema's own message quotes the value, which must not be shown.
+        return f"job variable {where!r} fails {error.validator!r} {error.validator_value!r}"
+    return f"job variable {where!r}: {error.message}"
+
+
+def _expected(error: ValidationError) -> str | None:
+    if error.validator == "type":
+        types = error.validator_value
+        return " or ".join(types) if isinstance(types, list) else str(types)
+    if error.validator == "enum":
+        return "one of " + ", ".join(map(repr, error.validator_value))
+    if error.validator == "pattern":
+        description = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+        return f"a string matching {error.validator_value!r}" + (
+            f" ({description})" if description else ""
+        )
+    if error.validator in ("anyOf", "oneOf"):
+        types = [sub.get("type") for sub in error.validator_value if isinstance(sub, Mapping)]
+        if types and all(isinstance(type_, str) for type_ in types):
+            return " or ".join(types)
+    return None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_secret_schema(schema: Any) -> bool:
+    if not isinstance(schema, Mapping):
+        return False
+    if schema.get("format") == "password" or schema.get("writeOnly") is True:
+        return True
+    # Nullable secrets are often written as anyOf [secret, null].
+    return any(
+        _is_secret_schema(sub)
+        for keyword in ("anyOf", "oneOf", "allOf")
+        for sub in schema.get(keyword, [])
+    )
+
+
+def _is_secret_env_key(key: str) -> bool:
+    return bool(_SECRET_ENV_KEY.search(key))

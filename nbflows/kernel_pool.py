@@ -1,0 +1,364 @@
+"""Pre-started, single-use Jupyter kernels for the worker.
+
+Starting an IPython kernel costs about a second; a flow run should not pay it. `KernelPool` keeps
+one spare kernel, already answering `kernel_info`, for every (kernel name, working directory,
+environment) a run asked for recently, and starts the next spare as soon as one is taken. Every
+kernel runs exactly one notebook and is then killed, so nothing a run defines is visible to the next.
+
+All kernel lifecycle work (start, interrupt, kill) happens on one private asyncio loop in a daemon
+thread: jupyter_client's `AsyncKernelManager` and its zmq sockets then live on one loop, while
+`execute()` talks to the kernel through its own client on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Keep IPython's history out of ~/.ipython: concurrent kernels would fight over its SQLite lock.
+_IPYKERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+
+class AcquireCancelled(Exception):
+    """`KernelPool.acquire` gave up because its `cancel_event` was set."""
+
+
+@dataclass(frozen=True)
+class KernelKey:
+    """What a spare must match to be handed out: kernel spec, working directory, environment."""
+
+    kernel_name: str
+    cwd: str
+    env_hash: str
+
+    @classmethod
+    def of(cls, kernel_name: str, cwd: str, env: Mapping[str, str]) -> KernelKey:
+        digest = hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
+        return cls(kernel_name, os.path.realpath(cwd), digest[:16])
+
+
+class KernelPool:
+    """One warm spare kernel per (kernel_name, cwd, env); each kernel is used for one run only.
+
+    Thread-safe: any number of threads may `acquire` and `release` concurrently.
+
+    `max_spares` bounds how many keys keep a spare (least recently used keys lose theirs first);
+    `max_spares=0` disables spares, so every `acquire` starts a fresh kernel. `startup_timeout`
+    is how long a kernel may take to answer its first `kernel_info` request.
+    """
+
+    def __init__(self, *, max_spares: int = 4, startup_timeout: float = 60.0) -> None:
+        if max_spares < 0:
+            raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
+        self.max_spares = max_spares
+        self.startup_timeout = startup_timeout
+        self._lock = threading.Lock()
+        self._spares: OrderedDict[KernelKey, concurrent.futures.Future[AsyncKernelManager]] = (
+            OrderedDict()
+        )
+        self._in_use: set[AsyncKernelManager] = set()
+        self._disposals: set[concurrent.futures.Future[None]] = set()
+        self._env: dict[KernelKey, dict[str, str]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def acquire(
+        self,
+        kernel_name: str,
+        cwd: str,
+        env: Mapping[str, str],
+        *,
+        cancel_event: threading.Event | None = None,
+    ) -> AsyncKernelManager:
+        """A started kernel, ready for requests, running in `cwd` with `env` added to its
+        environment (on top of this process's). The caller owns it: give it back with `release`
+        (or `kill`) when the run is over; it is never handed out twice.
+
+        Returns the warm spare when one matches (and starts its replacement), else starts one.
+        Raises `jupyter_client.kernelspec.NoSuchKernel` for an unknown kernel name, `RuntimeError`
+        if the kernel does not start, `AcquireCancelled` if `cancel_event` is set meanwhile.
+        """
+        key = KernelKey.of(kernel_name, cwd, env)
+        with self._lock:
+            self._check_open()
+            self._env[key] = dict(env)
+            spare = self._spares.pop(key, None)
+            if spare is not None:
+                log.debug("kernel pool: warm hit for %s", key)
+                own = spare
+                self._add_spare(key, self._submit(self._start(key)))
+            else:
+                log.debug("kernel pool: miss for %s, starting a kernel", key)
+                own = self._submit(self._start(key))
+                if self.max_spares:
+                    # Start the spare only once ours is up: two kernels starting at once on a
+                    # small machine would delay the run that is waiting.
+                    self._add_spare(key, self._submit(self._start(key, after=own)))
+        km = self._wait(own, cancel_event)
+        if not self._run(self._is_alive(km)):
+            # A spare that died while idle (OOM killer, someone's kill): start a fresh one.
+            log.warning("kernel pool: spare kernel for %s had died; starting another", key)
+            self._dispose(km)
+            km = self._wait(self._submit(self._start(key)), cancel_event)
+        with self._lock:
+            self._in_use.add(km)
+        return km
+
+    def prewarm(self, kernel_name: str, cwd: str, env: Mapping[str, str]) -> None:
+        """Start a spare for this key now (if it has none), so the first run is warm too."""
+        if not self.max_spares:
+            return
+        key = KernelKey.of(kernel_name, cwd, env)
+        with self._lock:
+            self._check_open()
+            self._env[key] = dict(env)
+            if key in self._spares:
+                self._spares.move_to_end(key)
+            else:
+                self._add_spare(key, self._submit(self._start(key)))
+
+    def spare_ready(self, kernel_name: str, cwd: str, env: Mapping[str, str]) -> bool:
+        """Whether a started, ready spare is waiting for this key."""
+        key = KernelKey.of(kernel_name, cwd, env)
+        with self._lock:
+            fut = self._spares.get(key)
+        return fut is not None and fut.done() and fut.exception() is None
+
+    def wait_spare(
+        self, kernel_name: str, cwd: str, env: Mapping[str, str], timeout: float | None = None
+    ) -> bool:
+        """Block until the spare for this key is ready; False if there is none or it failed."""
+        key = KernelKey.of(kernel_name, cwd, env)
+        with self._lock:
+            fut = self._spares.get(key)
+        if fut is None:
+            return False
+        try:
+            fut.result(timeout)
+        except Exception:
+            return False
+        return True
+
+    def release(self, km: AsyncKernelManager) -> None:
+        """Kill a kernel that has finished its run, in the background (returns at once)."""
+        with self._lock:
+            if km not in self._in_use:
+                return  # killed already (by `kill`, or by shutdown)
+            self._in_use.discard(km)
+            if self._loop is None or self._closed:
+                return
+            fut = self._submit(self._kill(km))
+            self._disposals.add(fut)
+        fut.add_done_callback(self._disposal_done)
+
+    def kill(self, km: AsyncKernelManager) -> None:
+        """Kill a kernel and its process group now; returns once the process is gone."""
+        with self._lock:
+            self._in_use.discard(km)
+            closed = self._loop is None or self._closed
+        if not closed:
+            self._run(self._kill(km))
+
+    async def async_kill(self, km: AsyncKernelManager) -> None:
+        """`kill` for callers inside an event loop (any loop, any thread)."""
+        with self._lock:
+            self._in_use.discard(km)
+            closed = self._loop is None or self._closed
+        if not closed:
+            await asyncio.wrap_future(self._submit(self._kill(km)))
+
+    async def async_interrupt(self, km: AsyncKernelManager) -> None:
+        """Interrupt what the kernel is executing (SIGINT to its process group for ipykernel)."""
+        if self._loop is None or self._closed:
+            return
+        await asyncio.wrap_future(self._submit(self._interrupt(km)))
+
+    def shutdown(self) -> None:
+        """Kill every spare and every kernel still handed out, then stop the pool's thread.
+
+        A run still executing in a killed kernel ends as crashed. Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            spares = list(self._spares.values())
+            self._spares.clear()
+            in_use = list(self._in_use)
+            self._in_use.clear()
+            disposals = list(self._disposals)
+        atexit.unregister(self.shutdown)
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        kills = []
+        for fut in spares:
+            try:
+                km = fut.result(self.startup_timeout)
+            except Exception:
+                continue
+            kills.append(asyncio.run_coroutine_threadsafe(self._kill(km), loop))
+        kills += [asyncio.run_coroutine_threadsafe(self._kill(km), loop) for km in in_use]
+        concurrent.futures.wait([*kills, *disposals], timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+    def __enter__(self) -> KernelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this KernelPool has been shut down")
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        # Called with self._lock held.
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=run, name="nbflows-kernel-pool", daemon=True)
+            thread.start()
+            ready.wait()
+            self._loop, self._thread = loop, thread
+            atexit.register(self.shutdown)
+        return self._loop
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            fut = self._submit(coro)
+        return fut.result()
+
+    def _add_spare(
+        self, key: KernelKey, fut: concurrent.futures.Future[AsyncKernelManager]
+    ) -> None:
+        # Called with self._lock held.
+        self._spares[key] = fut
+        while len(self._spares) > self.max_spares:
+            old_key, old = self._spares.popitem(last=False)
+            log.debug("kernel pool: dropping the spare for %s (max_spares=%d)", old_key, self.max_spares)
+            old.add_done_callback(self._dispose_when_started)
+
+    def _dispose_when_started(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        self._dispose(fut.result())
+
+    def _dispose(self, km: AsyncKernelManager) -> None:
+        with self._lock:
+            if self._loop is None or self._closed:
+                return
+            fut = self._submit(self._kill(km))
+            self._disposals.add(fut)
+        fut.add_done_callback(self._disposal_done)
+
+    def _disposal_done(self, fut: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._disposals.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.warning("kernel pool: could not kill a kernel: %s", fut.exception())
+
+    def _wait(
+        self,
+        fut: concurrent.futures.Future[AsyncKernelManager],
+        cancel_event: threading.Event | None,
+    ) -> AsyncKernelManager:
+        deadline = time.monotonic() + self.startup_timeout + 5
+        while True:
+            try:
+                return fut.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                if cancel_event is not None and cancel_event.is_set():
+                    fut.add_done_callback(self._dispose_when_started)
+                    raise AcquireCancelled("cancelled while waiting for a kernel") from None
+                if time.monotonic() > deadline:  # _start has its own timeout; belt and braces
+                    fut.add_done_callback(self._dispose_when_started)
+                    raise RuntimeError("the kernel did not start in time") from None
+
+    async def _start(
+        self, key: KernelKey, after: concurrent.futures.Future[Any] | None = None
+    ) -> AsyncKernelManager:
+        if after is not None:
+            try:
+                await asyncio.wrap_future(after)
+            except Exception:
+                pass
+        from jupyter_client.manager import AsyncKernelManager
+
+        km = AsyncKernelManager(kernel_name=key.kernel_name)
+        env = {**os.environ, **self._env.get(key, {})}
+        extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
+        await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
+        kc = km.client()
+        try:
+            # No heartbeat thread: liveness is checked on the process itself.
+            kc.start_channels(hb=False, stdin=False, control=False)
+            await kc.wait_for_ready(timeout=self.startup_timeout)
+        except BaseException:
+            kc.stop_channels()
+            await self._kill(km)
+            raise
+        kc.stop_channels()
+        return km
+
+    @staticmethod
+    async def _is_alive(km: AsyncKernelManager) -> bool:
+        return bool(await km.is_alive())
+
+    @staticmethod
+    async def _interrupt(km: AsyncKernelManager) -> None:
+        if await km.is_alive():
+            await km.interrupt_kernel()
+
+    @staticmethod
+    async def _kill(km: AsyncKernelManager) -> None:
+        # Runs on the pool's loop only. Several callers may kill the same kernel (the watchdog,
+        # the end of the run, shutdown): all of them wait for the one kill, which runs once.
+        task: asyncio.Future[None] | None = getattr(km, "_nbflows_kill", None)
+        if task is None:
+            task = asyncio.ensure_future(KernelPool._do_kill(km))
+            km._nbflows_kill = task  # type: ignore[attr-defined]
+        await asyncio.shield(task)
+
+    @staticmethod
+    async def _do_kill(km: AsyncKernelManager) -> None:
+        if km.has_kernel:
+            # SIGKILL to the kernel's process group (its subprocesses too), then reap it.
+            await km.shutdown_kernel(now=True)
+        else:
+            await km.cleanup_resources()

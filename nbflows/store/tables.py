@@ -1,0 +1,243 @@
+"""ORM tables. Wire shapes live in `nbflows.schemas`; these are storage only."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class WorkPool(Base):
+    __tablename__ = "work_pools"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str | None] = mapped_column(Text)
+    base_job_template: Mapped[dict[str, Any]] = mapped_column(JSON)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    queues: Mapped[list[WorkQueue]] = relationship(
+        back_populates="pool", cascade="all, delete-orphan", order_by="WorkQueue.priority"
+    )
+
+
+class WorkQueue(Base):
+    __tablename__ = "work_queues"
+    __table_args__ = (UniqueConstraint("work_pool_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    work_pool_id: Mapped[str] = mapped_column(ForeignKey("work_pools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+    pool: Mapped[WorkPool] = relationship(back_populates="queues")
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("flow_name", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    flow_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # "cell" | "notebook"
+    entrypoint: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    working_dir: Mapped[str] = mapped_column(Text)
+    work_pool_id: Mapped[str] = mapped_column(ForeignKey("work_pools.id", ondelete="RESTRICT"))
+    work_queue_id: Mapped[str] = mapped_column(ForeignKey("work_queues.id", ondelete="RESTRICT"))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parameter_schema: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    version_label: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_delay: Mapped[float] = mapped_column(Float, default=0.0)
+    catchup: Mapped[str] = mapped_column(String(10), default="latest")
+    image: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    pool: Mapped[WorkPool] = relationship()
+    queue: Mapped[WorkQueue] = relationship()
+    schedules: Mapped[list[DeploymentSchedule]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentSchedule.created"
+    )
+
+
+class DeploymentVersion(Base):
+    """The frozen package of one deploy: the notebook the runs of that version execute."""
+
+    __tablename__ = "deployment_versions"
+
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notebook: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentSchedule(Base):
+    __tablename__ = "deployment_schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Runs exist up to this time; a scheduler pass skips schedules already filled far enough.
+    scheduled_until: Mapped[datetime | None] = mapped_column()
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deployment: Mapped[Deployment] = relationship(back_populates="schedules")
+
+    __table_args__ = (Index("ix_schedules_until", "active", "scheduled_until"),)
+
+
+class FlowRun(Base):
+    __tablename__ = "flow_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    flow_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # "deployment" | "interactive"
+    deployment_id: Mapped[str | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL")
+    )
+    deployment_version: Mapped[int | None] = mapped_column(Integer)
+    work_pool_id: Mapped[str | None] = mapped_column(ForeignKey("work_pools.id", ondelete="SET NULL"))
+    work_queue_id: Mapped[str | None] = mapped_column(
+        ForeignKey("work_queues.id", ondelete="SET NULL")
+    )
+    state_type: Mapped[str] = mapped_column(String(20))
+    state_name: Mapped[str] = mapped_column(String(30))
+    state_message: Mapped[str | None] = mapped_column(Text)
+    state_timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_delay: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_start_time: Mapped[datetime | None] = mapped_column()
+    start_time: Mapped[datetime | None] = mapped_column()
+    end_time: Mapped[datetime | None] = mapped_column()
+    worker_name: Mapped[str | None] = mapped_column(String(200))
+    parent_run_id: Mapped[str | None] = mapped_column(String(32))
+    idempotency_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    notebook_path: Mapped[str | None] = mapped_column(Text)
+    log_count: Mapped[int] = mapped_column(Integer, default=0)
+    logs_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_notebook: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        # claim: due runs of a pool in a state
+        Index("ix_runs_claim", "work_pool_id", "state_type", "expected_start_time"),
+        Index("ix_runs_state_created", "state_type", "created"),
+        Index("ix_runs_created", "created"),
+        Index("ix_runs_deployment_created", "deployment_id", "created"),
+        Index("ix_runs_flow_created", "flow_name", "created"),
+        Index("ix_runs_parent", "parent_run_id"),
+        Index("ix_runs_worker_state", "worker_name", "state_type"),
+    )
+
+
+class FlowRunNotebook(Base):
+    """The executed notebook of a run (kept for finished and failed runs alike)."""
+
+    __tablename__ = "flow_run_notebooks"
+
+    flow_run_id: Mapped[str] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    notebook: Mapped[str] = mapped_column(Text)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LogLine(Base):
+    __tablename__ = "logs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[int] = mapped_column(Integer, default=20)
+    message: Mapped[str] = mapped_column(Text)
+    cell_index: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(20), default="stdout")
+
+    __table_args__ = (Index("ix_logs_run_id", "flow_run_id", "id"),)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    work_pool_id: Mapped[str] = mapped_column(
+        ForeignKey("work_pools.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_heartbeat: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_interval: Mapped[float] = mapped_column(Float, default=10.0)
+    limit: Mapped[int | None] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
