@@ -101,23 +101,23 @@ class WorkPools(NBFlowsHandler):
 class WorkPool(NBFlowsHandler):
     @web.authenticated
     @authorized
-    async def get(self, name: str) -> None:
-        self.reply(await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, name))))
+    async def get(self, pool: str) -> None:
+        self.reply(await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, pool))))
 
     @web.authenticated
     @authorized
-    async def patch(self, name: str) -> None:
+    async def patch(self, pool: str) -> None:
         req = parse(WorkPoolUpdate, self.body())
         out = await self.orch.call(
-            lambda s: pools.work_pool_json(s, pools.update_work_pool(s, name, req))
+            lambda s: pools.work_pool_json(s, pools.update_work_pool(s, pool, req))
         )
         self.orch.notifier.notify(f"pool:{out['id']}")
         self.reply(out)
 
     @web.authenticated
     @authorized
-    async def delete(self, name: str) -> None:
-        await self.orch.call(pools.delete_work_pool, name)
+    async def delete(self, pool: str) -> None:
+        await self.orch.call(pools.delete_work_pool, pool)
         self.reply(None, 204)
 
 
@@ -144,21 +144,21 @@ class WorkQueues(NBFlowsHandler):
 class WorkQueue(NBFlowsHandler):
     @web.authenticated
     @authorized
-    async def get(self, pool: str, name: str) -> None:
+    async def get(self, pool: str, queue: str) -> None:
         self.reply(
             await self.orch.call(
-                lambda s: work_queue_json(pools.get_work_queue(s, pool, name), pool)
+                lambda s: work_queue_json(pools.get_work_queue(s, pool, queue), pool)
             )
         )
 
     @web.authenticated
     @authorized
-    async def patch(self, pool: str, name: str) -> None:
+    async def patch(self, pool: str, queue: str) -> None:
         req = parse(WorkQueueUpdate, self.body())
 
         def update(s: Session) -> tuple[str, dict[str, Any]]:
-            queue = pools.update_work_queue(s, pool, name, req)
-            return queue.work_pool_id, work_queue_json(queue, pool)
+            updated = pools.update_work_queue(s, pool, queue, req)
+            return updated.work_pool_id, work_queue_json(updated, pool)
 
         pool_id, out = await self.orch.call(update)
         self.orch.notifier.notify(f"pool:{pool_id}")
@@ -166,8 +166,8 @@ class WorkQueue(NBFlowsHandler):
 
     @web.authenticated
     @authorized
-    async def delete(self, pool: str, name: str) -> None:
-        await self.orch.call(pools.delete_work_queue, pool, name)
+    async def delete(self, pool: str, queue: str) -> None:
+        await self.orch.call(pools.delete_work_queue, pool, queue)
         self.reply(None, 204)
 
 

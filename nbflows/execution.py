@@ -43,7 +43,7 @@ from papermill.execute import (
 from papermill.log import logger as papermill_logger
 from papermill.parameterize import parameterize_notebook
 
-from nbflows.kernel_pool import AcquireCancelled, KernelPool
+from nbflows.kernel_pool import AcquireCancelled, KernelPool, wait_until_ready
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
@@ -270,7 +270,7 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
         self.kc = self.km.client()
         self.kc.start_channels(hb=False, stdin=False, control=False)
         try:
-            await self.kc.wait_for_ready(timeout=self.startup_timeout)
+            await wait_until_ready(self.kc, self.km, self.startup_timeout)
         except Exception:
             self.kc.stop_channels()
             self.kc = None

@@ -614,12 +614,14 @@ def plan_build(
     flow_notebook: str | os.PathLike[str] | NotebookNode | Mapping[str, Any],
     *,
     flow_name: str | None = None,
+    package: NbflowsPackage | None = None,
 ) -> BuildPlan:
     """Plan the build of `flow_notebook` (a path to the extracted `.ipynb`, or a notebook) in
     `context`: the Dockerfile, the context files as Docker would send them (`.dockerignore`
     honoured), and the reference. With `image.tag=None` the tag is the first 12 hex digits of a
     sha256 over the Dockerfile, every context file's path and bytes, the files nbflows adds, the
-    build args and the platform: the same content always gives the same tag.
+    build args and the platform: the same content always gives the same tag. `package` (default
+    `nbflows_package()`) is how the generated Dockerfile installs nbflows.
     """
     notebook_name, notebook_bytes = _flow_notebook_bytes(flow_notebook)
     files = _context_files(context.root)
@@ -627,7 +629,7 @@ def plan_build(
     base_image: str | None = None
     if image.dockerfile == "auto":
         base_image = image.base_image or default_base_image()
-        package = nbflows_package()
+        package = package or nbflows_package()
         if package.wheel is not None:
             extras[f"{CONTEXT_EXTRAS_DIR}/{package.wheel.name}"] = package.wheel.read_bytes()
         dockerfile = generate_dockerfile(
@@ -813,6 +815,7 @@ def build_image(
     client: docker.DockerClient | None = None,
     *,
     flow_name: str | None = None,
+    package: NbflowsPackage | None = None,
 ) -> BuildResult:
     """Build the deployment image of `flow_notebook` from `context` (see `plan_build`).
 
@@ -825,7 +828,7 @@ def build_image(
 
     started = time.monotonic()
     say = progress or (lambda _line: None)
-    plan = plan_build(image, context, flow_notebook, flow_name=flow_name)
+    plan = plan_build(image, context, flow_notebook, flow_name=flow_name, package=package)
     client = client or docker_client()
 
     existing = _local_image(client, plan.reference)

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,61 @@ T = TypeVar("T")
 
 #: Keep IPython's history out of ~/.ipython: concurrent kernels would fight over its SQLite lock.
 _IPYKERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def _new_kernel_manager(kernel_name: str) -> AsyncKernelManager:
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name == "nt":
+        return AsyncKernelManager(kernel_name=kernel_name)
+    # Unix sockets rather than TCP: no port races between concurrent starts, no traffic on the
+    # network stack, and ipykernel does not warn about unencrypted TCP. The socket paths must
+    # be absolute (the kernel runs in the run's cwd) and short (sun_path is ~107 bytes).
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    runtime = jupyter_runtime_dir()
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    name = f"nbflows-{uuid.uuid4().hex[:12]}"
+    return AsyncKernelManager(
+        kernel_name=kernel_name,
+        transport="ipc",
+        ip=os.path.join(runtime, f"{name}-ipc"),
+        connection_file=os.path.join(runtime, f"{name}.json"),
+    )
+
+
+async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> None:
+    """Wait until the kernel answers `kernel_info` *and* this client receives its IOPub messages.
+
+    jupyter_client's `wait_for_ready` waits 0.2 s for IOPub after each reply, which is most of
+    a warm run's time; here each round waits only briefly and simply asks again. A message seen
+    on IOPub proves the subscription is live, so no output of the first cell can be missed.
+    """
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout
+    iopub_wait = 0.01
+    while True:
+        msg_id = kc.kernel_info()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
+            try:
+                reply = await kc.get_shell_msg(timeout=min(remaining, 0.5))
+            except Empty:
+                if not await km.is_alive():
+                    raise RuntimeError("the kernel died before it was ready") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        try:
+            await kc.get_iopub_msg(timeout=iopub_wait)
+        except Empty:
+            iopub_wait = min(iopub_wait * 2, 0.2)
+            continue
+        kc._handle_kernel_info_reply(reply)
+        return
 
 
 class AcquireCancelled(Exception):
@@ -318,9 +374,7 @@ class KernelPool:
                 await asyncio.wrap_future(after)
             except Exception:
                 pass
-        from jupyter_client.manager import AsyncKernelManager
-
-        km = AsyncKernelManager(kernel_name=key.kernel_name)
+        km = _new_kernel_manager(key.kernel_name)
         env = {**os.environ, **self._env.get(key, {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
@@ -328,7 +382,7 @@ class KernelPool:
         try:
             # No heartbeat thread: liveness is checked on the process itself.
             kc.start_channels(hb=False, stdin=False, control=False)
-            await kc.wait_for_ready(timeout=self.startup_timeout)
+            await wait_until_ready(kc, km, self.startup_timeout)
         except BaseException:
             kc.stop_channels()
             await self._kill(km)

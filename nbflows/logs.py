@@ -19,7 +19,9 @@ def write_logs(
     s: Session, run_id: str, lines: list[LogIn], limit: int = DEFAULT_LOG_LIMIT
 ) -> dict[str, Any]:
     run = get_flow_run(s, run_id)
-    cap = int(run.job_variables.get("log_limit") or limit)
+    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
+    variables = {**(deployment.job_variables if deployment else {}), **run.job_variables}
+    cap = int(variables.get("log_limit") or limit)
     room = max(cap - run.log_count, 0)
     accepted = lines[:room]
     now = t.utcnow()

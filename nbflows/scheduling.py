@@ -104,15 +104,15 @@ def _insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(t.FlowRun).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt: Any = pg_insert(t.FlowRun.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(t.FlowRun).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt = sqlite_insert(t.FlowRun.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
     created = 0
     for start in range(0, len(rows), 500):
         result = s.execute(stmt, rows[start : start + 500])
-        created += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        created += max(result.rowcount or 0, 0)
     return created
 
 

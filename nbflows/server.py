@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
-    print(_banner(app), flush=True)
+    # Print once the loop runs: after the port is bound and start-up checks (e.g. running as
+    # root without --allow-root) have passed, so the banner never promises a server that exited.
+    app.io_loop.add_callback(lambda: print(_banner(app), flush=True))
     app.start()
 
 

@@ -40,7 +40,6 @@ def ls(
         sorted(deployments, key=lambda d: str(d.get("full_name"))),
         [
             ("Name", lambda d: d.get("full_name")),
-            ("ID", lambda d: d.get("id")),
             ("Pool", lambda d: d.get("work_pool_name")),
             ("Queue", lambda d: d.get("work_queue_name")),
             ("Schedules", _schedules),
@@ -49,6 +48,8 @@ def ls(
             ("Updated", lambda d: out.fmt_time(d.get("updated"))),
         ],
         title="Deployments",
+        wrap=("Schedules",),
+        keep=("Name",),
         empty="No deployments yet. Create one with: "
         "nbflows deploy NOTEBOOK[:FLOW] --name N --pool P",
     )
@@ -142,7 +143,7 @@ def run(
         help="Print states and logs until the run ends; exit 0 only if it completed.",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0, help="With --watch: stop watching after this many seconds."
+        None, "--timeout", min=0, help="Watch at most this many seconds (implies --watch); exit 1 if not done."
     ),
     output: out.Output = out.OUTPUT_OPTION,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -135,21 +135,36 @@ def table(
     *,
     title: str | None = None,
     empty: str = "Nothing to show.",
+    wrap: Collection[str] = (),
+    keep: Collection[str] = ("ID",),
 ) -> None:
-    """Print `rows` as a rich table; each column is (header, row → str | Text)."""
+    """Print `rows` as a rich table; each column is (header, row → str | Text).
+
+    When the terminal is narrow, columns are cut with an ellipsis, except those in `wrap` (free
+    text, folded onto more lines) and those in `keep` (ids people copy: always shown whole).
+    """
     rows = list(rows)
     if not rows:
         info(f"[dim]{escape(empty)}[/]")
         return
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for header, _ in columns:
-        out.add_column(header, overflow="fold")
+    cells: list[list[Text]] = []
     for row in rows:
-        cells: list[Text | str] = []
+        line: list[Text] = []
         for _, get in columns:
             value = get(row)
-            cells.append(value if isinstance(value, Text) else Text(fmt_value(value)))
-        out.add_row(*cells)
+            line.append(value if isinstance(value, Text) else Text(fmt_value(value)))
+        cells.append(line)
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for index, (header, _) in enumerate(columns):
+        if header in wrap:
+            out.add_column(header, overflow="fold")
+        elif header in keep:
+            width = max([len(header)] + [c[index].cell_len for c in cells])
+            out.add_column(header, no_wrap=True, min_width=width)
+        else:
+            out.add_column(header, no_wrap=True, overflow="ellipsis")
+    for line in cells:
+        out.add_row(*line)
     console.print(out)
 
 

@@ -117,7 +117,6 @@ def ls(output: out.Output = out.OUTPUT_OPTION) -> None:
             ("Queues", _queues),
             ("Workers", lambda p: p.get("workers_online")),
             ("Running", lambda p: p.get("running_runs")),
-            ("ID", lambda p: p.get("id")),
         ],
         title="Work Pools",
         empty="No work pools yet. Create one with: nbflows work-pool create NAME --type process",
@@ -163,6 +162,7 @@ def inspect(
             ("Description", lambda q: q.get("description")),
         ],
         title="Queues",
+        wrap=("Description",),
     )
     workers = api.list_workers(name)
     out.table(

@@ -24,7 +24,6 @@ QUEUE_COLUMNS: list[out.Column] = [
     ("Concurrency", lambda q: q.get("concurrency_limit")),
     ("Paused", lambda q: bool(q.get("paused"))),
     ("Description", lambda q: q.get("description")),
-    ("ID", lambda q: q.get("id")),
 ]
 
 
@@ -68,7 +67,7 @@ def ls(pool: str = POOL_OPTION, output: out.Output = out.OUTPUT_OPTION) -> None:
         out.print_json(queues)
         return
     queues = sorted(queues, key=lambda q: (q.get("priority") or 0, str(q.get("name"))))
-    out.table(queues, QUEUE_COLUMNS, title=f"Work queues of '{pool}'")
+    out.table(queues, QUEUE_COLUMNS, title=f"Work queues of '{pool}'", wrap=("Description",))
 
 
 @app.command()

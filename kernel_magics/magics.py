@@ -1,0 +1,184 @@
+"""The IPython magics: `%%flow` runs a cell as a tracked flow run, `%deploy` deploys a flow."""
+
+from __future__ import annotations
+
+import ast
+import keyword
+from typing import Any
+
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+
+from nbflows.errors import NBFlowsError
+from nbflows.kernel_magics.flow import Flow, FlowOptions
+
+__all__ = ["FlowMagics", "parse_flow_line"]
+
+
+def parse_flow_line(line: str) -> tuple[str, FlowOptions]:
+    """`NAME [options]` of a `%%flow` line → (name, options); `UsageError` when invalid."""
+    args = magic_arguments.parse_argstring(FlowMagics.flow, line)
+    name = args.name
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(
+            f"%%flow: {name!r} is not a valid flow name; the name becomes a Python variable, so "
+            "use letters, digits and underscores, not starting with a digit (e.g. summarize)"
+        )
+    if args.retries < 0:
+        raise UsageError(f"%%flow: --retries must be 0 or more, not {args.retries}")
+    if args.retry_delay < 0:
+        raise UsageError(f"%%flow: --retry-delay must be 0 or more seconds, not {args.retry_delay}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"%%flow: --timeout must be more than 0 seconds, not {args.timeout}")
+    tags = tuple(tag.strip() for tag in (args.tags or "").split(",") if tag.strip())
+    options = FlowOptions(
+        retries=args.retries,
+        retry_delay=args.retry_delay,
+        timeout=args.timeout,
+        tags=tags,
+        log_prints=args.log_prints,
+        description=args.description,
+    )
+    return name, options
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise UsageError(f"%deploy: --param takes NAME=VALUE (e.g. --param n=3), not {text!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # not a Python literal: the text itself
+    return name, value
+
+
+@magics_class
+class FlowMagics(Magics):
+    """`%%flow` and `%deploy`; registered by `%load_ext nbflows`."""
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("name", help="the flow's name; the cell binds it to a Flow object")
+    @magic_arguments.argument(
+        "--retries", type=int, default=0, help="run the body again this many times on failure"
+    )
+    @magic_arguments.argument(
+        "--retry-delay", type=float, default=0.0, metavar="S", help="seconds between attempts"
+    )
+    @magic_arguments.argument(
+        "--timeout", type=float, default=None, metavar="S", help="fail an attempt after S seconds"
+    )
+    @magic_arguments.argument("--tags", default="", help="comma-separated tags, e.g. sales,daily")
+    @magic_arguments.argument(
+        "--log-prints",
+        dest="log_prints",
+        action="store_true",
+        default=True,
+        help="record printed output (stdout, stderr) as log lines too (the default)",
+    )
+    @magic_arguments.argument(
+        "--no-log-prints",
+        dest="log_prints",
+        action="store_false",
+        help="only logging records become log lines; printed output is shown, not recorded",
+    )
+    @magic_arguments.argument("--description", default=None, help="what the flow does")
+    @no_var_expand
+    @cell_magic
+    def flow(self, line: str, cell: str) -> None:
+        """Run the cell as a flow run, and bind NAME to a Flow object.
+
+        The cell runs in the notebook's namespace exactly as a plain cell would (its
+        variables persist, its last expression is displayed), while nbflows records a flow
+        run: its state (RUNNING, then COMPLETED or FAILED), start and end times, what it prints
+        and logs as log lines, and on failure the traceback, after which the error shows in
+        the cell as usual. Runs go to the nbflows server when one is found, to the local store
+        otherwise; when a worker runs the notebook, they are reported to the worker.
+
+        Afterwards NAME is a Flow: NAME() runs it again (NAME(x=1) with the notebook variable
+        x set to 1 for that run), NAME.runs() lists its runs, NAME.deploy(...) deploys it to a
+        work pool (see also %deploy) and NAME.serve(...) runs it on a schedule in this kernel.
+
+        Examples
+        --------
+        A tracked cell, retried twice, 5 seconds apart::
+
+            %%flow summarize --retries 2 --retry-delay 5 --tags sales,daily
+            df = pd.read_csv(repo_path)
+            print(len(df), "rows")
+            df.describe()
+
+        A time limit, and printed output shown but not recorded::
+
+            %%flow refresh --timeout 600 --no-log-prints --description "reload the cache"
+            refresh_cache()
+
+        Then, in other cells::
+
+            summarize(repo_path="data/other.csv")
+            summarize.deploy(name="nightly", work_pool_name="my-pool", cron="0 6 * * *")
+        """
+        __tracebackhide__ = True
+        name, options = parse_flow_line(line)
+        flow = Flow(name, cell, options, shell=self.shell, magic_line=f"%%flow {line}")
+        # Compiled before binding: a cell with a syntax error changes nothing, like any cell.
+        flow.compile(display=True)
+        self.shell.user_ns[name] = flow
+        flow.run_cell(display=True)
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("flow", metavar="NAME", help="a flow defined by a %%flow cell")
+    @magic_arguments.argument("--name", required=True, metavar="D", help="the deployment's name")
+    @magic_arguments.argument("--pool", required=True, metavar="P", help="the work pool")
+    @magic_arguments.argument("--queue", default=None, metavar="Q", help="the pool's work queue")
+    @magic_arguments.argument("--cron", default=None, metavar="EXPR", help="e.g. '0 6 * * *'")
+    @magic_arguments.argument("--interval", type=float, default=None, metavar="S", help="seconds")
+    @magic_arguments.argument("--rrule", default=None, metavar="RULE", help="e.g. FREQ=DAILY")
+    @magic_arguments.argument(
+        "--timezone", default=None, metavar="TZ", help="IANA zone of the schedule"
+    )
+    @magic_arguments.argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a default parameter (repeatable); V is a Python literal or else text",
+    )
+    @magic_arguments.argument(
+        "--image", default=None, metavar="NAME[:TAG]", help="run in this Docker image (built)"
+    )
+    @no_var_expand
+    @line_magic
+    def deploy(self, line: str) -> dict[str, Any] | None:
+        """Deploy the flow NAME to a work pool, as NAME.deploy(...) does.
+
+        Examples
+        --------
+        ::
+
+            %deploy summarize --name nightly --pool my-pool --cron "0 6 * * *" --timezone Europe/Paris
+            %deploy summarize --name adhoc --pool docker-pool --param repo_path=data/x.csv --image sales
+        """
+        args = magic_arguments.parse_argstring(self.deploy, line)
+        flow = self.shell.user_ns.get(args.flow)
+        if not isinstance(flow, Flow):
+            raise UsageError(
+                f"%deploy: {args.flow!r} is not a flow of this notebook; run its "
+                f"`%%flow {args.flow}` cell first"
+            )
+        parameters = dict(_parse_param(text) for text in args.param)
+        try:
+            return flow.deploy(
+                name=args.name,
+                work_pool_name=args.pool,
+                work_queue_name=args.queue,
+                parameters=parameters,
+                cron=args.cron,
+                interval=args.interval,
+                rrule=args.rrule,
+                timezone=args.timezone,
+                image=args.image,
+            )
+        except NBFlowsError as exc:
+            raise UsageError(f"%deploy: {exc.message}") from None

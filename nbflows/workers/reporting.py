@@ -1,0 +1,363 @@
+"""Getting what a run prints to the API while it runs: batched log lines and child flow runs.
+
+`LogShipper` owns one background thread that sends the buffered lines of every run the worker
+executes, one request per run and batch (every `FLUSH_INTERVAL` seconds, or as soon as a run has
+`BATCH_LINES` lines waiting), never one request per line. `RunReporter` is what a worker's `run()`
+is given for one flow run: it turns kernel output into log lines and relays the run's
+*events*.
+
+Events (the headless `%%flow` protocol)
+---------------------------------------
+A kernel run by a worker cannot be expected to reach the server (in a container it has no
+network path to it), so `%%flow` cells inside a whole-notebook run report through the output
+stream: a `display_data` output whose bundle holds `EVENT_MIME` with one JSON object:
+
+* ``{"event": "flow_run_started", "key": str, "flow_name": str, "parameters"?: {...},
+  "tags"?: [str], "parent_key"?: str}`` — a child flow run starts. `key` is unique within the
+  kernel (e.g. a uuid); `parent_key` names the enclosing child when flows nest (default: the
+  notebook's own run).
+* ``{"event": "flow_run_finished", "key": str, "state": "COMPLETED"|"FAILED"|"CRASHED"|"CANCELLED",
+  "message"?: str}`` — that child ended.
+
+The worker creates each child as a flow run of the notebook's run (`parent_run_id`), and every
+line the kernel prints while a child is open goes to that child's log *and* to the notebook run's
+log. Children still open when the notebook run ends are finished with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from nbflows.client import Client
+from nbflows.errors import NBFlowsError, NotFound
+
+__all__ = [
+    "BATCH_LINES",
+    "EVENT_MIME",
+    "FLUSH_INTERVAL",
+    "LogShipper",
+    "RunLog",
+    "RunReporter",
+]
+
+log = logging.getLogger(__name__)
+
+#: The MIME type of the outputs that carry run events (see the module docstring).
+EVENT_MIME = "application/vnd.nbflows.event+json"
+#: Seconds between two sends of a run's buffered lines.
+FLUSH_INTERVAL = 0.1
+#: A run with this many lines waiting is sent at once, without waiting for the interval.
+BATCH_LINES = 200
+#: Lines kept for a run while the server cannot be reached; older ones are dropped beyond it.
+MAX_BUFFERED = 20_000
+
+#: Log level of each output stream (stderr is shown as a warning, as `%%flow` does).
+_STREAM_LEVELS = {"stdout": logging.INFO, "display": logging.INFO, "stderr": logging.WARNING,
+                  "error": logging.ERROR}
+#: Log source of each output stream (the API knows stdout, stderr, logging, worker, error).
+_STREAM_SOURCES = {"stdout": "stdout", "display": "stdout", "stderr": "stderr", "error": "error"}
+_CHILD_END_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class OutputLineLike(Protocol):
+    """One line of kernel output (`nbflows.execution.OutputLine` is one)."""
+
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def cell_index(self) -> int | None: ...
+
+
+class RunLog:
+    """The log lines of one run on their way to the server; `add` is safe from any thread.
+
+    With `live=False` the lines are held until `close()` (job variable `stream_output: false`).
+    """
+
+    def __init__(self, shipper: LogShipper, run_id: str, *, live: bool = True) -> None:
+        self.run_id = run_id
+        self.live = live
+        self._shipper = shipper
+        self._lines: list[dict[str, Any]] = []
+        self._dropped = 0
+        self._lock = threading.Lock()
+        # Sends of one run are serialised so that its lines reach the server in order.
+        self._send_lock = threading.Lock()
+        #: Set once the server said the run's log is full: later lines are not sent at all.
+        self.truncated = False
+        self.closed = False
+
+    def add(self, line: dict[str, Any]) -> None:
+        """Queue one LogLine-shaped dict (`message`, `level`, `source`, `timestamp`, ...)."""
+        with self._lock:
+            if self.truncated or self.closed:
+                return
+            self._lines.append(line)
+            if len(self._lines) > MAX_BUFFERED:
+                del self._lines[0]
+                self._dropped += 1
+            full = len(self._lines) >= BATCH_LINES
+        if full and self.live:
+            self._shipper.wake()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._lines)
+
+    def flush(self) -> bool:
+        """Send what is buffered now, on the calling thread; False if the server refused it."""
+        with self._send_lock:
+            with self._lock:
+                lines, self._lines = self._lines, []
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                lines.insert(0, _worker_line(
+                    f"{dropped} log lines were dropped while the server could not be reached",
+                    logging.WARNING,
+                ))
+            for start in range(0, len(lines), BATCH_LINES * 5):
+                chunk = lines[start : start + BATCH_LINES * 5]
+                try:
+                    answer = self._shipper.client.write_logs(self.run_id, chunk)
+                except NotFound:  # the run was deleted: nothing more to send
+                    self._stop_sending()
+                    return False
+                except NBFlowsError as exc:
+                    log.warning("could not send log lines of run %s: %s", self.run_id, exc)
+                    with self._lock:  # keep them (in order) for the next try
+                        self._lines[:0] = lines[start:]
+                        del self._lines[: max(len(self._lines) - MAX_BUFFERED, 0)]
+                    return False
+                if answer and answer.get("truncated"):
+                    self._stop_sending()
+                    return True
+        return True
+
+    def close(self) -> None:
+        """Send the remaining lines (one retry if the server is briefly away) and stop."""
+        self._shipper.forget(self)
+        if not self.flush():
+            time.sleep(0.5)
+            self.flush()
+        with self._lock:
+            self.closed = True
+            self._lines = []
+
+    def _stop_sending(self) -> None:
+        with self._lock:
+            self.truncated = True
+            self._lines = []
+
+
+class LogShipper:
+    """One background thread that sends the buffered lines of every open `RunLog`."""
+
+    def __init__(self, client: Client, interval: float = FLUSH_INTERVAL) -> None:
+        self.client = client
+        self.interval = interval
+        self._logs: dict[int, RunLog] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="nbflows-log-shipper", daemon=True)
+        self._thread.start()
+
+    def open(self, run_id: str, *, live: bool = True) -> RunLog:
+        run_log = RunLog(self, run_id, live=live)
+        with self._lock:
+            self._logs[id(run_log)] = run_log
+        return run_log
+
+    def forget(self, run_log: RunLog) -> None:
+        with self._lock:
+            self._logs.pop(id(run_log), None)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Send everything still buffered and stop the thread."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        for run_log in self._open_logs():
+            run_log.close()
+
+    def _open_logs(self) -> list[RunLog]:
+        with self._lock:
+            return list(self._logs.values())
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            for run_log in self._open_logs():
+                if run_log.live and run_log.pending():
+                    run_log.flush()
+
+
+def _worker_line(
+    message: str, level: int = logging.INFO, cell_index: int | None = None, source: str = "worker"
+) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "timestamp": _now(),
+        "level": level,
+        "message": message,
+        "source": source,
+    }
+    if cell_index is not None:
+        line["cell_index"] = cell_index
+    return line
+
+
+class _Child:
+    def __init__(self, run_id: str, run_log: RunLog, flow_name: str) -> None:
+        self.run_id = run_id
+        self.log = run_log
+        self.flow_name = flow_name
+
+
+class RunReporter:
+    """Reports one flow run while a worker executes it: its log lines and its child flow runs.
+
+    `output(line)` takes kernel output lines, `event(data, cell_index)` the run's events,
+    `log(message)` the worker's own messages about the run. Call `close(state)` when the run is
+    over: children still open end with it, and every buffered line is sent before it returns.
+    """
+
+    def __init__(self, shipper: LogShipper, run_id: str, *, live: bool = True) -> None:
+        self.run_id = run_id
+        self._shipper = shipper
+        self.client = shipper.client
+        self._log = shipper.open(run_id, live=live)
+        self._live = live
+        self._children: dict[str, _Child] = {}
+        #: Keys of the open children, innermost last: printed lines go to the innermost one.
+        self._open: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- log lines ------------------------------------------------------------------------------
+
+    def log(
+        self,
+        message: str,
+        level: int = logging.INFO,
+        *,
+        cell_index: int | None = None,
+        source: str = "worker",
+    ) -> None:
+        """A message of the worker about this run (several lines become several log lines)."""
+        for text in message.splitlines() or [""]:
+            self._log.add(_worker_line(text, level, cell_index, source))
+
+    def output(self, line: OutputLineLike) -> None:
+        """One line the kernel printed; also goes to the innermost open child flow run."""
+        entry: dict[str, Any] = {
+            "timestamp": line.time.isoformat(),
+            "level": _STREAM_LEVELS.get(line.stream, logging.INFO),
+            "message": line.text,
+            "source": _STREAM_SOURCES.get(line.stream, "stdout"),
+        }
+        if line.cell_index is not None:
+            entry["cell_index"] = line.cell_index
+        self._log.add(entry)
+        with self._lock:
+            child = self._children.get(self._open[-1]) if self._open else None
+        if child is not None:
+            child.log.add(dict(entry))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def event(self, data: Any, cell_index: int | None = None) -> None:
+        """One event output of the run (see the module docstring); bad events are logged."""
+        if not isinstance(data, Mapping):
+            self.log(f"ignored a malformed nbflows event: {data!r}", logging.WARNING)
+            return
+        kind = data.get("event")
+        key = data.get("key")
+        if not isinstance(key, str) or not key:
+            self.log(f"ignored an nbflows event without a key: {dict(data)!r}", logging.WARNING)
+            return
+        if kind == "flow_run_started":
+            self._child_started(key, data, cell_index)
+        elif kind == "flow_run_finished":
+            self._child_finished(key, str(data.get("state") or "COMPLETED").upper(),
+                                 data.get("message"))
+        else:
+            self.log(f"ignored an nbflows event of unknown kind {kind!r}", logging.WARNING)
+
+    def _child_started(self, key: str, data: Mapping[str, Any], cell_index: int | None) -> None:
+        flow_name = str(data.get("flow_name") or "flow")
+        parent_key = data.get("parent_key")
+        parent = self._children.get(parent_key) if isinstance(parent_key, str) else None
+        fields: dict[str, Any] = {"parent_run_id": parent.run_id if parent else self.run_id,
+                                  "state": "RUNNING"}
+        if isinstance(data.get("parameters"), Mapping):
+            fields["parameters"] = dict(data["parameters"])
+        if isinstance(data.get("tags"), list):
+            fields["tags"] = [str(x) for x in data["tags"]]
+        try:
+            child = self.client.create_flow_run(flow_name, **fields)
+        except NBFlowsError as exc:
+            self.log(f"could not record flow '{flow_name}' as a child run: {exc}",
+                     logging.WARNING, cell_index=cell_index)
+            return
+        run_id = str(child["id"])
+        with self._lock:
+            self._children[key] = _Child(
+                run_id, self._shipper.open(run_id, live=self._live), flow_name
+            )
+            self._open.append(key)
+        self.log(f"flow '{flow_name}' started as child run {child.get('name')} ({run_id})",
+                 cell_index=cell_index)
+
+    def _child_finished(self, key: str, state: str, message: Any) -> None:
+        with self._lock:
+            child = self._children.pop(key, None)
+            if key in self._open:
+                self._open.remove(key)
+        if child is None:
+            return  # its start was not recorded (reported above)
+        if state not in _CHILD_END_STATES:
+            state = "CRASHED"
+        self._finish_child(child, state, str(message) if message else None)
+
+    def _finish_child(self, child: _Child, state: str, message: str | None) -> None:
+        child.log.close()
+        try:
+            self.client.set_flow_run_state(child.run_id, state, message=message)
+        except NBFlowsError as exc:
+            self.log(f"could not finish child run {child.run_id} of flow '{child.flow_name}' "
+                     f"as {state}: {exc}", logging.WARNING)
+
+    # -- end ------------------------------------------------------------------------------------
+
+    def close(self, state: str | None = None) -> None:
+        """End the reporting of this run, which ended in `state` (a state type).
+
+        Children still open end CANCELLED if the run was cancelled, else CRASHED. Returns once
+        every buffered line is sent (or the server stayed unreachable).
+        """
+        with self._lock:
+            leftover = [self._children.pop(key) for key in reversed(self._open)]
+            self._open = []
+        for child in leftover:
+            end = "CANCELLED" if state == "CANCELLED" else "CRASHED"
+            self._finish_child(
+                child, end, f"the notebook run ended ({state or 'unknown state'}) before the "
+                "flow finished"
+            )
+        self._log.close()
