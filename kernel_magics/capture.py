@@ -29,6 +29,8 @@ LineSink = Callable[[list[LogLine]], None]
 
 _STREAM_LEVELS = {"stdout": logging.INFO, "stderr": logging.WARNING}
 _lock = threading.Lock()
+# Set while a thread re-emits a logging record to stderr: that record is captured already.
+_echoing = threading.local()
 
 
 class RunCapture:
@@ -133,8 +135,9 @@ class _StreamRouter:
 
     def write(self, text: str) -> int:
         written = self.stream.write(text)
-        for capture in self.captures:
-            capture.feed(self.source, text)
+        if self.captures and not getattr(_echoing, "active", False):
+            for capture in self.captures:
+                capture.feed(self.source, text)
         return written
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -215,7 +218,11 @@ def _show_like_python(record: logging.LogRecord) -> None:
         if not logger.propagate:
             break
         logger = logger.parent
-    last_resort.handle(record)
+    _echoing.active = True
+    try:
+        last_resort.handle(record)
+    finally:
+        _echoing.active = False
 
 
 _log_router = _LogRouter()

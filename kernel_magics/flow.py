@@ -172,7 +172,7 @@ class Flow:
                     prints=self.options.log_prints,
                     thread=None if on_main_thread else threading.get_ident(),
                 )
-                with capture, _time_limit(self.options.timeout, self._timeout_message()):
+                with capture, _time_limit(self.options.timeout, self.name):
                     value = self._execute(program, display)
             except KeyboardInterrupt:
                 run.end_time = time.time()
@@ -226,9 +226,6 @@ class Flow:
             run.end_time = time.time()
             reporter.finish(run, "CANCELLED", "interrupted while waiting to retry")
             raise
-
-    def _timeout_message(self) -> str:
-        return f"flow {self.name!r} timed out after {self.options.timeout:g} s (--timeout)"
 
     def _describe_failure(self, exc: BaseException, program: _Program) -> tuple[str, str]:
         """(state message, traceback text) of a failed attempt, from the flow's own code on."""
@@ -476,7 +473,7 @@ def _overridden(namespace: dict[str, Any], values: Mapping[str, Any]) -> Iterato
                     namespace[name] = old
 
 
-def _time_limit(seconds: float | None, message: str) -> Any:
+def _time_limit(seconds: float | None, flow_name: str) -> Any:
     """A context manager interrupting its block with `FlowTimeout` after `seconds`.
 
     On the main thread a SIGALRM timer raises in the running code, even inside `time.sleep` or a
@@ -485,6 +482,7 @@ def _time_limit(seconds: float | None, message: str) -> Any:
     """
     if seconds is None:
         return nullcontext()
+    message = f"flow {flow_name!r} timed out after {seconds:g} s (--timeout {seconds:g})"
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
         return _alarm(seconds, message)
     return _injected_timeout(seconds, message)

@@ -150,8 +150,8 @@ class FlowMagics(Magics):
     )
     @no_var_expand
     @line_magic
-    def deploy(self, line: str) -> dict[str, Any] | None:
-        """Deploy the flow NAME to a work pool, as NAME.deploy(...) does.
+    def deploy(self, line: str) -> None:
+        """Deploy the flow NAME to a work pool, as NAME.deploy(...) does, and say what it did.
 
         Examples
         --------
@@ -169,7 +169,7 @@ class FlowMagics(Magics):
             )
         parameters = dict(_parse_param(text) for text in args.param)
         try:
-            return flow.deploy(
+            flow.deploy(
                 name=args.name,
                 work_pool_name=args.pool,
                 work_queue_name=args.queue,

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -512,11 +513,11 @@ def generate_dockerfile(
             "COPY requirements.txt /opt/nbflows/requirements.txt",
             "RUN pip install -r /opt/nbflows/requirements.txt",
         ]
-    install = _shell_quote(nbflows_requirement)
+    install = shlex.quote(nbflows_requirement)
     if _is_context_wheel(nbflows_requirement):
         wheel = f"/opt/nbflows/wheels/{PurePosixPath(nbflows_requirement).name}"
-        lines.append(f"COPY {_json([nbflows_requirement, wheel])}")
-        install = _shell_quote(wheel)
+        lines.append(f"COPY {_quoted([nbflows_requirement, wheel])}")
+        install = shlex.quote(wheel)
     # The kernel is registered here rather than after the project files: it depends only on
     # ipykernel, so it stays cached when the project changes.
     lines += [
@@ -526,7 +527,7 @@ def generate_dockerfile(
         _copy_flow_notebook(flow_notebook_name),
     ]
     if workdir is not None:
-        lines.append(f"WORKDIR {_json_str(str(workdir))}")
+        lines.append(f"WORKDIR {_quoted(str(workdir))}")
     else:
         lines.append(f"WORKDIR {PROJECT_DIR}")
     lines += _flow_metadata(flow_notebook_name, flow_name)
@@ -548,7 +549,7 @@ def _derived_dockerfile(
 
 
 def _copy_flow_notebook(flow_notebook_name: str) -> str:
-    return "COPY " + _json(
+    return "COPY " + _quoted(
         [f"{CONTEXT_EXTRAS_DIR}/{flow_notebook_name}", f"{FLOW_NOTEBOOK_DIR}/{flow_notebook_name}"]
     )
 
@@ -557,9 +558,14 @@ def _flow_metadata(flow_notebook_name: str, flow_name: str | None) -> list[str]:
     in_image = f"{FLOW_NOTEBOOK_DIR}/{flow_notebook_name}"
     flow = flow_name or PurePosixPath(flow_notebook_name).stem
     return [
-        f"ENV NBFLOWS_FLOW_NOTEBOOK={_json_str(in_image)}",
-        f"LABEL {LABEL_FLOW}={_json_str(flow)} {LABEL_FLOW_NOTEBOOK}={_json_str(in_image)}",
+        f"ENV NBFLOWS_FLOW_NOTEBOOK={_quoted(in_image)}",
+        f"LABEL {LABEL_FLOW}={_quoted(flow)} {LABEL_FLOW_NOTEBOOK}={_quoted(in_image)}",
     ]
+
+
+def _quoted(value: str | list[str]) -> str:
+    """A double-quoted Dockerfile string (or exec-form list); quotes and backslashes escaped."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _check_flow_notebook_name(name: str) -> None:
@@ -571,20 +577,6 @@ def _check_flow_notebook_name(name: str) -> None:
 
 def _is_context_wheel(requirement: str) -> bool:
     return requirement.startswith(f"{CONTEXT_EXTRAS_DIR}/") and requirement.endswith(".whl")
-
-
-def _json(value: list[str]) -> str:
-    return json.dumps(value)
-
-
-def _json_str(value: str) -> str:
-    return json.dumps(value)
-
-
-def _shell_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,7 +597,6 @@ class BuildPlan:
     platform: str | None
     base_image: str | None
     labels: Mapping[str, str]
-    content_addressed: bool
 
 
 def plan_build(
@@ -671,7 +662,6 @@ def plan_build(
         platform=image.platform,
         base_image=base_image,
         labels={LABEL_CONTEXT_HASH: context_hash},
-        content_addressed=image.tag is None,
     )
 
 
@@ -1005,6 +995,10 @@ def _build_error(plan: BuildPlan, output: _BuildOutput) -> ImageBuildError:
             output=tail,
         )
     shown = "\n".join(f"  {line}" for line in tail)
+    if not step:  # refused before the first step, e.g. a Dockerfile that does not parse
+        return ImageBuildError(
+            f"Docker could not build {plan.reference}: {output.error}", step=step, output=tail
+        )
     return ImageBuildError(
         f"Building image {plan.reference} failed at step '{step}': {output.error}\n"
         f"Last output of that step:\n{shown}",

@@ -6,6 +6,7 @@ one (`.ci/docker-engine.sh`) and a missing engine is a failure, not a silent ski
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -69,7 +70,5 @@ def remove_image(client: Any, reference: str) -> None:
     """Remove a test image but keep its parent layers, which later builds use as cache."""
     import docker
 
-    try:
+    with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(reference, force=True, noprune=True)
-    except docker.errors.ImageNotFound:
-        pass

@@ -150,9 +150,9 @@ def test_cron_times_match_croniter_in_utc(expression: str, day_or: bool) -> None
         expected.append(when.replace(tzinfo=UTC))
     assert s.next_times(after, until, limit=300) == expected
     # The same again from a later point (sparse crons remember their next match).
-    middle = expected[len(expected) // 2]
-    later = s.next_times(middle - timedelta(minutes=1), until, limit=300)
-    assert later == expected[len(expected) // 2 :]
+    half = len(expected) // 2
+    later = s.next_times(expected[half] - timedelta(minutes=1), until, limit=len(expected) - half)
+    assert later == expected[half:]
 
 
 def test_day_or_decides_between_either_and_both_day_fields() -> None:
@@ -268,7 +268,7 @@ def test_rrule_far_from_its_start_gives_dateutils_times(text: str) -> None:
     s = RRuleSchedule(text)
     rule = rrulestr(text, dtstart=datetime(2020, 1, 1))
     for after in (datetime(2026, 5, 17, 3, 21), datetime(2026, 5, 20), datetime(2031, 2, 3)):
-        until = after + timedelta(days=200)
+        until = after + timedelta(days=1500)
         expected = [t.replace(tzinfo=UTC) for t in rule.between(after, until)][:40]
         assert expected
         assert s.next_times(after, until, limit=40) == expected

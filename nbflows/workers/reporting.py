@@ -10,18 +10,18 @@ Events (the headless `%%flow` protocol)
 ---------------------------------------
 A kernel run by a worker cannot be expected to reach the server (in a container it has no
 network path to it), so `%%flow` cells inside a whole-notebook run report through the output
-stream: a `display_data` output whose bundle holds `EVENT_MIME` with one JSON object:
+stream: display data whose bundle holds `EVENT_MIME` with one JSON object, as
+`nbflows.kernel_magics.reporting.HeadlessReporter` sends them. Per attempt of a child flow:
 
-* ``{"event": "flow_run_started", "key": str, "flow_name": str, "parameters"?: {...},
-  "tags"?: [str], "parent_key"?: str}`` — a child flow run starts. `key` is unique within the
-  kernel (e.g. a uuid); `parent_key` names the enclosing child when flows nest (default: the
-  notebook's own run).
-* ``{"event": "flow_run_finished", "key": str, "state": "COMPLETED"|"FAILED"|"CRASHED"|"CANCELLED",
-  "message"?: str}`` — that child ended.
+* ``{"event": "flow_run_started", "run_key", "flow_name", "attempt", "parent_run_key"?,
+  "parameters"?, "tags"?, "max_retries"?}`` — attempt 1 creates the child flow run (a child of
+  the enclosing child named by `parent_run_key`, else of the notebook's run); a later attempt
+  moves it to RUNNING/Retrying.
+* ``{"event": "flow_run_finished", "run_key", "state", "message"?, "retrying"?}`` — the attempt
+  ended in `state`; with `retrying` the run goes to SCHEDULED/AwaitingRetry for the next one.
 
-The worker creates each child as a flow run of the notebook's run (`parent_run_id`), and every
-line the kernel prints while a child is open goes to that child's log *and* to the notebook run's
-log. Children still open when the notebook run ends are finished with it.
+Every line the kernel prints while a child is running goes to that child's log *and* to the
+notebook run's log. Children still running when the notebook run ends are finished with it.
 """
 
 from __future__ import annotations
@@ -283,57 +283,79 @@ class RunReporter:
 
     def event(self, data: Any, cell_index: int | None = None) -> None:
         """One event output of the run (see the module docstring); bad events are logged."""
-        if not isinstance(data, Mapping):
-            self.log(f"ignored a malformed nbflows event: {data!r}", logging.WARNING)
+        if not isinstance(data, Mapping) or not isinstance(data.get("run_key"), str):
+            self.log(f"ignored a malformed nbflows event: {data!r}", logging.WARNING,
+                     cell_index=cell_index)
             return
         kind = data.get("event")
-        key = data.get("key")
-        if not isinstance(key, str) or not key:
-            self.log(f"ignored an nbflows event without a key: {dict(data)!r}", logging.WARNING)
-            return
         if kind == "flow_run_started":
-            self._child_started(key, data, cell_index)
+            self._child_started(data, cell_index)
         elif kind == "flow_run_finished":
-            self._child_finished(key, str(data.get("state") or "COMPLETED").upper(),
-                                 data.get("message"))
+            self._child_finished(data, cell_index)
         else:
-            self.log(f"ignored an nbflows event of unknown kind {kind!r}", logging.WARNING)
+            self.log(f"ignored an nbflows event of unknown kind {kind!r}", logging.WARNING,
+                     cell_index=cell_index)
 
-    def _child_started(self, key: str, data: Mapping[str, Any], cell_index: int | None) -> None:
+    def _child_started(self, data: Mapping[str, Any], cell_index: int | None) -> None:
+        key = str(data["run_key"])
         flow_name = str(data.get("flow_name") or "flow")
-        parent_key = data.get("parent_key")
-        parent = self._children.get(parent_key) if isinstance(parent_key, str) else None
-        fields: dict[str, Any] = {"parent_run_id": parent.run_id if parent else self.run_id,
-                                  "state": "RUNNING"}
-        if isinstance(data.get("parameters"), Mapping):
-            fields["parameters"] = dict(data["parameters"])
-        if isinstance(data.get("tags"), list):
-            fields["tags"] = [str(x) for x in data["tags"]]
+        child = self._children.get(key)
         try:
-            child = self.client.create_flow_run(flow_name, **fields)
+            if child is None:
+                child = self._create_child(key, flow_name, data)
+            else:
+                self.client.set_flow_run_state(child.run_id, "RUNNING", name="Retrying")
         except NBFlowsError as exc:
             self.log(f"could not record flow '{flow_name}' as a child run: {exc}",
                      logging.WARNING, cell_index=cell_index)
             return
-        run_id = str(child["id"])
         with self._lock:
-            self._children[key] = _Child(
-                run_id, self._shipper.open(run_id, live=self._live), flow_name
-            )
             self._open.append(key)
-        self.log(f"flow '{flow_name}' started as child run {child.get('name')} ({run_id})",
-                 cell_index=cell_index)
 
-    def _child_finished(self, key: str, state: str, message: Any) -> None:
+    def _create_child(self, key: str, flow_name: str, data: Mapping[str, Any]) -> _Child:
+        parent_key = data.get("parent_run_key")
+        parent = self._children.get(parent_key) if isinstance(parent_key, str) else None
+        fields: dict[str, Any] = {"parent_run_id": parent.run_id if parent else self.run_id}
+        if isinstance(data.get("parameters"), Mapping):
+            fields["parameters"] = dict(data["parameters"])
+        if isinstance(data.get("tags"), list):
+            fields["tags"] = [str(x) for x in data["tags"]]
+        if isinstance(data.get("max_retries"), int):
+            fields["max_retries"] = data["max_retries"]
+        if isinstance(data.get("retry_delay"), (int, float)):
+            fields["retry_delay"] = data["retry_delay"]
+        created = self.client.create_flow_run(flow_name, **fields)
+        run_id = str(created["id"])
+        child = _Child(run_id, self._shipper.open(run_id, live=self._live), flow_name)
         with self._lock:
-            child = self._children.pop(key, None)
+            self._children[key] = child
+        return child
+
+    def _child_finished(self, data: Mapping[str, Any], cell_index: int | None) -> None:
+        key = str(data["run_key"])
+        with self._lock:
+            child = self._children.get(key)
             if key in self._open:
                 self._open.remove(key)
         if child is None:
-            return  # its start was not recorded (reported above)
+            return  # its start could not be recorded (said in the log already)
+        state = str(data.get("state") or "").upper()
         if state not in _CHILD_END_STATES:
             state = "CRASHED"
-        self._finish_child(child, state, str(message) if message else None)
+        message = str(data["message"]) if data.get("message") else None
+        if data.get("retrying") and state in ("FAILED", "CRASHED"):
+            child.log.flush()
+            try:
+                self.client.set_flow_run_state(child.run_id, state, message=message)
+                note = f"attempt {data.get('attempt', '?')} {state.lower()}; retrying"
+                self.client.set_flow_run_state(child.run_id, "SCHEDULED", message=note, retry=True)
+            except NBFlowsError as exc:
+                self.log(f"could not record the retry of child run {child.run_id}: {exc}",
+                         logging.WARNING, cell_index=cell_index)
+            return
+        with self._lock:
+            self._children.pop(key, None)
+        self._finish_child(child, state, message)
 
     def _finish_child(self, child: _Child, state: str, message: str | None) -> None:
         child.log.close()
@@ -352,7 +374,8 @@ class RunReporter:
         every buffered line is sent (or the server stayed unreachable).
         """
         with self._lock:
-            leftover = [self._children.pop(key) for key in reversed(self._open)]
+            leftover = list(self._children.values())
+            self._children.clear()
             self._open = []
         for child in leftover:
             end = "CANCELLED" if state == "CANCELLED" else "CRASHED"

@@ -1,0 +1,49 @@
+# Two commands: `make run` (a Jupyter server with nbflows and the tutorial notebooks) and
+# `make test` (set up and pass the tests). Both create the virtualenv in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+PORT ?= 8888
+PYTEST_ARGS ?=
+
+.PHONY: setup run server test lint bench docker-image clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[test]"
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/jupyter_server_config.d/nbflows.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	touch $(STAMP)
+
+## JupyterLab with the nbflows extension (API, dashboard at /nbflows/, scheduler, embedded
+## worker for process pools) on the tutorial notebooks, with the default SQLite store.
+run: setup
+	$(BIN)/jupyter lab $(ROOT_FLAG) --port=$(PORT) --ServerApp.root_dir=notebooks
+
+## The same without JupyterLab's UI: `nbflows server`.
+server: setup
+	$(BIN)/nbflows server --port $(PORT) --root-dir notebooks
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+docker-image:
+	bash .ci/docker-engine.sh
+	bash .ci/base-image.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info bench/results tests/artifacts
