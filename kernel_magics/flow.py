@@ -100,8 +100,9 @@ class Flow:
         self.options = options or FlowOptions()
         self._shell = shell
         self._magic_line = magic_line or f"%%flow {name}"
-        # Tracebacks of later calls still name the cell that defined the flow.
-        self._cell_number = shell.execution_count
+        # Tracebacks of later calls still name the cell that defined the flow. The display
+        # hook knows the running cell's number (IPython 9 counts the next cell during a cell).
+        self._cell_number = shell.displayhook.prompt_count
         self._programs: dict[bool, _Program] = {}
 
     def __repr__(self) -> str:

@@ -54,11 +54,16 @@ __all__ = [
     "ExecutionResult",
     "NBFlowsEngine",
     "OutputLine",
+    "EVENT_MIME",
     "Status",
     "execute",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Display data of this MIME type is a run event for the worker (`%%flow` in a headless kernel):
+#: it goes to `on_event`, not to `on_output` (see `nbflows.workers.reporting`).
+EVENT_MIME = "application/vnd.nbflows.event+json"
 
 #: The papermill engine name (`papermill -e nbflows ...`, `engine_name="nbflows"`).
 ENGINE_NAME = "nbflows"
@@ -140,6 +145,7 @@ class _Run:
     cancel_event: threading.Event | None
     timeout: float | None
     run_env: Mapping[str, str]
+    on_event: Callable[[Any, int], None] | None = None
     nb: NotebookNode | None = None
     current_cell: int | None = None
     #: None while running normally; "cancelled", "timeout" or "crashed" once stopped.
@@ -161,6 +167,14 @@ class _Run:
             self.callback_failures += 1
             if self.callback_failures == 1:
                 log.exception("on_output callback failed (further failures are not logged)")
+
+    def run_event(self, data: Any, cell_index: int) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(data, cell_index)
+        except Exception:
+            log.exception("on_event callback failed")
 
     def cell_event(self, index: int, event: str) -> None:
         if self.on_cell is None:
@@ -362,6 +376,10 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
             lines = text.splitlines() or [f"{content.get('ename')}: {content.get('evalue')}"]
             self._emit_lines("error", lines, cell_index)
         elif msg_type in ("execute_result", "display_data"):
+            if EVENT_MIME in content.get("data", {}):
+                self._flush_partial()  # lines printed before the event belong before it
+                self._run.run_event(content["data"][EVENT_MIME], cell_index)
+                return
             text = content.get("data", {}).get("text/plain")
             if text is None:
                 return
@@ -468,6 +486,7 @@ def execute(
     kernel_pool: KernelPool | None,
     cancel_event: threading.Event | None,
     run_env: Mapping[str, str] | None = None,
+    on_event: Callable[[Any, int], None] | None = None,
 ) -> ExecutionResult:
     """Execute `notebook` (not modified) with papermill in a fresh kernel; block until done.
 
@@ -483,6 +502,8 @@ def execute(
     * `on_output` receives each output line as the kernel sends it; `on_cell(index, event)` is
       called with "start" and "end" around each code cell. Both run on the calling thread and
       should return quickly; their exceptions are logged, not raised.
+    * `on_event(data, cell_index)` receives the JSON of each `EVENT_MIME` display output (run
+      events of `%%flow` cells), on the same terms; those outputs are not output lines.
     * Setting `cancel_event` interrupts the running cell, then kills the kernel (within a second).
 
     Never raises for what happens in the notebook or the kernel: the result's `status` is
@@ -524,7 +545,17 @@ def execute(
     pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0)
     try:
         return _execute_on_pool(
-            nb, pool, name, cwd, env, timeout, on_output, on_cell, cancel_event, run_env or {}
+            nb,
+            pool,
+            name,
+            cwd,
+            env,
+            timeout,
+            on_output,
+            on_cell,
+            cancel_event,
+            run_env or {},
+            on_event,
         )
     finally:
         if kernel_pool is None:
@@ -542,6 +573,7 @@ def _execute_on_pool(
     on_cell: Callable[[int, str], None] | None,
     cancel_event: threading.Event | None,
     run_env: Mapping[str, str],
+    on_event: Callable[[Any, int], None] | None = None,
 ) -> ExecutionResult:
     try:
         km = pool.acquire(kernel_name, cwd, env, cancel_event=cancel_event)
@@ -554,7 +586,7 @@ def _execute_on_pool(
     except Exception as exc:
         return ExecutionResult(nb, "crashed", message=f"The kernel could not be started: {exc}")
 
-    run = _Run(km, pool, on_output, on_cell, cancel_event, timeout, run_env)
+    run = _Run(km, pool, on_output, on_cell, cancel_event, timeout, run_env, on_event)
     unexpected: BaseException | None = None
     try:
         papermill_engines.execute_notebook_with_engine(

@@ -422,9 +422,14 @@ _RRULE_HELP = (
     "'DTSTART:20240101T060000' line before an 'RRULE:...' line; COUNT and UNTIL are allowed"
 )
 _TZID_RE = re.compile(r"DTSTART;[^:\n]*TZID=([^:;\n]+)", re.IGNORECASE)
-_FIXED_PERIODS = {3: timedelta(days=1), 4: timedelta(hours=1), 5: timedelta(minutes=1)}
-_FIXED_PERIODS[6] = timedelta(seconds=1)
-_FIXED_PERIODS[2] = timedelta(days=7)
+# dateutil's WEEKLY, DAILY, HOURLY, MINUTELY, SECONDLY: periods of fixed wall-clock length.
+_FIXED_PERIODS = {
+    2: timedelta(weeks=1),
+    3: timedelta(days=1),
+    4: timedelta(hours=1),
+    5: timedelta(minutes=1),
+    6: timedelta(seconds=1),
+}
 # How many periods a cached, shifted rule may lag behind a query before it is rebuilt.
 _SHIFT_SLACK = 8
 
@@ -560,10 +565,11 @@ def _rrule_plan(text: str, zone_name: str) -> _RRulePlan:
             raise InvalidInput(
                 f"invalid rrule {text!r}: {exc}. {_RRULE_HELP}.", field="rrule"
             ) from None
-        if first is None and (until is None or until >= start):
+        if first is None:
+            ended = f" or before its UNTIL {until:%Y-%m-%d %H:%M}" if until else ""
             raise InvalidInput(
                 f"invalid rrule {text!r}: it never produces a time (none in the {_MAX_YEARS} "
-                f"years after its start {start:%Y-%m-%d %H:%M}). {_RRULE_HELP}.",
+                f"years after its start {start:%Y-%m-%d %H:%M}{ended}). {_RRULE_HELP}.",
                 field="rrule",
             )
         period = years = None
@@ -680,7 +686,7 @@ def _from_validation_error(exc: ValidationError, kind: str, fields: Iterable[str
     return InvalidInput(
         f"invalid {kind} schedule: {'; '.join(problems)}. Valid fields: {valid}; "
         f"e.g. {_EXAMPLES.get(kind, '')}",
-        errors=[f"{p}" for p in problems],
+        errors=problems,
     )
 
 
@@ -834,7 +840,7 @@ class IntervalSchedule(_ScheduleBase):
 
         def __init__(
             self,
-            interval: float | timedelta,
+            interval: float | timedelta | str,
             *,
             anchor_date: datetime | None = None,
             timezone: str = "UTC",
@@ -992,8 +998,9 @@ _CLASSES: dict[str, type[CronSchedule] | type[IntervalSchedule] | type[RRuleSche
 def parse_schedule(data: Mapping[str, Any] | Schedule) -> Schedule:
     """A schedule from its dict (as stored, or sent by a client).
 
-    `kind` may be left out when the dict has exactly one of `cron`, `interval`, `rrule`.
-    Raises InvalidInput, never pydantic's ValidationError.
+    `kind` may be left out when the dict has exactly one of `cron`, `interval`, `rrule`; an
+    `id` (as in the API's deployment output) is ignored. Raises InvalidInput, never pydantic's
+    ValidationError.
     """
     if isinstance(data, _ScheduleBase):
         return data
@@ -1021,6 +1028,8 @@ def _parse_cached(items: tuple[tuple[str, str, Any], ...]) -> Schedule:
 def _parse(data: dict[str, Any]) -> Schedule:
     if any(not isinstance(name, str) for name in data):
         raise InvalidInput("a schedule's field names must be strings")
+    # The API lists a deployment's schedules with their row id; sent back, it means nothing.
+    data.pop("id", None)
     kind = data.get("kind")
     if kind is None:
         present = [name for name in KINDS if name in data]
@@ -1055,7 +1064,7 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
 
 def make_schedule(
     cron: str | None = None,
-    interval: float | timedelta | None = None,
+    interval: float | timedelta | str | None = None,
     rrule: str | None = None,
     timezone: str | None = None,
     *,

@@ -109,10 +109,10 @@ def _insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(t.FlowRun.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = stmt.returning(t.FlowRun.__table__.c.id)
     created = 0
     for start in range(0, len(rows), 500):
-        result = s.execute(stmt, rows[start : start + 500])
-        created += max(result.rowcount or 0, 0)
+        created += len(s.execute(stmt, rows[start : start + 500]).all())
     return created
 
 

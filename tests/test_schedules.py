@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -28,8 +29,8 @@ PARIS = ZoneInfo("Europe/Paris")
 # 03:00 CEST -> 02:00 CET on October 27th (01:00 UTC).
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def local(times: list[datetime], tz: ZoneInfo = PARIS) -> list[str]:
@@ -43,7 +44,12 @@ def test_daily_cron_stays_at_six_local_across_both_dst_changes() -> None:
     s = CronSchedule(cron="0 6 * * *", timezone="Europe/Paris")
 
     spring = s.next_times(utc(2024, 3, 29, 12), utc(2024, 4, 2, 12))
-    assert spring == [utc(2024, 3, 30, 5), utc(2024, 3, 31, 4), utc(2024, 4, 1, 4), utc(2024, 4, 2, 4)]
+    assert spring == [
+        utc(2024, 3, 30, 5),
+        utc(2024, 3, 31, 4),
+        utc(2024, 4, 1, 4),
+        utc(2024, 4, 2, 4),
+    ]
     autumn = s.next_times(utc(2024, 10, 25, 12), utc(2024, 10, 28, 12))
     assert autumn == [utc(2024, 10, 26, 4), utc(2024, 10, 27, 5), utc(2024, 10, 28, 5)]
     assert {t.astimezone(PARIS).strftime("%H:%M") for t in spring + autumn} == {"06:00"}
@@ -69,7 +75,9 @@ def test_fixed_time_in_skipped_hour_runs_once_shifted_and_repeated_hour_runs_onc
     assert autumn == [utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1, 30)]
 
     # Asked during the repeated hour, after the first 02:30: the next run is the next day.
-    assert s.next_times(utc(2024, 10, 27, 0, 40), utc(2024, 10, 28, 12)) == [utc(2024, 10, 28, 1, 30)]
+    assert s.next_times(utc(2024, 10, 27, 0, 40), utc(2024, 10, 28, 12)) == [
+        utc(2024, 10, 28, 1, 30)
+    ]
 
 
 def test_hourly_cron_runs_every_real_hour_across_dst_changes() -> None:
@@ -96,6 +104,22 @@ def test_every_30_minutes_stays_evenly_spaced_through_the_repeated_hour() -> Non
         utc(2024, 10, 27, 1, 30),
         utc(2024, 10, 27, 2),
     ]
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Paris", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe"]
+)
+def test_quarter_hourly_cron_is_evenly_spaced_and_daily_cron_fixed_all_year(zone: str) -> None:
+    # Lord Howe moves its clocks by 30 minutes, the others by an hour.
+    quarter = CronSchedule("*/15 * * * *", timezone=zone)
+    times = quarter.next_times(utc(2024, 1, 1), utc(2025, 1, 1), limit=40_000)
+    assert len(times) == 35_136  # 366 days x 96: the clock changes add and drop nothing
+    assert {b - a for a, b in itertools.pairwise(times)} == {timedelta(minutes=15)}
+
+    daily = CronSchedule("0 6 * * *", timezone=zone)
+    times = daily.next_times(utc(2023, 12, 31, 21), utc(2024, 12, 31, 21), limit=400)
+    assert len(times) == 366
+    assert {t.astimezone(ZoneInfo(zone)).strftime("%H:%M") for t in times} == {"06:00"}
 
 
 def test_next_times_window_bounds_limit_and_naive_datetimes() -> None:
@@ -204,7 +228,7 @@ def test_whole_day_interval_keeps_wall_time_and_shorter_ones_keep_elapsed_time()
     ]
     half_day = IntervalSchedule(12 * 3600, anchor_date=anchor, timezone="Europe/Paris")
     times = half_day.next_times(utc(2024, 3, 30, 12), utc(2024, 3, 31, 18))
-    assert [b - a for a, b in zip(times, times[1:])] == [timedelta(hours=12)] * 2
+    assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(hours=12)] * 2
     assert local(times) == ["03-30 18:00 CET", "03-31 07:00 CEST", "03-31 19:00 CEST"]
 
 
@@ -218,10 +242,20 @@ def test_rrule_in_a_timezone_follows_local_time() -> None:
 
 
 def test_rrule_dtstart_tzid_sets_the_timezone() -> None:
-    s = RRuleSchedule("DTSTART;TZID=America/New_York:20240101T090000\nRRULE:FREQ=WEEKLY;BYDAY=MO,FR")
+    s = RRuleSchedule(
+        "DTSTART;TZID=America/New_York:20240101T090000\nRRULE:FREQ=WEEKLY;BYDAY=MO,FR"
+    )
     assert s.timezone == "America/New_York"
     times = s.next_times(utc(2024, 3, 6), utc(2024, 3, 12))
     assert times == [utc(2024, 3, 8, 14), utc(2024, 3, 11, 13)]  # 09:00 EST, then 09:00 EDT
+
+
+def test_hourly_rrule_runs_every_real_hour_across_dst_changes() -> None:
+    s = RRuleSchedule("FREQ=HOURLY;BYMINUTE=0", timezone="Europe/Paris")
+    autumn = s.next_times(utc(2024, 10, 26, 22, 30), utc(2024, 10, 27, 3, 30))
+    assert autumn == [utc(2024, 10, 26, 23), *(utc(2024, 10, 27, h) for h in range(4))]
+    spring = s.next_times(utc(2024, 3, 30, 23, 30), utc(2024, 3, 31, 2, 30))
+    assert spring == [utc(2024, 3, 31, 0), utc(2024, 3, 31, 1), utc(2024, 3, 31, 2)]
 
 
 def test_rrule_count_until_rdate_exdate() -> None:
@@ -255,7 +289,6 @@ def test_rrule_count_until_rdate_exdate() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "FREQ=MINUTELY;INTERVAL=7",
         "FREQ=HOURLY;INTERVAL=5;BYMINUTE=10,40",
         "FREQ=WEEKLY;INTERVAL=3;BYDAY=TU,SA;BYHOUR=8",
         "DTSTART:20200131T100000\nRRULE:FREQ=MONTHLY;INTERVAL=5",
@@ -274,17 +307,32 @@ def test_rrule_far_from_its_start_gives_dateutils_times(text: str) -> None:
         assert s.next_times(after, until, limit=40) == expected
 
 
+def test_minutely_rrule_years_after_its_start_keeps_its_phase() -> None:
+    s = RRuleSchedule("FREQ=MINUTELY;INTERVAL=7")  # from 2020-01-01 00:00
+    for after in (datetime(2026, 5, 17, 3, 21, 30), datetime(2026, 5, 17, 9), datetime(2031, 2, 3)):
+        times = s.next_times(after, after + timedelta(days=1), limit=40)
+        step = timedelta(minutes=7)
+        first = datetime(2020, 1, 1) + ((after - datetime(2020, 1, 1)) // step + 1) * step
+        assert times == [(first + i * step).replace(tzinfo=UTC) for i in range(40)]
+
+
 # --- validation -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("data", "words"),
     [
-        ({"kind": "cron", "cron": "0 25 * * *"}, ["'0 25 * * *'", "hour field '25'", "0-23", "'0 6 * * *'"]),
+        (
+            {"kind": "cron", "cron": "0 25 * * *"},
+            ["'0 25 * * *'", "hour field '25'", "0-23", "'0 6 * * *'"],
+        ),
         ({"kind": "cron", "cron": "61 6 * * *"}, ["minute field '61'", "0-59"]),
         ({"kind": "cron", "cron": "0 6 * * mon-xyz"}, ["day-of-week field 'mon-xyz'", "SUN-SAT"]),
         ({"kind": "cron", "cron": "0 6 * *"}, ["4 fields, not 5", "'0 6 * * *'"]),
-        ({"kind": "cron", "cron": "0 6 * * * *"}, ["6 fields", "seconds and years are not supported"]),
+        (
+            {"kind": "cron", "cron": "0 6 * * * *"},
+            ["6 fields", "seconds and years are not supported"],
+        ),
         ({"kind": "cron", "cron": "0 6 31 2 *"}, ["can never occur"]),
         ({"kind": "cron", "cron": "@sometimes"}, ["unknown alias", "@daily"]),
         ({"kind": "cron", "cron": ""}, ["empty", "'0 6 * * *'"]),
@@ -292,7 +340,10 @@ def test_rrule_far_from_its_start_gives_dateutils_times(text: str) -> None:
         ({"kind": "rrule", "rrule": "FREQ=SOMETIMES"}, ["invalid rrule", "FREQ", "FREQ=DAILY"]),
         ({"kind": "rrule", "rrule": "hello"}, ["invalid rrule 'hello'", "NAME=VALUE"]),
         ({"kind": "rrule", "rrule": "FREQ=DAILY;BYHOUR=25"}, ["hour must be in 0..23"]),
-        ({"kind": "rrule", "rrule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"}, ["never produces a time"]),
+        (
+            {"kind": "rrule", "rrule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"},
+            ["never produces a time"],
+        ),
         ({"kind": "rrule", "rrule": "FREQ=DAILY;FOO=1"}, ["unknown parameter 'FOO'"]),
         (
             {"kind": "rrule", "rrule": "DTSTART;TZID=Mars/Base:20240101T060000\nRRULE:FREQ=DAILY"},
@@ -313,7 +364,10 @@ def test_rrule_far_from_its_start_gives_dateutils_times(text: str) -> None:
         ({"kind": "interval", "interval": True}, ["number of seconds or a timedelta"]),
         ({"kind": "interval", "interval": "soon"}, ["'soon'", "PT1H30M"]),
         ({"kind": "interval"}, ["'interval' is required", "Valid fields"]),
-        ({"kind": "weekly", "cron": "0 6 * * *"}, ["unknown schedule kind 'weekly'", "'cron', 'interval', 'rrule'"]),
+        (
+            {"kind": "weekly", "cron": "0 6 * * *"},
+            ["unknown schedule kind 'weekly'", "'cron', 'interval', 'rrule'"],
+        ),
         ({}, ["needs a 'kind'", "'cron', 'interval', 'rrule'"]),
         ({"cron": "0 6 * * *", "interval": 60}, ["not cron and interval"]),
         ({"kind": "cron", "cron": "0 6 * * *", "crn": 1}, ["unknown field 'crn'", "cron, day_or"]),
@@ -358,7 +412,9 @@ def test_make_schedule_builds_exactly_one() -> None:
     with pytest.raises(InvalidInput) as none:
         make_schedule(timezone="UTC")
     assert all(word in none.value.message for word in ("cron=", "interval=", "rrule="))
-    with pytest.raises(InvalidInput, match="only one of cron, interval or rrule, not cron and rrule"):
+    with pytest.raises(
+        InvalidInput, match="only one of cron, interval or rrule, not cron and rrule"
+    ):
         make_schedule(cron="0 6 * * *", rrule="FREQ=DAILY")
     with pytest.raises(InvalidInput, match="unknown timezone 'Paris'"):
         make_schedule(cron="0 6 * * *", timezone="Paris")
@@ -449,6 +505,8 @@ def test_parse_schedule_infers_kind_and_accepts_a_schedule() -> None:
     s = parse_schedule({"cron": "0 6 * * *", "timezone": "Europe/Paris"})
     assert isinstance(s, CronSchedule) and s.timezone == "Europe/Paris"
     assert parse_schedule(s) is s
+    # Schedules as the API lists them (with their row id) can be sent back as they are.
+    assert parse_schedule({"id": "7f3a", **schedule_to_dict(s)}) == s
     assert isinstance(parse_schedule({"rrule": "FREQ=DAILY"}), RRuleSchedule)
     assert TypeAdapter(list[Schedule]).validate_python(
         [{"kind": "interval", "interval": 60}, {"kind": "cron", "cron": "@daily"}]

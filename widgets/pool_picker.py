@@ -26,7 +26,9 @@ _STATUS = {
 
 def pool_status(pool: dict[str, Any]) -> tuple[str, str]:
     """(words, colour) of a pool's status: ready, paused or no worker."""
-    return _STATUS.get(str(pool.get("status")), (str(pool.get("status") or "unknown").lower(), "#757575"))
+    return _STATUS.get(
+        str(pool.get("status")), (str(pool.get("status") or "unknown").lower(), "#757575")
+    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -67,7 +69,7 @@ class PoolPicker(widgets.VBox):
     """
 
     value = Unicode(None, allow_none=True)
-    pools = List()
+    pools: List[dict[str, Any]] = List()
     error = Unicode("")
 
     def __init__(
@@ -81,7 +83,9 @@ class PoolPicker(widgets.VBox):
         self.pool_type = type
         self._client = client
         self.dropdown = widgets.Dropdown(
-            description="Work pool", options=[], layout=widgets.Layout(width="auto", min_width="24em")
+            description="Work pool",
+            options=[],
+            layout=widgets.Layout(width="auto", min_width="24em"),
         )
         self.refresh_button = widgets.Button(
             icon="refresh", tooltip="Reload the work pools", layout=widgets.Layout(width="2.6em")

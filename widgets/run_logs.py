@@ -88,7 +88,7 @@ def format_duration(seconds: float | None) -> str:
         return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -173,9 +173,7 @@ class RunLogs(widgets.VBox):
         )
         self.show_all_button.on_click(lambda _: self.show_all())
         self.message = widgets.HTML()
-        super().__init__(
-            [self.header, self.log_view, self.show_all_button, self.message], **kwargs
-        )
+        super().__init__([self.header, self.log_view, self.show_all_button, self.message], **kwargs)
         self._render_header()
         self._render_lines()
         if follow:
@@ -241,7 +239,11 @@ class RunLogs(widgets.VBox):
             while not self._stop.is_set():
                 try:
                     page = self.client.read_logs(
-                        self.run_id, after=after, limit=PAGE_SIZE, wait=wait or None, state=seen_type
+                        self.run_id,
+                        after=after,
+                        limit=PAGE_SIZE,
+                        wait=wait or None,
+                        state=seen_type,
                     )
                 except NotFound as exc:
                     self._show_error(exc)
@@ -271,7 +273,9 @@ class RunLogs(widgets.VBox):
                 wait = 0 if more else TICK_SECONDS if kind == "RUNNING" else MAX_WAIT
                 if items:
                     # Let lines accumulate on the server: one update carries many of them.
-                    self._stop.wait(max(0.0, MIN_UPDATE_INTERVAL - (time.monotonic() - self._last_update)))
+                    self._stop.wait(
+                        max(0.0, MIN_UPDATE_INTERVAL - (time.monotonic() - self._last_update))
+                    )
         finally:
             self.done = True
             self._finished.set()
@@ -352,7 +356,8 @@ class RunLogs(widgets.VBox):
             self.log_view.value = (
                 '<div class="nbflows-logs" style="max-height:22em;overflow:auto;display:flex;'
                 "flex-direction:column-reverse;background:var(--jp-layout-color2,#f5f5f5);"
-                "border-radius:4px;padding:4px 8px;font-family:var(--jp-code-font-family,monospace);"
+                "border-radius:4px;padding:4px 8px;"
+                "font-family:var(--jp-code-font-family,monospace);"
                 f'font-size:12px;line-height:1.4"><div>{note}{body}</div></div>'
             )
             show_button = hidden > 0 and self._everything is None

@@ -1,0 +1,591 @@
+"""The worker life cycle, shared by every pool type: claim, run, report, heartbeat, stop.
+
+A pool type is a subclass that declares `type` and implements one method::
+
+    class ProcessWorker(BaseWorker):
+        type = "process"
+
+        def run(self, claimed, reporter, cancel_event) -> Outcome:
+            ...  # execute claimed.flow_run on this pool's infrastructure
+
+Everything else is here and the same for every type. `serve()` is the work loop: for each pool
+it serves, a claim thread long-polls the server for due runs (as many as the worker has free
+slots, so a run is handed over the moment it is created) and a heartbeat thread keeps the worker
+alive and learns which runs to cancel. Each claimed run executes on its own thread:
+PENDING → RUNNING → `run()` → logs flushed, executed notebook stored → COMPLETED / FAILED /
+CRASHED / CANCELLED. `stop()` (SIGTERM, SIGINT) stops claiming, lets running runs finish for
+`grace` seconds, cancels what is left and returns with nothing left RUNNING.
+
+The worker talks to the server only through `nbflows.client`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+from nbflows.client import TERMINAL_STATES, Client
+from nbflows.errors import Conflict, NBFlowsError, NotFound
+from nbflows.workers.reporting import LogShipper, RunReporter
+
+__all__ = [
+    "CLAIM_WAIT",
+    "DEFAULT_GRACE",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_LIMIT",
+    "POOL_REFRESH_INTERVAL",
+    "BaseWorker",
+    "ClaimedRun",
+    "Outcome",
+    "default_worker_name",
+]
+
+#: Runs one worker executes at the same time unless `--limit` says otherwise.
+DEFAULT_LIMIT = 4
+#: Seconds between heartbeats; the server declares the worker lost after 3 missed ones.
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+#: Seconds running runs may take to finish after a stop request before they are cancelled.
+DEFAULT_GRACE = 30.0
+#: How long one claim request waits on the server for a run (it answers as soon as one is due).
+CLAIM_WAIT = 20.0
+#: Seconds between two looks at which pools exist (pools created later get served).
+POOL_REFRESH_INTERVAL = 2.0
+#: How long a state change is retried while the server cannot be reached.
+STATE_RETRY_FOR = 60.0
+#: How long cancelled runs may take to stop when the worker shuts down before they are given up.
+CANCEL_TIMEOUT = 30.0
+
+EndState = Literal["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+
+_END_LEVELS = {
+    "COMPLETED": logging.INFO,
+    "CANCELLED": logging.WARNING,
+    "FAILED": logging.ERROR,
+    "CRASHED": logging.ERROR,
+}
+
+
+def default_worker_name(pool_type: str) -> str:
+    """A name unique to this process: heartbeats, and so crash detection, are per name."""
+    return f"{pool_type}-worker-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this worker claimed: what `POST work_pools/{pool}/claim` answered for it."""
+
+    pool: str
+    flow_run: dict[str, Any]
+    deployment: dict[str, Any] | None
+    #: The pool's base job template rendered with `job_variables` (what the run executes with).
+    job_configuration: dict[str, Any]
+    job_variables: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, pool: str, data: Mapping[str, Any]) -> ClaimedRun:
+        return cls(
+            pool=pool,
+            flow_run=dict(data["flow_run"]),
+            deployment=dict(data["deployment"]) if data.get("deployment") else None,
+            job_configuration=dict(data.get("job_configuration") or {}),
+            job_variables=dict(data.get("job_variables") or {}),
+        )
+
+    @property
+    def id(self) -> str:
+        return str(self.flow_run["id"])
+
+    @property
+    def label(self) -> str:
+        """`name (id)` of the run and, when it has one, its deployment."""
+        text = f"run {self.flow_run.get('name')} ({self.id})"
+        if self.flow_run.get("deployment_name"):
+            text += f" of {self.flow_run['deployment_name']}"
+        return text
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as `run()` reports it.
+
+    `notebook` is the executed notebook (nbformat JSON) to store with the run, if there is one.
+    """
+
+    state: EndState
+    message: str = ""
+    notebook: Mapping[str, Any] | None = None
+
+
+@dataclass(eq=False)
+class _ActiveRun:
+    claimed: ClaimedRun
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    #: Why the worker itself cancelled the run (shutdown); None for a user's cancellation.
+    stop_reason: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _ServedPool:
+    name: str
+    queues: list[str] | None
+    stopped: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return not self.stopped.is_set() and any(t.is_alive() for t in self.threads)
+
+
+class BaseWorker:
+    """Claims due runs of its pools and executes them; subclasses implement `run()`.
+
+    `pools=None` serves every pool of the worker's `type`, including pools created while it
+    runs. `queues` restricts claiming to those queues (in pools that have them). At most
+    `limit` runs execute at once. `echo` receives the lines a person watching the worker reads.
+    """
+
+    #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
+    type: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        name: str | None = None,
+        pools: list[str] | None = None,
+        queues: list[str] | None = None,
+        limit: int = DEFAULT_LIMIT,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        grace: float = DEFAULT_GRACE,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        self.client = client
+        self.name = name or default_worker_name(self.type)
+        self.pools = list(pools) if pools else None
+        self.queues = list(queues) if queues else None
+        self.limit = limit
+        self.heartbeat_interval = heartbeat_interval
+        self.grace = grace
+        self._echo = echo or _print
+        self._echo_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stop_now = threading.Event()
+        self._stop_reason = "the worker was stopped"
+        self._served: dict[str, _ServedPool] = {}
+        self._active: dict[str, _ActiveRun] = {}
+        self._slots = threading.Condition()
+        self._shipper: LogShipper | None = None
+
+    # -- what a pool type implements ------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Prepare the infrastructure before the first claim (e.g. start a kernel pool)."""
+
+    def run(
+        self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
+    ) -> Outcome:
+        """Execute one claimed run to its end and say how it ended.
+
+        Output goes to `reporter` while the run executes. When `cancel_event` is set the run
+        must stop promptly (kill what executes it) and return a CANCELLED outcome. An exception
+        raised here makes the run CRASHED.
+        """
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release the infrastructure once no run executes any more."""
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Claim and execute runs until `stop()`; return once no run of this worker executes."""
+        self.setup()
+        self._shipper = LogShipper(self.client)
+        try:
+            self._serve_pools(first=True)
+            self.say(f"worker '{self.name}' ({self.type}) started, limit {self.limit}")
+            while not self._stopping.wait(POOL_REFRESH_INTERVAL):
+                self._serve_pools()
+            self._drain()
+        finally:
+            for pool in self._served.values():
+                pool.stopped.set()
+            self._shipper.close()
+            self.teardown()
+            self.say(f"worker '{self.name}' stopped")
+
+    def stop(self, reason: str = "the worker was stopped", *, now: bool = False) -> None:
+        """Stop claiming; running runs get `grace` seconds (none with `now`, or when asked twice)."""
+        if self._stopping.is_set() or now:
+            self._stop_now.set()
+        else:
+            self._stop_reason = reason
+        self._stopping.set()
+        with self._slots:
+            self._slots.notify_all()
+
+    def say(self, message: str) -> None:
+        """One line for the person watching the worker."""
+        stamp = datetime.now().strftime("%H:%M:%S")
+        with self._echo_lock:
+            self._echo(f"{stamp} | {message}")
+
+    # -- pools ----------------------------------------------------------------------------------
+
+    def _serve_pools(self, first: bool = False) -> None:
+        """Start serving the pools that should be served and are not (yet, or any more)."""
+        try:
+            wanted = self._wanted_pools()
+        except NBFlowsError as exc:
+            if first:
+                raise
+            self.say(f"could not list work pools: {exc}")
+            return
+        for pool in wanted:
+            name = str(pool["name"])
+            served = self._served.get(name)
+            if served is not None and served.alive():
+                continue
+            queues = self._queues_of(pool)
+            if queues == []:
+                continue  # none of the requested queues is in this pool
+            self._start_serving(_ServedPool(name, queues), first)
+
+    def _wanted_pools(self) -> list[dict[str, Any]]:
+        if self.pools is None:
+            return [p for p in self.client.list_work_pools() if p.get("type") == self.type]
+        found = []
+        for name in self.pools:
+            try:
+                found.append(self.client.read_work_pool(name))
+            except NotFound:
+                if name in self._served:  # deleted while served: it may come back
+                    continue
+                raise
+        return found
+
+    def _queues_of(self, pool: Mapping[str, Any]) -> list[str] | None:
+        if self.queues is None:
+            return None
+        have = {q.get("name") for q in pool.get("queues") or []}
+        return [q for q in self.queues if q in have]
+
+    def _start_serving(self, pool: _ServedPool, first: bool) -> None:
+        self._adopt_orphans(pool.name)
+        self._beat(pool)  # the pool shows the worker online before it claims
+        self._served[pool.name] = pool
+        for target, kind in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
+            thread = threading.Thread(
+                target=target, args=(pool,), name=f"nbflows-{kind}-{pool.name}", daemon=True
+            )
+            pool.threads.append(thread)
+            thread.start()
+        queues = f" (queues {', '.join(pool.queues)})" if pool.queues else ""
+        self.say(f"serving work pool '{pool.name}'{queues}")
+
+    def _adopt_orphans(self, pool: str) -> None:
+        # A worker restarted under the same name heartbeats for runs its previous process held:
+        # without this they would stay RUNNING forever.
+        try:
+            runs = self.client.list_flow_runs(
+                state=["PENDING", "RUNNING", "CANCELLING"], work_pool_name=pool, limit=1000
+            )
+        except NBFlowsError:
+            return
+        for run in runs:
+            run_id = str(run["id"])
+            if run.get("worker_name") != self.name or run_id in self._active:
+                continue
+            cancelling = (run.get("state") or {}).get("type") == "CANCELLING"
+            self._set_state(
+                run_id,
+                "CANCELLED" if cancelling else "CRASHED",
+                f"worker '{self.name}' restarted while the run was active",
+            )
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    def _claim_loop(self, pool: _ServedPool) -> None:
+        failures = 0
+        while not (self._stopping.is_set() or pool.stopped.is_set()):
+            free = self._wait_for_free_slots(pool)
+            if free <= 0:
+                continue
+            try:
+                answer = self.client.claim(
+                    pool.name, self.name, queues=pool.queues, limit=free, wait=CLAIM_WAIT
+                )
+            except NotFound as exc:
+                self.say(f"stopped serving work pool '{pool.name}': {exc}")
+                pool.stopped.set()
+                return
+            except NBFlowsError as exc:
+                failures += 1
+                if failures == 1:
+                    self.say(f"claiming in work pool '{pool.name}' failed: {exc}; retrying")
+                self._stopping.wait(min(0.5 * 2**failures, 10.0))
+                continue
+            if failures:
+                self.say(f"claiming in work pool '{pool.name}' works again")
+                failures = 0
+            for item in answer:
+                self._accept(ClaimedRun.from_json(pool.name, item))
+
+    def _wait_for_free_slots(self, pool: _ServedPool) -> int:
+        with self._slots:
+            while len(self._active) >= self.limit:
+                if self._stopping.is_set() or pool.stopped.is_set():
+                    return 0
+                self._slots.wait(1.0)
+            return self.limit - len(self._active)
+
+    def _accept(self, claimed: ClaimedRun) -> None:
+        """Start a claimed run, or hand it back when stopping or full (other pools claimed too)."""
+        with self._slots:
+            refused = (
+                "the worker is stopping"
+                if self._stopping.is_set()
+                else "the worker is at its limit"
+                if len(self._active) >= self.limit
+                else None
+            )
+            if refused is None:
+                active = _ActiveRun(claimed)
+                self._active[claimed.id] = active
+        if refused is not None:
+            self._hand_back(claimed, refused)
+            return
+        threading.Thread(
+            target=self._execute, args=(active,), name=f"nbflows-run-{claimed.id}", daemon=True
+        ).start()
+
+    def _hand_back(self, claimed: ClaimedRun, reason: str) -> None:
+        message = f"handed back by worker '{self.name}' before it started ({reason})"
+        try:
+            self.client.set_flow_run_state(claimed.id, "SCHEDULED", message=message)
+        except Conflict:
+            self._settle_unstarted(claimed.id)
+        except NBFlowsError as exc:
+            self.say(f"could not hand back {claimed.label}: {exc}")
+
+    def _settle_unstarted(self, run_id: str) -> None:
+        """A run this worker claimed but will not start, and that is not PENDING any more."""
+        try:
+            run = self.client.read_flow_run(run_id)
+        except NBFlowsError:
+            return
+        if (run.get("state") or {}).get("type") == "CANCELLING":
+            self._set_state(run_id, "CANCELLED", "cancelled before it started")
+
+    # -- executing one run ----------------------------------------------------------------------
+
+    def _execute(self, active: _ActiveRun) -> None:
+        claimed = active.claimed
+        assert self._shipper is not None
+        live = claimed.job_configuration.get("stream_output") is not False
+        reporter = RunReporter(self._shipper, claimed.id, live=live)
+        outcome: Outcome | None = None
+        try:
+            if not self._begin(active):
+                return
+            self.say(f"{claimed.label} started")
+            outcome = self.run(claimed, reporter, active.cancel_event)
+        except Exception as exc:
+            outcome = Outcome(
+                "CRASHED", f"the worker failed while running the flow: {type(exc).__name__}: {exc}"
+            )
+            reporter.log(traceback.format_exc().rstrip(), logging.ERROR)
+        finally:
+            try:
+                if outcome is not None:
+                    self._finish(active, reporter, outcome)
+                else:
+                    reporter.close()
+            finally:
+                with self._slots:
+                    self._active.pop(claimed.id, None)
+                    self._slots.notify_all()
+
+    def _begin(self, active: _ActiveRun) -> bool:
+        """PENDING → RUNNING; False (and the run settled) when it must not start."""
+        claimed = active.claimed
+        if self._stopping.is_set():
+            self._hand_back(claimed, "the worker is stopping")
+            return False
+        if active.cancel_event.is_set():
+            self._set_state(claimed.id, "CANCELLED", "cancelled before it started")
+            return False
+        try:
+            self.client.set_flow_run_state(claimed.id, "RUNNING")
+        except Conflict:
+            self._settle_unstarted(claimed.id)
+            return False
+        return True
+
+    def _finish(self, active: _ActiveRun, reporter: RunReporter, outcome: Outcome) -> None:
+        """Logs, then the executed notebook, then the final state: a watcher that sees the run
+        end finds everything else there already."""
+        claimed = active.claimed
+        state: str = outcome.state
+        message = outcome.message
+        if state == "CANCELLED" and active.stop_reason:
+            message = f"{active.stop_reason}: {message}" if message else active.stop_reason
+        reporter.log(f"{state}: {message}" if message else state, _END_LEVELS[state])
+        if outcome.notebook is not None:
+            try:
+                self.client.write_flow_run_notebook(claimed.id, outcome.notebook)
+            except NBFlowsError as exc:
+                reporter.log(f"could not store the executed notebook: {exc}", logging.WARNING)
+        reporter.close(state)
+        final = self._report_end(claimed.id, state, message)
+        took = time.monotonic() - active.started
+        summary = (final.get("state") or {}).get("type", state) if final else state
+        if final and summary == "SCHEDULED":
+            summary = f"{state}, will be retried"
+        first_line = message.splitlines()[0] if message else ""
+        self.say(f"{claimed.label} ended {summary} in {took:.2f} s"
+                 + (f": {first_line}" if first_line and state != "COMPLETED" else ""))
+
+    def _report_end(self, run_id: str, state: str, message: str) -> dict[str, Any] | None:
+        try:
+            return self._set_state(run_id, state, message or None, quiet_conflict=True)
+        except Conflict:
+            pass
+        # The state changed under the run: cancellation was asked for as it ended, or the
+        # server had given the run up (late heartbeats).
+        try:
+            run = self.client.read_flow_run(run_id)
+        except NBFlowsError:
+            return None
+        current = (run.get("state") or {}).get("type")
+        if current == "CANCELLING":
+            note = f"cancellation was requested as the run ended {state}"
+            return self._set_state(run_id, "CANCELLED", f"{note}: {message}" if message else note)
+        if current in TERMINAL_STATES:
+            self.say(f"run {run_id} ended {state} but the server had it {current} already")
+        return run
+
+    def _set_state(
+        self, run_id: str, state: str, message: str | None, *, quiet_conflict: bool = False
+    ) -> dict[str, Any] | None:
+        """Set a run's state, retrying while the server cannot be reached (not on a conflict)."""
+        deadline = time.monotonic() + STATE_RETRY_FOR
+        delay = 0.2
+        while True:
+            try:
+                return self.client.set_flow_run_state(run_id, state, message=message)
+            except Conflict as exc:
+                if quiet_conflict:
+                    raise
+                self.say(f"run {run_id} could not become {state}: {exc}")
+                return None
+            except NotFound:
+                return None
+            except NBFlowsError as exc:
+                if time.monotonic() > deadline:
+                    self.say(f"gave up setting run {run_id} to {state}: {exc}")
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- heartbeats and cancellation ------------------------------------------------------------
+
+    def _heartbeat_loop(self, pool: _ServedPool) -> None:
+        # Each beat long-polls for `heartbeat_interval` seconds, so a cancellation arrives as
+        # soon as it is asked for; the server records a beat when the request starts and ends.
+        while not pool.stopped.is_set():
+            answer = self._beat(pool, wait=self.heartbeat_interval)
+            if answer is None:
+                pool.stopped.wait(self.heartbeat_interval)
+                continue
+            cancel = [str(x) for x in answer.get("cancel") or []]
+            for run_id in cancel:
+                self._cancel(run_id)
+            if cancel:  # those runs are being stopped; the next answer lists them again
+                pool.stopped.wait(0.2)
+
+    def _beat(self, pool: _ServedPool, wait: float = 0) -> dict[str, Any] | None:
+        with self._slots:
+            running = [i for i, a in self._active.items() if a.claimed.pool == pool.name]
+        body: dict[str, Any] = {
+            "name": self.name,
+            "running": running,
+            "limit": self.limit,
+            "heartbeat_interval": self.heartbeat_interval,
+        }
+        if wait:
+            body["wait"] = wait
+        try:
+            answer = self.client.request(
+                "POST",
+                f"work_pools/{quote(pool.name, safe='')}/workers/heartbeat",
+                json_body=body,
+                timeout=self.client.timeout + wait,
+            )
+        except NotFound:
+            pool.stopped.set()
+            return None
+        except NBFlowsError as exc:
+            self.say(f"heartbeat to work pool '{pool.name}' failed: {exc}")
+            return None
+        return dict(answer or {})
+
+    def _cancel(self, run_id: str) -> None:
+        with self._slots:
+            active = self._active.get(run_id)
+        if active is not None:
+            active.cancel_event.set()
+            return
+        # Not executing here: claimed by a previous process of this name, or its claim answer
+        # is still on the way (then starting it fails on the CANCELLED state, as it should).
+        self._set_state(run_id, "CANCELLED", f"worker '{self.name}' was not running it")
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """After a stop request: give running runs `grace` seconds, then cancel the rest."""
+        deadline = time.monotonic() + self.grace
+        if self._running_count():
+            self.say(f"stopping: waiting up to {self.grace:g} s for {self._running_count()} "
+                     "running run(s) (stop again to cancel them now)")
+        while self._running_count() and time.monotonic() < deadline:
+            if self._stop_now.wait(0.1):
+                break
+        with self._slots:
+            left = list(self._active.values())
+        for active in left:
+            active.stop_reason = self._stop_reason
+            active.cancel_event.set()
+        if left:
+            self.say(f"cancelling {len(left)} run(s) still running")
+        deadline = time.monotonic() + CANCEL_TIMEOUT
+        while self._running_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._slots:
+            stuck = list(self._active.values())
+        for active in stuck:  # a run that ignores cancellation must not stay RUNNING
+            self._set_state(
+                active.claimed.id,
+                "CRASHED",
+                f"{self._stop_reason}; the run did not stop within {CANCEL_TIMEOUT:g} s of "
+                "being cancelled",
+            )
+
+    def _running_count(self) -> int:
+        with self._slots:
+            return len(self._active)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)

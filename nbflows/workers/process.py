@@ -1,0 +1,162 @@
+"""Process pools: runs execute with papermill in kernels on the worker's own machine.
+
+Each run gets a fresh kernel from a `KernelPool` (a spare is pre-started per kernel spec,
+working directory and environment, so a run does not wait for a kernel to boot) and executes the
+deployment's frozen notebook, version by version as deployed, in the notebook's original folder
+so that relative data paths work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nbflows.workers.base import BaseWorker, ClaimedRun, EndState, Outcome
+from nbflows.workers.reporting import RunReporter
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+    from nbflows.execution import ExecutionResult
+    from nbflows.kernel_pool import KernelPool
+
+__all__ = ["ProcessWorker", "run_environment"]
+
+#: Executed notebooks of this many (deployment, version) pairs are kept in memory.
+NOTEBOOK_CACHE_SIZE = 32
+
+_OUTCOMES: dict[str, EndState] = {
+    "completed": "COMPLETED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+    "crashed": "CRASHED",
+}
+
+
+def run_environment(claimed: ClaimedRun) -> dict[str, str]:
+    """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context).
+
+    A spare kernel starts before its run is known, so these are set inside the kernel just
+    before the notebook runs rather than in the environment it started with.
+    """
+    kind = (claimed.deployment or {}).get("kind")
+    return {
+        "NBFLOWS_FLOW_RUN_ID": claimed.id,
+        "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
+        "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
+    }
+
+
+class ProcessWorker(BaseWorker):
+    """Executes the runs of `process` pools with papermill in local kernels.
+
+    Job configuration used: `working_dir` (default: the deployment's folder), `env` (added to
+    the worker's environment), `kernel_name` (default: the notebook's kernel spec), `timeout`
+    (seconds, then the run fails), `stream_output`.
+    """
+
+    type = "process"
+
+    def __init__(self, *args: Any, max_spare_kernels: int = 4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_spare_kernels = max_spare_kernels
+        self._kernels: KernelPool | None = None
+        self._notebooks: OrderedDict[tuple[str, int | None], NotebookNode] = OrderedDict()
+        self._notebooks_lock = threading.Lock()
+
+    def setup(self) -> None:
+        # papermill, nbclient and jupyter_client load here, not when the CLI starts.
+        from nbflows.kernel_pool import KernelPool
+
+        self._kernels = KernelPool(max_spares=self.max_spare_kernels)
+
+    def teardown(self) -> None:
+        if self._kernels is not None:
+            self._kernels.shutdown()
+            self._kernels = None
+
+    def run(
+        self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
+    ) -> Outcome:
+        from nbflows.execution import execute
+
+        config = claimed.job_configuration
+        deployment = claimed.deployment
+        if deployment is None:
+            return Outcome("FAILED", "the run has no deployment: a process worker has nothing to run")
+        if config.get("command"):
+            return Outcome(
+                "FAILED",
+                "process pools run the deployment's notebook; a custom job command "
+                f"({config['command']!r}) is not supported. Remove the 'command' job variable.",
+            )
+        notebook = self._notebook(claimed)
+        cwd = self._working_dir(claimed, reporter)
+        env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+        kernel_name = config.get("kernel_name") or None
+        reporter.log(
+            f"worker '{self.name}' runs {deployment.get('full_name')} "
+            f"(version {claimed.flow_run.get('deployment_version') or deployment.get('version')}, "
+            f"attempt {claimed.flow_run.get('attempt', 1)}) in {cwd}"
+        )
+        result = execute(
+            notebook,
+            parameters=claimed.flow_run.get("parameters") or {},
+            kernel_name=kernel_name,
+            cwd=cwd,
+            env=env,
+            timeout=config.get("timeout") or None,
+            on_output=reporter.output,
+            on_event=reporter.event,
+            kernel_pool=self._kernels,
+            cancel_event=cancel_event,
+            run_env=run_environment(claimed),
+        )
+        return _outcome(result)
+
+    def _notebook(self, claimed: ClaimedRun) -> NotebookNode:
+        """The deployment's notebook as frozen in the version the run was claimed with."""
+        import nbformat
+
+        deployment = claimed.deployment or {}
+        version = claimed.flow_run.get("deployment_version") or deployment.get("version")
+        key = (str(deployment["id"]), int(version) if version is not None else None)
+        with self._notebooks_lock:
+            cached = self._notebooks.get(key)
+            if cached is not None:
+                self._notebooks.move_to_end(key)
+                return cached
+        notebook = nbformat.from_dict(self.client.read_deployment_notebook(key[0], key[1]))
+        with self._notebooks_lock:
+            self._notebooks[key] = notebook
+            while len(self._notebooks) > NOTEBOOK_CACHE_SIZE:
+                self._notebooks.popitem(last=False)
+        return notebook
+
+    def _working_dir(self, claimed: ClaimedRun, reporter: RunReporter) -> str:
+        configured = claimed.job_configuration.get("working_dir")
+        if configured:
+            return os.path.expanduser(str(configured))
+        deployment = claimed.deployment or {}
+        folder = deployment.get("working_dir")
+        if folder and os.path.isdir(folder):
+            return str(folder)
+        # Deployed on another machine: a stable folder per deployment keeps its kernels warm.
+        fallback = os.path.join(tempfile.gettempdir(), "nbflows-runs", str(deployment.get("id")))
+        os.makedirs(fallback, exist_ok=True)
+        reporter.log(
+            f"the deployment's folder {folder!r} does not exist on this machine; running in "
+            f"{fallback} (set the job variable 'working_dir' to choose one)",
+            logging.WARNING,
+        )
+        return fallback
+
+
+def _outcome(result: ExecutionResult) -> Outcome:
+    notebook: Mapping[str, Any] = result.notebook
+    return Outcome(_OUTCOMES[result.status], result.message, notebook)
