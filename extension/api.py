@@ -10,12 +10,21 @@ from . import routes as r
 from .openapi import OpenAPI
 
 _NAME = r"(?P<{}>[^/]+)"
-POOL, QUEUE, REF, RUN = _NAME.format("pool"), _NAME.format("queue"), _NAME.format("ref"), _NAME.format("run_id")
+POOL, QUEUE, REF, RUN = (
+    _NAME.format("pool"),
+    _NAME.format("queue"),
+    _NAME.format("ref"),
+    _NAME.format("run_id"),
+)
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     ("health", r.Health, {"get": {"summary": "Server health and version"}}),
     ("openapi.json", OpenAPI, {"get": {"summary": "This document"}}),
-    ("work_pool_types", r.PoolTypes, {"get": {"summary": "Pool types and their default templates"}}),
+    (
+        "work_pool_types",
+        r.PoolTypes,
+        {"get": {"summary": "Pool types and their default templates"}},
+    ),
     (
         r"work_pool_types/(?P<kind>[^/]+)/base_job_template",
         r.PoolTypeTemplate,
@@ -63,7 +72,12 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"work_pools/{POOL}/workers/heartbeat",
         r.Heartbeat,
-        {"post": {"summary": "Worker heartbeat; returns runs to cancel", "body": schemas.HeartbeatRequest}},
+        {
+            "post": {
+                "summary": "Worker heartbeat; returns runs to cancel",
+                "body": schemas.HeartbeatRequest,
+            }
+        },
     ),
     (f"work_pools/{POOL}/workers", r.Workers, {"get": {"summary": "List a pool's workers"}}),
     (
@@ -100,7 +114,10 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.FlowRuns,
         {
             "get": {"summary": "List flow runs"},
-            "post": {"summary": "Record an interactive flow run", "body": schemas.InteractiveRunCreate},
+            "post": {
+                "summary": "Record an interactive flow run",
+                "body": schemas.InteractiveRunCreate,
+            },
         },
     ),
     (f"flow_runs/{RUN}", r.FlowRun, {"get": {"summary": "Read a flow run"}}),
@@ -113,11 +130,17 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"flow_runs/{RUN}/logs",
         r.FlowRunLogs,
-        {"get": {"summary": "Read log lines (long-poll with wait)"}, "post": {"summary": "Write log lines"}},
+        {
+            "get": {"summary": "Read log lines (long-poll with wait)"},
+            "post": {"summary": "Write log lines"},
+        },
     ),
     (
         f"flow_runs/{RUN}/notebook",
         r.FlowRunNotebook,
-        {"get": {"summary": "Executed notebook"}, "put": {"summary": "Store the executed notebook"}},
+        {
+            "get": {"summary": "Executed notebook"},
+            "put": {"summary": "Store the executed notebook"},
+        },
     ),
 ]

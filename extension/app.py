@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Float, List, Unicode, default
 
@@ -43,8 +44,13 @@ class NBFlowsExtension(ExtensionApp):
     def _default_database_url(self) -> str:
         return default_database_url()
 
+    @property
+    def server(self) -> ServerApp:
+        assert self.serverapp is not None, "the extension runs inside a Jupyter server"
+        return self.serverapp
+
     def initialize_settings(self) -> None:
-        root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
+        root_dir = os.path.abspath(os.path.expanduser(self.server.root_dir))
         database = Database(self.database_url)
         self.orchestrator = Orchestrator(database, root_dir=root_dir)
         self.settings.update(
@@ -67,10 +73,10 @@ class NBFlowsExtension(ExtensionApp):
 
     @property
     def api_url(self) -> str:
-        return self.serverapp.connection_url.rstrip("/") + "/nbflows/api/"
+        return self.server.connection_url.rstrip("/") + "/nbflows/api/"
 
     async def _started(self) -> None:
-        token = self.serverapp.identity_provider.token or ""
+        token = self.server.identity_provider.token or ""
         # Kernels inherit the server's environment: this is how %%flow finds the API.
         os.environ["NBFLOWS_API_URL"] = self.api_url
         os.environ["NBFLOWS_API_TOKEN"] = token
@@ -78,7 +84,10 @@ class NBFlowsExtension(ExtensionApp):
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
             self.worker = EmbeddedWorker(
-                self.api_url, token, list(self.embedded_worker_types), list(self.embedded_worker_args)
+                self.api_url,
+                token,
+                list(self.embedded_worker_types),
+                list(self.embedded_worker_args),
             )
             self.worker.start()
 

@@ -23,10 +23,10 @@ log = logging.getLogger("nbflows")
 
 def scheduler_pass(s: Session) -> set[str]:
     """One pass; returns the ids of pools whose claimable runs changed."""
-    if s.get_bind().dialect.name == "postgresql":
-        # One scheduler leader at a time across servers sharing the database.
-        if not s.execute(text("SELECT pg_try_advisory_xact_lock(7262350)")).scalar():
-            return set()
+    # One scheduler leader at a time across servers sharing a PostgreSQL database.
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if postgres and not s.execute(text("SELECT pg_try_advisory_xact_lock(7262350)")).scalar():
+        return set()
     changed: set[str] = set()
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()
@@ -85,7 +85,11 @@ class EmbeddedWorker:
             cmd += ["--type", kind]
         cmd += ["--name", f"embedded-{socket.gethostname()}-{os.getpid()}", *self.args]
         self.process = subprocess.Popen(cmd, env=env)
-        log.info("nbflows embedded worker started (pid %s) for %s pools", self.process.pid, self.pool_types)
+        log.info(
+            "nbflows embedded worker started (pid %s) for %s pools",
+            self.process.pid,
+            self.pool_types,
+        )
 
     async def stop(self, grace: float = 15.0) -> None:
         proc = self.process

@@ -32,7 +32,10 @@ def openapi_document(routes: list[tuple[str, type, dict[str, Any]]]) -> dict[str
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                     for p in params
                 ],
-                "responses": {"200": {"description": "OK"}, "default": {"$ref": "#/components/responses/Error"}},
+                "responses": {
+                    "200": {"description": "OK"},
+                    "default": {"$ref": "#/components/responses/Error"},
+                },
             }
             body = meta.get(method, {}).get("body")
             if isinstance(body, type) and issubclass(body, BaseModel):
@@ -47,7 +50,9 @@ def openapi_document(routes: list[tuple[str, type, dict[str, Any]]]) -> dict[str
         "info": {"title": "nbflows", "version": __version__},
         "paths": paths,
         "components": {
-            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
             "responses": {
                 "Error": {
                     "description": "400 malformed, 404 unknown, 409 conflict, 422 invalid value",

@@ -102,7 +102,9 @@ class WorkPool(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, pool: str) -> None:
-        self.reply(await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, pool))))
+        self.reply(
+            await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, pool)))
+        )
 
     @web.authenticated
     @authorized
@@ -367,7 +369,9 @@ class FlowRuns(NBFlowsHandler):
     async def get(self) -> None:
         states = self.query("state")
         kwargs = {
-            "state": [x.strip().upper() for x in states.split(",") if x.strip()] if states else None,
+            "state": [x.strip().upper() for x in states.split(",") if x.strip()]
+            if states
+            else None,
             "deployment_id": self.query("deployment_id"),
             "flow_name": self.query("flow_name"),
             "work_pool_name": self.query("work_pool_name"),
@@ -507,4 +511,3 @@ class NotFoundRoute(NBFlowsHandler):
         raise NotFound(f"no nbflows API route '{path}'; see nbflows/api/openapi.json")
 
     post = patch = put = delete = get
-

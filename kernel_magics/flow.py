@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
-
-from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
 from nbflows.kernel_magics.context import KernelContext, current_context
 from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
+
+from nbflows.errors import InvalidInput
 
 if TYPE_CHECKING:
     import asyncio
@@ -380,9 +380,7 @@ def _compile(
     transformed = shell.transform_cell(source)
     # Line 1 of the cell is the magic line: with it in front, line numbers in tracebacks are
     # the cell's own, and the cached text shows the cell as the user wrote it.
-    filename = shell.compile.cache(
-        f"{first_line}\n{transformed}", cell_number, raw_code=source
-    )
+    filename = shell.compile.cache(f"{first_line}\n{transformed}", cell_number, raw_code=source)
     tree = shell.compile.ast_parse("\n" + transformed, filename=filename)
     tree = shell.transform_ast(tree)
     nodes: list[ast.stmt] = list(tree.body)
@@ -401,13 +399,14 @@ def _compile(
             exec_nodes = nodes
     # Compiled as IPython does (top-level await allowed) only to say clearly that it is not
     # supported here: a magic runs synchronously, inside the kernel's running event loop.
-    with shell.compile.extra_flags(getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)):
+    compiler: Any = shell.compile  # typed as taking source text; it compiles ASTs too
+    with compiler.extra_flags(getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)):
         if exec_nodes:
-            program.steps.append(shell.compile(ast.Module(exec_nodes, []), filename, "exec"))
+            program.steps.append(compiler(ast.Module(exec_nodes, []), filename, "exec"))
         for node in shown:
-            program.steps.append(shell.compile(ast.Interactive([node]), filename, "single"))
+            program.steps.append(compiler(ast.Interactive([node]), filename, "single"))
         if result is not None:
-            program.result = shell.compile(ast.Expression(result.value), filename, "eval")
+            program.result = compiler(ast.Expression(result.value), filename, "eval")
     codes = [*program.steps, *([program.result] if program.result else [])]
     if any(code.co_flags & inspect.CO_COROUTINE for code in codes):
         raise UsageError(
@@ -761,7 +760,9 @@ class ServeHandle:
         if error is not None:
             # The run's failure is recorded with its traceback; serving goes on.
             summary = traceback.format_exception_only(type(error), error)[-1].strip()
-            print(f"nbflows: served run of flow {self.flow.name!r} failed: {summary}", file=sys.stderr)
+            print(
+                f"nbflows: served run of flow {self.flow.name!r} failed: {summary}", file=sys.stderr
+            )
         return True
 
     async def _call_on_loop(self) -> BaseException | None:

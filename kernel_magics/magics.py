@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import keyword
-from typing import Any
+import shlex
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from nbflows.errors import NBFlowsError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 from nbflows.kernel_magics.flow import Flow, FlowOptions
 
 __all__ = ["FlowMagics", "parse_flow_line"]
 
 
+def _parse_args(magic: Any, line: str) -> argparse.Namespace:
+    # Split as a shell would (quotes removed), as the server does when it reads the cell:
+    # IPython's own `parse_argstring` keeps the quotes in the values.
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the options {line!r}: {exc}") from None
+    return cast(argparse.Namespace, magic.parser.parse_args(argv))
+
+
 def parse_flow_line(line: str) -> tuple[str, FlowOptions]:
     """`NAME [options]` of a `%%flow` line → (name, options); `UsageError` when invalid."""
-    args = magic_arguments.parse_argstring(FlowMagics.flow, line)
+    args = _parse_args(FlowMagics.flow, line)
     name = args.name
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(
@@ -57,6 +72,11 @@ def _parse_param(text: str) -> tuple[str, Any]:
 @magics_class
 class FlowMagics(Magics):
     """`%%flow` and `%deploy`; registered by `%load_ext nbflows`."""
+
+    @property
+    def _shell(self) -> InteractiveShell:
+        # Always set once registered with a shell, which is the only way these magics run.
+        return cast("InteractiveShell", self.shell)
 
     @magic_arguments.magic_arguments()
     @magic_arguments.argument("name", help="the flow's name; the cell binds it to a Flow object")
@@ -121,10 +141,11 @@ class FlowMagics(Magics):
         """
         __tracebackhide__ = True
         name, options = parse_flow_line(line)
-        flow = Flow(name, cell, options, shell=self.shell, magic_line=f"%%flow {line}")
+        shell = self._shell
+        flow = Flow(name, cell, options, shell=shell, magic_line=f"%%flow {line}")
         # Compiled before binding: a cell with a syntax error changes nothing, like any cell.
         flow.compile(display=True)
-        self.shell.user_ns[name] = flow
+        shell.user_ns[name] = flow
         flow.run_cell(display=True)
 
     @magic_arguments.magic_arguments()
@@ -160,8 +181,8 @@ class FlowMagics(Magics):
             %deploy summarize --name nightly --pool my-pool --cron "0 6 * * *" --timezone Europe/Paris
             %deploy summarize --name adhoc --pool docker-pool --param repo_path=data/x.csv --image sales
         """
-        args = magic_arguments.parse_argstring(self.deploy, line)
-        flow = self.shell.user_ns.get(args.flow)
+        args = _parse_args(FlowMagics.deploy, line)
+        flow = self._shell.user_ns.get(args.flow)
         if not isinstance(flow, Flow):
             raise UsageError(
                 f"%deploy: {args.flow!r} is not a flow of this notebook; run its "

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import secrets
 import sys
 import threading
 import time
@@ -383,11 +382,14 @@ class LocalStoreReporter(_QueuedReporter):
         self._outbox.put(("record", run, state, message, logs))
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
-        from nbflows.store.local import list_flow_runs
+        from nbflows import flow_runs
+        from nbflows.store.local import local_database
 
         self.flush(10.0)
-        runs: list[dict[str, Any]] = list_flow_runs(flow_name=flow_name, limit=limit)
-        return runs
+        with local_database().session() as s:
+            return flow_runs.runs_json(
+                s, flow_runs.list_flow_runs(s, flow_name=flow_name, limit=limit)
+            )
 
     def _deliver_batch(self, batch: list[tuple[Any, ...]]) -> None:
         for _, run, state, message, logs in batch:
@@ -402,31 +404,20 @@ class LocalStoreReporter(_QueuedReporter):
 
 
 def _run_dict(run: FlowRunRecord, state: str, message: str | None) -> dict[str, Any]:
-    """A FlowRun-shaped dict (docs/api.md) of a finished run, for the local store."""
-    end = run.end_time
+    """The run as `nbflows.store.local.record_flow_run` takes it.
+
+    No `parent_run_id`: a parent is recorded after its children (when it ends), so its store id
+    is not known yet when they are written.
+    """
     return {
-        "id": run.key,
-        "name": f"{run.flow_name}-{secrets.token_hex(3)}",
         "flow_name": run.flow_name,
-        "kind": "interactive",
-        "state": {
-            "type": state,
-            "name": state.capitalize(),
-            "message": message,
-            "timestamp": _iso(end),
-        },
+        "state": state,
+        "message": message,
         "parameters": _jsonable(run.parameters),
         "tags": list(run.tags),
-        "description": run.description,
         "notebook_path": run.notebook_path,
-        "parent_run_id": run.parent.key if run.parent is not None else None,
-        "attempt": run.attempt,
-        "max_retries": run.max_retries,
-        "retry_delay": run.retry_delay,
-        "created": _iso(run.created),
         "start_time": _iso(run.start_time),
-        "end_time": _iso(end),
-        "duration": (end - run.start_time) if end and run.start_time else None,
+        "end_time": _iso(run.end_time),
     }
 
 

@@ -39,11 +39,15 @@ def claim_next_runs(
             break
         take = room
         if queue.concurrency_limit is not None:
-            take = min(take, queue.concurrency_limit - _active(s, t.FlowRun.work_queue_id == queue.id))
+            take = min(
+                take, queue.concurrency_limit - _active(s, t.FlowRun.work_queue_id == queue.id)
+            )
         if take <= 0:
             continue
         for run in _candidates(s, queue, now, take):
-            version = s.scalar(select(t.Deployment.version).where(t.Deployment.id == run.deployment_id))
+            version = s.scalar(
+                select(t.Deployment.version).where(t.Deployment.id == run.deployment_id)
+            )
             result = s.execute(
                 update(t.FlowRun)
                 .where(t.FlowRun.id == run.id, t.FlowRun.state_type == StateType.SCHEDULED.value)
@@ -81,7 +85,9 @@ def _queues(pool: t.WorkPool, names: list[str] | None) -> list[t.WorkQueue]:
 
 def _active(s: Session, where: Any) -> int:
     count = s.scalar(
-        select(func.count()).select_from(t.FlowRun).where(where, t.FlowRun.state_type.in_(ACTIVE_STATES))
+        select(func.count())
+        .select_from(t.FlowRun)
+        .where(where, t.FlowRun.state_type.in_(ACTIVE_STATES))
     )
     return int(count or 0)
 

@@ -50,7 +50,9 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     rel = os.path.relpath(path, root_dir) if root_dir else str(path)
     entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
     deployment = s.scalar(
-        select(t.Deployment).where(t.Deployment.flow_name == flow_name, t.Deployment.name == req.name)
+        select(t.Deployment).where(
+            t.Deployment.flow_name == flow_name, t.Deployment.name == req.name
+        )
     )
     created = deployment is None
     if deployment is None:
@@ -109,7 +111,9 @@ def _replace_schedules(s: Session, d: t.Deployment, schedules: list[dict[str, An
             _drop_scheduled_runs(s, d.id, schedule_id=row.id)
             d.schedules.remove(row)
     for data in wanted.values():
-        d.schedules.append(t.DeploymentSchedule(schedule=data, active=bool(data.get("active", True))))
+        d.schedules.append(
+            t.DeploymentSchedule(schedule=data, active=bool(data.get("active", True)))
+        )
 
 
 def _drop_scheduled_runs(s: Session, deployment_id: str, schedule_id: str | None = None) -> None:
@@ -130,13 +134,17 @@ def get_deployment(s: Session, ref: str) -> t.Deployment:
     if "/" in ref:
         flow_name, _, name = ref.partition("/")
         found = s.scalar(
-            select(t.Deployment).where(t.Deployment.flow_name == flow_name, t.Deployment.name == name)
+            select(t.Deployment).where(
+                t.Deployment.flow_name == flow_name, t.Deployment.name == name
+            )
         )
     else:
         found = s.get(t.Deployment, ref)
     if found is None:
         names = s.scalars(
-            select(t.Deployment.flow_name + "/" + t.Deployment.name).order_by(t.Deployment.flow_name)
+            select(t.Deployment.flow_name + "/" + t.Deployment.name).order_by(
+                t.Deployment.flow_name
+            )
         ).all()
         known = ", ".join(names[:20]) if names else "none yet (deploy one with `nbflows deploy`)"
         raise NotFound(f"no deployment '{ref}'; deployments: {known}")

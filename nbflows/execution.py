@@ -50,11 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENGINE_NAME",
+    "EVENT_MIME",
     "CellError",
     "ExecutionResult",
     "NBFlowsEngine",
     "OutputLine",
-    "EVENT_MIME",
     "Status",
     "execute",
 ]

@@ -182,9 +182,9 @@ def transition(
         run.expected_start_time = now + timedelta(seconds=run.retry_delay)
     elif proposed is StateType.SCHEDULED and current is StateType.PENDING:
         run.worker_name = None
-    if proposed in (StateType.FAILED, StateType.CRASHED) and run.kind == "deployment":
-        if run.attempt <= run.max_retries:
-            transition(run, StateType.SCHEDULED, message=_retry_message(run, message), retry=True)
+    retries_left = run.kind == "deployment" and run.attempt <= run.max_retries
+    if proposed in (StateType.FAILED, StateType.CRASHED) and retries_left:
+        transition(run, StateType.SCHEDULED, message=_retry_message(run, message), retry=True)
 
 
 def _retry_message(run: t.FlowRun, message: str | None) -> str:
@@ -234,16 +234,24 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
     dep_ids = {r.deployment_id for r in runs if r.deployment_id}
     pool_ids = {r.work_pool_id for r in runs if r.work_pool_id}
     queue_ids = {r.work_queue_id for r in runs if r.work_queue_id}
-    deps = {
-        d.id: f"{d.flow_name}/{d.name}"
-        for d in s.scalars(select(t.Deployment).where(t.Deployment.id.in_(dep_ids)))
-    } if dep_ids else {}
-    pools = {
-        p.id: p for p in s.scalars(select(t.WorkPool).where(t.WorkPool.id.in_(pool_ids)))
-    } if pool_ids else {}
-    queues = {
-        q.id: q.name for q in s.scalars(select(t.WorkQueue).where(t.WorkQueue.id.in_(queue_ids)))
-    } if queue_ids else {}
+    deps = (
+        {
+            d.id: f"{d.flow_name}/{d.name}"
+            for d in s.scalars(select(t.Deployment).where(t.Deployment.id.in_(dep_ids)))
+        }
+        if dep_ids
+        else {}
+    )
+    pools = (
+        {p.id: p for p in s.scalars(select(t.WorkPool).where(t.WorkPool.id.in_(pool_ids)))}
+        if pool_ids
+        else {}
+    )
+    queues = (
+        {q.id: q.name for q in s.scalars(select(t.WorkQueue).where(t.WorkQueue.id.in_(queue_ids)))}
+        if queue_ids
+        else {}
+    )
     out = []
     for r in runs:
         pool = pools.get(r.work_pool_id or "")

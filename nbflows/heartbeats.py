@@ -41,7 +41,9 @@ def list_workers(s: Session, pool_name: str) -> list[dict[str, Any]]:
     pool = get_work_pool(s, pool_name)
     now = t.utcnow()
     out = []
-    for w in s.scalars(select(t.Worker).where(t.Worker.work_pool_id == pool.id).order_by(t.Worker.name)):
+    for w in s.scalars(
+        select(t.Worker).where(t.Worker.work_pool_id == pool.id).order_by(t.Worker.name)
+    ):
         running = s.scalars(
             select(t.FlowRun.id).where(
                 t.FlowRun.worker_name == w.name,

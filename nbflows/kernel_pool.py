@@ -126,7 +126,8 @@ class KernelPool:
             raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
         self.max_spares = max_spares
         self.startup_timeout = startup_timeout
-        self._lock = threading.Lock()
+        # Reentrant: a done-callback may run at once, in the thread that holds the lock.
+        self._lock = threading.RLock()
         self._spares: OrderedDict[KernelKey, concurrent.futures.Future[AsyncKernelManager]] = (
             OrderedDict()
         )
@@ -328,7 +329,17 @@ class KernelPool:
         while len(self._spares) > self.max_spares:
             old_key, old = self._spares.popitem(last=False)
             log.debug("kernel pool: dropping the spare for %s (max_spares=%d)", old_key, self.max_spares)
-            old.add_done_callback(self._dispose_when_started)
+            # Not old.add_done_callback: on a finished future it would run right here.
+            evicted = self._submit(self._kill_when_started(old))
+            self._disposals.add(evicted)
+            evicted.add_done_callback(self._disposal_done)
+
+    async def _kill_when_started(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
+        try:
+            km = await asyncio.wrap_future(fut)
+        except Exception:
+            return
+        await self._kill(km)
 
     def _dispose_when_started(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
         if fut.cancelled() or fut.exception() is not None:

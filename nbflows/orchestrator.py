@@ -64,7 +64,9 @@ class Orchestrator:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self._in_session, fn, *args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor, partial(self._in_session, fn, *args, **kwargs)
+        )
 
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.db.session() as session:

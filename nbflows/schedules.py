@@ -2,7 +2,7 @@
 
 A schedule answers one question for the scheduler: which times fall in `(after, until]`?
 Times are computed on the wall clock of the schedule's time zone and returned as aware UTC
-datetimes. Daylight-saving transitions follow classic cron (Vixie) rules:
+datetimes. Daylight-saving transitions follow rules close to classic (Vixie) cron's:
 
 - a wall time that does not exist (the hour skipped in spring) runs once, shifted forward by the
   length of the gap (02:30 becomes 03:30) -- unless the schedule fires every hour, where the

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from .flow_runs import run_name, transition
@@ -22,6 +22,7 @@ HORIZON = timedelta(hours=1)
 MIN_RUNS = 3
 MAX_RUNS = 100
 LATE_AFTER = timedelta(seconds=15)
+FLOW_RUNS = cast(Table, t.FlowRun.__table__)
 
 
 @dataclass
@@ -63,7 +64,9 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         if not times:
             row.scheduled_until = horizon_end
             continue
-        defaults = {k: v.get("default") for k, v in d.parameter_schema.get("properties", {}).items()}
+        defaults = {
+            k: v.get("default") for k, v in d.parameter_schema.get("properties", {}).items()
+        }
         for when in times:
             new_runs.append(
                 {
@@ -104,12 +107,16 @@ def _insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(t.FlowRun.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt: Any = pg_insert(FLOW_RUNS).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(t.FlowRun.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    stmt = stmt.returning(t.FlowRun.__table__.c.id)
+        stmt = sqlite_insert(FLOW_RUNS).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
+    stmt = stmt.returning(FLOW_RUNS.c.id)
     created = 0
     for start in range(0, len(rows), 500):
         created += len(s.execute(stmt, rows[start : start + 500]).all())
@@ -133,7 +140,11 @@ def mark_late_runs(s: Session, now: datetime | None = None) -> PassResult:
     for run in late:
         transition(run, StateType.SCHEDULED, name="Late", message="past its scheduled start time")
         result.late += 1
-        if run.deployment_id and run.idempotency_key and run.idempotency_key.startswith("schedule:"):
+        if (
+            run.deployment_id
+            and run.idempotency_key
+            and run.idempotency_key.startswith("schedule:")
+        ):
             by_deployment.setdefault(run.deployment_id, []).append(run)
     for deployment_id, runs in by_deployment.items():
         d = s.get(t.Deployment, deployment_id)

@@ -54,7 +54,9 @@ def get_work_pool(s: Session, name: str) -> t.WorkPool:
     pool = s.scalar(select(t.WorkPool).where(t.WorkPool.name == name))
     if pool is None:
         names = s.scalars(select(t.WorkPool.name).order_by(t.WorkPool.name)).all()
-        known = ", ".join(names) if names else "none yet (create one with `nbflows work-pool create`)"
+        known = (
+            ", ".join(names) if names else "none yet (create one with `nbflows work-pool create`)"
+        )
         raise NotFound(f"no work pool named '{name}'; work pools: {known}")
     return pool
 
@@ -122,9 +124,7 @@ def get_work_queue(s: Session, pool_name: str, name: str | None) -> t.WorkQueue:
     raise NotFound(f"work pool '{pool_name}' has no queue named '{name}'; its queues: {known}")
 
 
-def update_work_queue(
-    s: Session, pool_name: str, name: str, req: WorkQueueUpdate
-) -> t.WorkQueue:
+def update_work_queue(s: Session, pool_name: str, name: str, req: WorkQueueUpdate) -> t.WorkQueue:
     queue = get_work_queue(s, pool_name, name)
     for key, value in req.model_dump(exclude_unset=True).items():
         setattr(queue, key, value)
@@ -150,9 +150,7 @@ def online_workers(s: Session, pool: t.WorkPool) -> list[t.Worker]:
     workers = s.scalars(select(t.Worker).where(t.Worker.work_pool_id == pool.id)).all()
     now = t.utcnow()
     return [
-        w
-        for w in workers
-        if now - w.last_heartbeat <= timedelta(seconds=3 * w.heartbeat_interval)
+        w for w in workers if now - w.last_heartbeat <= timedelta(seconds=3 * w.heartbeat_interval)
     ]
 
 

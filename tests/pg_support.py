@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import free_port
+from .servers import free_port
 
 
 def _bin(name: str) -> str | None:
@@ -45,10 +45,24 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
     port = free_port()
-    subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"]),
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(
         _as_postgres(
-            [pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"]
+            [
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(base / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                "start",
+            ]
         ),
         check=True,
         capture_output=True,
@@ -68,7 +82,9 @@ def postgres_server() -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Server, start_server
+from .servers import Server, start_server
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +109,36 @@ def test_work_pool_life_cycle(srv: Server) -> None:
 
 def test_work_pool_refusals(srv: Server) -> None:
     make_pool(srv, "dup")
-    error(srv.http("POST", "work_pools", json={"name": "dup", "type": "process"}), 409, "exists already")
-    error(srv.http("POST", "work_pools", json={"name": "t", "type": "k8s"}), 422, "valid types: process, docker")
-    error(srv.http("POST", "work_pools", json={"name": "bad name!", "type": "process"}), 422, "name")
-    error(srv.http("POST", "work_pools", json={"name": "x", "type": "process", "colour": 1}), 422, "unknown field")
+    error(
+        srv.http("POST", "work_pools", json={"name": "dup", "type": "process"}),
+        409,
+        "exists already",
+    )
+    error(
+        srv.http("POST", "work_pools", json={"name": "t", "type": "k8s"}),
+        422,
+        "valid types: process, docker",
+    )
+    error(
+        srv.http("POST", "work_pools", json={"name": "bad name!", "type": "process"}), 422, "name"
+    )
+    error(
+        srv.http("POST", "work_pools", json={"name": "x", "type": "process", "colour": 1}),
+        422,
+        "unknown field",
+    )
     error(srv.http("POST", "work_pools", content=b"{not json"), 400, "not valid JSON")
     error(srv.http("POST", "work_pools", json=[1, 2]), 400, "JSON object")
-    bad_template = {"job_configuration": {"x": "{{ y }}"}, "variables": {"type": "object", "properties": {}}}
+    bad_template = {
+        "job_configuration": {"x": "{{ y }}"},
+        "variables": {"type": "object", "properties": {}},
+    }
     error(
-        srv.http("POST", "work_pools", json={"name": "tpl", "type": "process", "base_job_template": bad_template}),
+        srv.http(
+            "POST",
+            "work_pools",
+            json={"name": "tpl", "type": "process", "base_job_template": bad_template},
+        ),
         422,
     )
     names = [p["name"] for p in ok(srv.http("GET", "work_pools"))]
@@ -137,9 +158,16 @@ def test_work_queues(srv: Server) -> None:
     high = ok(srv.http("POST", "work_pools/queued/queues", json={"name": "high"}), 201)
     assert high["priority"] == 2
     ok(srv.http("POST", "work_pools/queued/queues", json={"name": "urgent", "priority": 1}), 201)
-    error(srv.http("POST", "work_pools/queued/queues", json={"name": "high"}), 409, "already has a queue")
+    error(
+        srv.http("POST", "work_pools/queued/queues", json={"name": "high"}),
+        409,
+        "already has a queue",
+    )
     error(srv.http("POST", "work_pools/nopool/queues", json={"name": "q"}), 404, "no work pool")
-    assert ok(srv.http("PATCH", "work_pools/queued/queues/high", json={"paused": True}))["paused"] is True
+    assert (
+        ok(srv.http("PATCH", "work_pools/queued/queues/high", json={"paused": True}))["paused"]
+        is True
+    )
     error(srv.http("DELETE", "work_pools/queued/queues/default"), 409, "cannot be deleted")
     ok(srv.http("DELETE", "work_pools/queued/queues/high"), 204)
     names = [q["name"] for q in ok(srv.http("GET", "work_pools/queued/queues"))]
@@ -194,7 +222,10 @@ def test_redeploy_is_a_new_frozen_version(srv: Server) -> None:
     assert source(frozen["cells"][1]) == "print(x + 1)"
     second = ok(deploy(srv, path="versioned.ipynb", name="v", work_pool_name="versions"), 200)
     assert second["id"] == first["id"] and second["version"] == 2
-    assert source(ok(srv.http("GET", f"deployments/{first['id']}/notebook"))["cells"][1]) == "print('edited')"
+    assert (
+        source(ok(srv.http("GET", f"deployments/{first['id']}/notebook"))["cells"][1])
+        == "print('edited')"
+    )
     old = ok(srv.http("GET", f"deployments/{first['id']}/notebook", params={"version": 1}))
     assert source(old["cells"][1]) == "print(x + 1)"
 
@@ -213,14 +244,20 @@ def test_redeploy_is_a_new_frozen_version(srv: Server) -> None:
         ({"parameters": {"repo_name": 3}}, 422, "repo_name"),
         ({"schedules": [{"kind": "cron", "cron": "61 * * * *"}]}, 422, "cron"),
         ({"schedules": [{"kind": "rrule", "rrule": "FREQ=SOMETIMES"}]}, 422, "rrule"),
-        ({"schedules": [{"kind": "cron", "cron": "0 6 * * *", "timezone": "Mars/Olympus"}]}, 422, "Mars/Olympus"),
+        (
+            {"schedules": [{"kind": "cron", "cron": "0 6 * * *", "timezone": "Mars/Olympus"}]},
+            422,
+            "Mars/Olympus",
+        ),
         ({"schedules": [{"kind": "weekly"}]}, 422, "kind"),
         ({"job_variables": {"imagee": "x"}}, 422, "allowed variables"),
         ({"job_variables": {"timeout": "soon"}}, 422, "timeout"),
         ({"name": ""}, 422, "name"),
     ],
 )
-def test_deploy_refusals_change_nothing(srv: Server, body: dict[str, Any], status: int, fragment: str) -> None:
+def test_deploy_refusals_change_nothing(
+    srv: Server, body: dict[str, Any], status: int, fragment: str
+) -> None:
     if not any(p["name"] == "refusals" for p in ok(srv.http("GET", "work_pools"))):
         make_pool(srv, "refusals")
     nokernel = srv.root / "nokernel.ipynb"
@@ -240,11 +277,26 @@ def test_pinned_job_variables_cannot_be_overridden(srv: Server) -> None:
     del template["variables"]["properties"]["timeout"]
     make_pool(srv, "pinned", base_job_template=template)
     error(
-        deploy(srv, path="trivial.ipynb", name="p", work_pool_name="pinned", job_variables={"timeout": 5}),
+        deploy(
+            srv,
+            path="trivial.ipynb",
+            name="p",
+            work_pool_name="pinned",
+            job_variables={"timeout": 5},
+        ),
         422,
         "timeout",
     )
-    d = ok(deploy(srv, path="trivial.ipynb", name="p", work_pool_name="pinned", job_variables={"env": {"A": "1"}}), 201)
+    d = ok(
+        deploy(
+            srv,
+            path="trivial.ipynb",
+            name="p",
+            work_pool_name="pinned",
+            job_variables={"env": {"A": "1"}},
+        ),
+        201,
+    )
     error(
         srv.http("POST", f"deployments/{d['id']}/runs", json={"job_variables": {"timeout": 1}}),
         422,
@@ -255,7 +307,9 @@ def test_pinned_job_variables_cannot_be_overridden(srv: Server) -> None:
 def test_deployment_update_pause_and_delete(srv: Server) -> None:
     make_pool(srv, "upd")
     d = ok(deploy(srv, path="trivial.ipynb", name="u", work_pool_name="upd"), 201)
-    updated = ok(srv.http("PATCH", f"deployments/{d['id']}", json={"paused": True, "parameters": {"x": 5}}))
+    updated = ok(
+        srv.http("PATCH", f"deployments/{d['id']}", json={"paused": True, "parameters": {"x": 5}})
+    )
     assert updated["paused"] is True and updated["parameters"] == {"x": 5}
     error(srv.http("PATCH", f"deployments/{d['id']}", json={"parameters": {"x": "five"}}), 422, "x")
     error(srv.http("DELETE", "work_pools/upd"), 409, "trivial/u")
@@ -281,12 +335,20 @@ def claim(srv: Server, pool: str, worker: str = "w1", **extra: Any) -> list[dict
 
 def test_run_parameters_and_state_rules(srv: Server) -> None:
     make_pool(srv, "runs")
-    d = ok(deploy(srv, path="trivial.ipynb", name="r", work_pool_name="runs", parameters={"x": 2}), 201)
+    d = ok(
+        deploy(srv, path="trivial.ipynb", name="r", work_pool_name="runs", parameters={"x": 2}), 201
+    )
     run = new_run(srv, d, parameters={"x": 3})
     assert run["state"]["type"] == "SCHEDULED" and run["parameters"] == {"x": 3}
     assert run["deployment_name"] == "trivial/r" and run["work_pool_name"] == "runs"
-    error(srv.http("POST", f"deployments/{d['id']}/runs", json={"parameters": {"y": 1}}), 422, "Valid parameters: x")
-    error(srv.http("POST", f"deployments/{d['id']}/runs", json={"parameters": {"x": "a"}}), 422, "x")
+    error(
+        srv.http("POST", f"deployments/{d['id']}/runs", json={"parameters": {"y": 1}}),
+        422,
+        "Valid parameters: x",
+    )
+    error(
+        srv.http("POST", f"deployments/{d['id']}/runs", json={"parameters": {"x": "a"}}), 422, "x"
+    )
     error(set_state(srv, run["id"], "COMPLETED"), 409, "cannot become COMPLETED")
     error(set_state(srv, run["id"], "DONE"), 422, "valid states")
     [claimed] = claim(srv, "runs")
@@ -302,7 +364,9 @@ def test_run_parameters_and_state_rules(srv: Server) -> None:
     error(set_state(srv, run["id"], "RUNNING"), 409, "terminal")
     default = new_run(srv, d)
     assert default["parameters"] == {"x": 2}
-    listed = ok(srv.http("GET", "flow_runs", params={"deployment_id": d["id"], "state": "COMPLETED"}))
+    listed = ok(
+        srv.http("GET", "flow_runs", params={"deployment_id": d["id"], "state": "COMPLETED"})
+    )
     assert [r["id"] for r in listed] == [run["id"]]
     error(srv.http("GET", "flow_runs", params={"state": "DONE"}), 422, "valid states")
     error(srv.http("GET", "flow_runs", params={"limit": "many"}), 400, "limit")
@@ -327,8 +391,16 @@ def test_cancel(srv: Server) -> None:
     running = new_run(srv, d)
     claim(srv, "cancel", worker="wc")
     ok(set_state(srv, running["id"], "RUNNING"))
-    assert ok(srv.http("POST", f"flow_runs/{running['id']}/cancel"))["state"]["type"] == "CANCELLING"
-    beat = ok(srv.http("POST", "work_pools/cancel/workers/heartbeat", json={"name": "wc", "running": [running["id"]]}))
+    assert (
+        ok(srv.http("POST", f"flow_runs/{running['id']}/cancel"))["state"]["type"] == "CANCELLING"
+    )
+    beat = ok(
+        srv.http(
+            "POST",
+            "work_pools/cancel/workers/heartbeat",
+            json={"name": "wc", "running": [running["id"]]},
+        )
+    )
     assert beat["cancel"] == [running["id"]]
     ok(set_state(srv, running["id"], "CANCELLED"))
     error(srv.http("POST", f"flow_runs/{running['id']}/cancel"), 409, "terminal")
@@ -337,20 +409,34 @@ def test_cancel(srv: Server) -> None:
 def test_logs_are_capped_and_read_incrementally(srv: Server) -> None:
     make_pool(srv, "logs")
     d = ok(
-        deploy(srv, path="trivial.ipynb", name="l", work_pool_name="logs", job_variables={"log_limit": 5}),
+        deploy(
+            srv,
+            path="trivial.ipynb",
+            name="l",
+            work_pool_name="logs",
+            job_variables={"log_limit": 5},
+        ),
         201,
     )
     run = new_run(srv, d)
     lines = [{"message": f"line {i}", "cell_index": 1} for i in range(3)]
-    assert ok(srv.http("POST", f"flow_runs/{run['id']}/logs", json=lines), 201) == {"accepted": 3, "truncated": False}
+    assert ok(srv.http("POST", f"flow_runs/{run['id']}/logs", json=lines), 201) == {
+        "accepted": 3,
+        "truncated": False,
+    }
     more = [{"message": f"more {i}"} for i in range(4)]
-    assert ok(srv.http("POST", f"flow_runs/{run['id']}/logs", json=more), 201) == {"accepted": 2, "truncated": True}
+    assert ok(srv.http("POST", f"flow_runs/{run['id']}/logs", json=more), 201) == {
+        "accepted": 2,
+        "truncated": True,
+    }
     page = ok(srv.http("GET", f"flow_runs/{run['id']}/logs"))
     messages = [x["message"] for x in page["items"]]
     assert messages[:5] == ["line 0", "line 1", "line 2", "more 0", "more 1"]
     assert "log limit of 5 lines reached" in messages[5]
     assert page["flow_run"]["logs_truncated"] is True
-    after = ok(srv.http("GET", f"flow_runs/{run['id']}/logs", params={"after": page["items"][2]["id"]}))
+    after = ok(
+        srv.http("GET", f"flow_runs/{run['id']}/logs", params={"after": page["items"][2]["id"]})
+    )
     assert [x["message"] for x in after["items"]][:2] == ["more 0", "more 1"]
     error(srv.http("POST", f"flow_runs/{run['id']}/logs", json=[{"level": 20}]), 422, "message")
 
@@ -385,9 +471,13 @@ def test_executed_notebook_store(srv: Server) -> None:
 
 
 def test_interactive_runs(srv: Server) -> None:
-    run = ok(srv.http("POST", "flow_runs", json={"flow_name": "adhoc", "parameters": {"a": 1}}), 201)
+    run = ok(
+        srv.http("POST", "flow_runs", json={"flow_name": "adhoc", "parameters": {"a": 1}}), 201
+    )
     assert run["kind"] == "interactive" and run["state"]["type"] == "RUNNING" and run["start_time"]
-    child = ok(srv.http("POST", "flow_runs", json={"flow_name": "child", "parent_run_id": run["id"]}), 201)
+    child = ok(
+        srv.http("POST", "flow_runs", json={"flow_name": "child", "parent_run_id": run["id"]}), 201
+    )
     ok(set_state(srv, child["id"], "COMPLETED"))
     ok(set_state(srv, run["id"], "FAILED", message="boom"))
     # interactive runs are not retried by the server
@@ -420,8 +510,16 @@ def test_claims_follow_queue_priority_limits_and_pauses(srv: Server) -> None:
     ok(srv.http("POST", "work_pools/prio/queues", json={"name": "low", "priority": 5}), 201)
     ok(srv.http("POST", "work_pools/prio/queues", json={"name": "high", "priority": 1}), 201)
     ok(srv.http("PATCH", "work_pools/prio/queues/default", json={"priority": 3}))
-    low = ok(deploy(srv, path="trivial.ipynb", name="low", work_pool_name="prio", work_queue_name="low"), 201)
-    high = ok(deploy(srv, path="trivial.ipynb", name="high", work_pool_name="prio", work_queue_name="high"), 201)
+    low = ok(
+        deploy(srv, path="trivial.ipynb", name="low", work_pool_name="prio", work_queue_name="low"),
+        201,
+    )
+    high = ok(
+        deploy(
+            srv, path="trivial.ipynb", name="high", work_pool_name="prio", work_queue_name="high"
+        ),
+        201,
+    )
     low_run = new_run(srv, low)
     high_run = new_run(srv, high)
     [first] = claim(srv, "prio")
@@ -439,12 +537,18 @@ def test_claims_follow_queue_priority_limits_and_pauses(srv: Server) -> None:
     assert claim(srv, "prio") == []  # nor a paused pool's
     ok(srv.http("PATCH", "work_pools/prio", json={"paused": False}))
     assert [c["flow_run"]["id"] for c in claim(srv, "prio")] == [low_run["id"]]
-    error(srv.http("POST", "work_pools/prio/claim", json={"worker": "w", "queues": ["nope"]}), 404, "no queue")
+    error(
+        srv.http("POST", "work_pools/prio/claim", json={"worker": "w", "queues": ["nope"]}),
+        404,
+        "no queue",
+    )
 
 
 def test_a_failed_run_with_retries_left_is_rescheduled(srv: Server) -> None:
     make_pool(srv, "retry")
-    d = ok(deploy(srv, path="trivial.ipynb", name="retried", work_pool_name="retry", retries=1), 201)
+    d = ok(
+        deploy(srv, path="trivial.ipynb", name="retried", work_pool_name="retry", retries=1), 201
+    )
     run = new_run(srv, d)
     claim(srv, "retry")
     ok(set_state(srv, run["id"], "RUNNING"))
@@ -462,7 +566,13 @@ def test_runs_of_a_silent_worker_crash(srv: Server) -> None:
     make_pool(srv, "silent")
     d = ok(deploy(srv, path="trivial.ipynb", name="s", work_pool_name="silent"), 201)
     run = new_run(srv, d)
-    ok(srv.http("POST", "work_pools/silent/workers/heartbeat", json={"name": "ghost", "heartbeat_interval": 0.3}))
+    ok(
+        srv.http(
+            "POST",
+            "work_pools/silent/workers/heartbeat",
+            json={"name": "ghost", "heartbeat_interval": 0.3},
+        )
+    )
     claim(srv, "silent", worker="ghost")
     ok(set_state(srv, run["id"], "RUNNING"))
     workers = ok(srv.http("GET", "work_pools/silent/workers"))
@@ -508,7 +618,12 @@ def test_schedules_are_idempotent_across_restarts(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'shared.db'}"
 
     def upcoming_after_restart() -> list[str]:
-        server = start_server(tmp_path / f"s{time.monotonic_ns()}", embedded_worker=False, db_url=db, root=tmp_path / "root")
+        server = start_server(
+            tmp_path / f"s{time.monotonic_ns()}",
+            embedded_worker=False,
+            db_url=db,
+            root=tmp_path / "root",
+        )
         try:
             if not ok(server.http("GET", "work_pools")):
                 make_pool(server, "idem-cron")
@@ -526,7 +641,9 @@ def test_schedules_are_idempotent_across_restarts(tmp_path: Path) -> None:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and len(times) < 3:
                 time.sleep(0.3)
-                runs = ok(server.http("GET", "flow_runs", params={"limit": 1000, "state": "SCHEDULED"}))
+                runs = ok(
+                    server.http("GET", "flow_runs", params={"limit": 1000, "state": "SCHEDULED"})
+                )
                 times = [r["expected_start_time"] for r in runs]
             time.sleep(1.5)  # let another scheduler pass run
             runs = ok(server.http("GET", "flow_runs", params={"limit": 1000, "state": "SCHEDULED"}))

@@ -64,6 +64,12 @@ def pool() -> Iterator[KernelPool]:
         yield p
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One working directory for most tests, so that they run on the pool's warm kernels."""
+    return tmp_path_factory.mktemp("runs")
+
+
 def run(nb: NotebookNode, cwd: Path, pool: KernelPool | None, rec: Recorder, **kw: object):
     args: dict[str, object] = {
         "parameters": {},
@@ -149,12 +155,12 @@ def test_completed_run_injects_parameters_and_streams_output_in_order(
 
 
 def test_raising_cell_fails_with_cell_details_and_marks_the_notebook(
-    tmp_path: Path, pool: KernelPool
+    workdir: Path, pool: KernelPool
 ) -> None:
     nb = notebook("x = 1", "print('before')\nraise ValueError('boom')", "print('never')")
     rec = Recorder()
 
-    result = run(nb, tmp_path, pool, rec)
+    result = run(nb, workdir, pool, rec)
 
     assert result.status == "failed"
     error = result.error
@@ -177,11 +183,11 @@ def test_raising_cell_fails_with_cell_details_and_marks_the_notebook(
     assert "never" not in [line.text for line in rec.lines]
 
 
-def test_kernel_death_is_a_crash(tmp_path: Path, pool: KernelPool) -> None:
+def test_kernel_death_is_a_crash(workdir: Path, pool: KernelPool) -> None:
     nb = notebook("print('alive', flush=True)", "import os\nos._exit(3)", "print('after')")
     rec = Recorder()
 
-    result = run(nb, tmp_path, pool, rec)
+    result = run(nb, workdir, pool, rec)
 
     assert result.status == "crashed"
     assert "kernel died" in result.message and "exit code 3" in result.message
@@ -194,7 +200,7 @@ def test_kernel_death_is_a_crash(tmp_path: Path, pool: KernelPool) -> None:
     assert crashed.outputs[-1].ename == "DeadKernelError"
 
 
-def test_cancel_interrupts_and_kills_the_kernel(tmp_path: Path, pool: KernelPool) -> None:
+def test_cancel_interrupts_and_kills_the_kernel(workdir: Path, pool: KernelPool) -> None:
     nb = notebook(
         "import os, subprocess, time\n"
         "child = subprocess.Popen(['sleep', '30'])\n"
@@ -217,7 +223,7 @@ def test_cancel_interrupts_and_kills_the_kernel(tmp_path: Path, pool: KernelPool
         nb,
         parameters={},
         kernel_name=None,
-        cwd=str(tmp_path),
+        cwd=str(workdir),
         env={},
         timeout=None,
         on_output=on_output,
@@ -235,11 +241,11 @@ def test_cancel_interrupts_and_kills_the_kernel(tmp_path: Path, pool: KernelPool
     assert result.notebook.cells[-1].execution_count is None
 
 
-def test_timeout_fails_naming_the_timeout(tmp_path: Path, pool: KernelPool) -> None:
+def test_timeout_fails_naming_the_timeout(workdir: Path, pool: KernelPool) -> None:
     nb = notebook("print('start', flush=True)", "import time\ntime.sleep(30)\nprint('woke')")
     rec = Recorder()
 
-    result = run(nb, tmp_path, pool, rec, timeout=1)
+    result = run(nb, workdir, pool, rec, timeout=1)
 
     assert result.status == "failed"
     assert "timeout of 1 s" in result.message
@@ -248,20 +254,20 @@ def test_timeout_fails_naming_the_timeout(tmp_path: Path, pool: KernelPool) -> N
     assert "woke" not in [line.text for line in rec.lines]
 
 
-def test_cancel_before_start_runs_nothing(tmp_path: Path, pool: KernelPool) -> None:
+def test_cancel_before_start_runs_nothing(workdir: Path, pool: KernelPool) -> None:
     cancel = threading.Event()
     cancel.set()
     rec = Recorder()
-    result = run(notebook("print('hi')"), tmp_path, pool, rec, cancel_event=cancel)
+    result = run(notebook("print('hi')"), workdir, pool, rec, cancel_event=cancel)
     assert result.status == "cancelled"
     assert rec.lines == []
 
 
-def test_runs_from_one_pool_are_isolated(tmp_path: Path, pool: KernelPool) -> None:
+def test_runs_from_one_pool_are_isolated(workdir: Path, pool: KernelPool) -> None:
     first, second = Recorder(), Recorder()
-    r1 = run(notebook("import os\nsecret = 42\nprint(os.getpid())"), tmp_path, pool, first)
+    r1 = run(notebook("import os\nsecret = 42\nprint(os.getpid())"), workdir, pool, first)
     r2 = run(
-        notebook("import os\nprint('secret' in globals(), os.getpid())"), tmp_path, pool, second
+        notebook("import os\nprint('secret' in globals(), os.getpid())"), workdir, pool, second
     )
 
     assert (r1.status, r2.status) == ("completed", "completed")
@@ -271,13 +277,13 @@ def test_runs_from_one_pool_are_isolated(tmp_path: Path, pool: KernelPool) -> No
     assert int(pid2) != pid1
 
 
-def test_concurrent_runs_share_the_pool_safely(tmp_path: Path, pool: KernelPool) -> None:
+def test_concurrent_runs_share_the_pool_safely(workdir: Path, pool: KernelPool) -> None:
     recs = [Recorder() for _ in range(3)]
     results: list[object] = [None] * 3
 
     def work(i: int) -> None:
         nb = notebook(f"import os\nmine = {i}\nprint(mine, os.getpid())")
-        results[i] = run(nb, tmp_path, pool, recs[i])
+        results[i] = run(nb, workdir, pool, recs[i])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in threads:

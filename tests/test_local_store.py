@@ -8,7 +8,7 @@ import pytest
 
 from nbflows.store import local
 
-from .conftest import start_server
+from .servers import start_server
 
 
 def test_runs_recorded_without_a_server_appear_once_one_starts(
@@ -21,13 +21,18 @@ def test_runs_recorded_without_a_server_appear_once_one_starts(
         {"flow_name": "offline", "state": "COMPLETED", "parameters": {"a": 1}},
         [{"message": "hello from plain IPython", "source": "stdout"}],
     )
-    failed_id = local.record_flow_run({"flow_name": "offline", "state": "FAILED", "message": "boom"})
+    failed_id = local.record_flow_run(
+        {"flow_name": "offline", "state": "FAILED", "message": "boom"}
+    )
     local.local_database().dispose()
     local.local_database.cache_clear()
 
     server = start_server(tmp_path / "srv", embedded_worker=False, db_url=db_url)
     try:
-        runs = {r["id"]: r for r in server.http("GET", "flow_runs", params={"flow_name": "offline"}).json()}
+        runs = {
+            r["id"]: r
+            for r in server.http("GET", "flow_runs", params={"flow_name": "offline"}).json()
+        }
         assert runs[run_id]["state"]["type"] == "COMPLETED"
         assert runs[failed_id]["state"]["message"] == "boom"
         lines = server.http("GET", f"flow_runs/{run_id}/logs").json()["items"]

@@ -258,6 +258,24 @@ def test_hourly_rrule_runs_every_real_hour_across_dst_changes() -> None:
     assert spring == [utc(2024, 3, 31, 0), utc(2024, 3, 31, 1), utc(2024, 3, 31, 2)]
 
 
+def test_time_shifted_out_of_the_skipped_hour_sorts_among_the_others() -> None:
+    s = RRuleSchedule(
+        "DTSTART:20240331T031000\nRRULE:FREQ=DAILY;COUNT=2\nRDATE:20240331T024000,20240331T032000",
+        timezone="Europe/Paris",
+    )
+    # 02:40 does not exist on March 31st and becomes 03:40 CEST, after the 03:10 and 03:20 runs.
+    assert local(s.next_times(utc(2024, 3, 30), utc(2024, 4, 2))) == [
+        "03-31 03:10 CEST",
+        "03-31 03:20 CEST",
+        "03-31 03:40 CEST",
+        "04-01 03:10 CEST",
+    ]
+    assert s.next_times(utc(2024, 3, 30), utc(2024, 4, 2), limit=2) == [
+        utc(2024, 3, 31, 1, 10),
+        utc(2024, 3, 31, 1, 20),
+    ]
+
+
 def test_rrule_count_until_rdate_exdate() -> None:
     count = RRuleSchedule("DTSTART:20240101T060000\nRRULE:FREQ=DAILY;COUNT=3")
     assert count.next_times(utc(2023, 1, 1), utc(2025, 1, 1)) == [

@@ -45,7 +45,7 @@ def ls(
             ("Schedules", _schedules),
             ("Status", _status),
             ("Version", lambda d: d.get("version")),
-            ("Updated", lambda d: out.fmt_time(d.get("updated"))),
+            ("Updated", lambda d: out.fmt_time_short(d.get("updated"))),
         ],
         title="Deployments",
         wrap=("Schedules",),
@@ -143,7 +143,10 @@ def run(
         help="Print states and logs until the run ends; exit 0 only if it completed.",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0, help="Watch at most this many seconds (implies --watch); exit 1 if not done."
+        None,
+        "--timeout",
+        min=0,
+        help="Watch at most this many seconds (implies --watch); exit 1 if not done.",
     ),
     output: out.Output = out.OUTPUT_OPTION,
 ) -> None:

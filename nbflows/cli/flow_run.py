@@ -60,7 +60,7 @@ def state_line(run: dict[str, Any]) -> None:
     text += Text(f"{run_label(run).capitalize()} is ") + out.state_text(state)
     if state.get("message"):
         text += Text(f": {state['message']}")
-    out.console.print(text, highlight=False)
+    out.console.print(text, highlight=False, soft_wrap=True)
 
 
 def follow(api: Client, run_id: str, timeout: float | None, *, states: bool) -> dict[str, Any]:
@@ -93,6 +93,7 @@ def finish(run: dict[str, Any], timeout: float | None) -> None:
             Text(f"Stopped watching after {timeout:g}s; {run_label(run)} is ")
             + out.state_text(state)
             + Text("."),
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     text = Text(f"{run_label(run).capitalize()} finished in state ") + out.state_text(state)
@@ -100,7 +101,7 @@ def finish(run: dict[str, Any], timeout: float | None) -> None:
         text += Text(f" after {out.fmt_duration(run.get('duration'))}")
     if state.get("message"):
         text += Text(f": {state['message']}")
-    out.console.print(text, highlight=False)
+    out.console.print(text, highlight=False, soft_wrap=True)
     if kind != "COMPLETED":
         raise typer.Exit(1)
 
@@ -114,10 +115,9 @@ def _deployment_filter(api: Client, deployment: str | None) -> str | None:
 RUN_COLUMNS: list[out.Column] = [
     ("ID", lambda r: r.get("id")),
     ("Name", lambda r: r.get("name")),
-    ("Flow", lambda r: r.get("flow_name")),
-    ("Deployment", lambda r: r.get("deployment_name")),
+    ("Deployment / flow", lambda r: r.get("deployment_name") or r.get("flow_name")),
     ("State", lambda r: out.state_text(r.get("state"))),
-    ("Start", lambda r: out.fmt_time(r.get("start_time") or r.get("expected_start_time"))),
+    ("Start", lambda r: out.fmt_time_short(r.get("start_time") or r.get("expected_start_time"))),
     ("Duration", lambda r: out.fmt_duration(r.get("duration"))),
 ]
 

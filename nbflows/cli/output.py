@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -50,11 +51,11 @@ def print_json(data: Any) -> None:
 
 
 def success(message: str) -> None:
-    console.print(f"[green]{message}[/]", highlight=False)
+    console.print(f"[green]{message}[/]", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
@@ -75,6 +76,14 @@ def fmt_time(value: Any) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_time_short(value: Any) -> str:
+    """Like `fmt_time`, without the year when it is this year (for narrow tables)."""
+    text = fmt_time(value)
+    if len(text) == 19 and text[:4] == str(datetime.now().year):
+        return text[5:]
+    return text
 
 
 def fmt_duration(seconds: Any) -> str:
@@ -154,18 +163,78 @@ def table(
             value = get(row)
             line.append(value if isinstance(value, Text) else Text(fmt_value(value)))
         cells.append(line)
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for index, (header, _) in enumerate(columns):
+    target = _wide_when_piped()
+    headers = [header for header, _ in columns]
+    widest = [max(line[i].cell_len for line in cells) for i in range(len(columns))]
+    natural = sum(max(w, len(h)) for h, w in zip(headers, widest, strict=True))
+    if natural + 3 * len(columns) + 1 <= target.width:
+        out = Table(title=title, title_justify="left", header_style="bold")
+        mins: list[int | None] = [None] * len(columns)
+    else:
+        # Too wide for the terminal: drop the vertical rules, then squeeze the long columns.
+        out = Table(
+            title=title,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        mins = _min_widths(headers, widest, wrap, keep, target.width - 2 * (len(columns) - 1))
+    for header, minimum in zip(headers, mins, strict=True):
         if header in wrap:
-            out.add_column(header, overflow="fold")
-        elif header in keep:
-            width = max([len(header)] + [c[index].cell_len for c in cells])
-            out.add_column(header, no_wrap=True, min_width=width)
+            out.add_column(header, overflow="fold", min_width=minimum)
         else:
-            out.add_column(header, no_wrap=True, overflow="ellipsis")
+            out.add_column(header, overflow="ellipsis", no_wrap=header in keep, min_width=minimum)
     for line in cells:
         out.add_row(*line)
-    console.print(out)
+    target.print(out)
+
+
+def _min_widths(
+    headers: Sequence[str],
+    widest: Sequence[int],
+    wrap: Collection[str],
+    keep: Collection[str],
+    room: int,
+) -> list[int | None]:
+    """Floors for column widths when the table is wider than the terminal.
+
+    Kept columns (ids) get their full width; then short columns (states, counts), shortest
+    first, as long as every other column still gets a few characters; the rest wrap or are cut.
+    """
+    natural = [max(w, len(h)) for h, w in zip(headers, widest, strict=True)]
+    mins: list[int | None] = [None] * len(headers)
+    flexible = 4
+    budget = room - flexible * len(headers)
+    for i, header in enumerate(headers):
+        if header in keep:
+            mins[i] = natural[i]
+            budget -= natural[i] - flexible
+    short = sorted(
+        (
+            i
+            for i, h in enumerate(headers)
+            if h not in keep and h not in wrap and widest[i] <= SHORT
+        ),
+        key=lambda i: widest[i],
+    )
+    for i in short:
+        want = max(widest[i], min(len(headers[i]), SHORT))
+        if want - flexible <= budget:
+            mins[i] = want
+            budget -= max(0, want - flexible)
+    return mins
+
+
+#: Columns whose values are at most this wide keep their width when the terminal is narrow.
+SHORT = 9
+
+
+def _wide_when_piped() -> Console:
+    """The console for tables: piped into another program, rows are not cut to 80 columns."""
+    if console.is_terminal:
+        return console
+    return Console(width=1000, color_system=None if console.no_color else "auto")
 
 
 def details(data: Mapping[str, Any], fields: Sequence[str], *, title: str | None = None) -> None:

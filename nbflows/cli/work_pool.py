@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.syntax import Syntax
+from rich.markup import escape
 from rich.text import Text
 
 from nbflows.cli import output as out
@@ -176,10 +176,31 @@ def inspect(
         title="Workers",
         empty="No workers have polled this pool yet.",
     )
-    out.info("[bold]Base job template[/]")
-    out.console.print(
-        Syntax(json.dumps(pool.get("base_job_template") or {}, indent=2), "json", word_wrap=True)
+    template = pool.get("base_job_template") or {}
+    variables = (template.get("variables") or {}).get("properties") or {}
+    out.table(
+        [{"name": key, **spec} for key, spec in variables.items() if isinstance(spec, dict)],
+        [
+            ("Job variable", lambda v: v.get("name")),
+            ("Type", lambda v: _json_type(v.get("type"))),
+            ("Default", lambda v: json.dumps(v.get("default"))),
+            ("Description", lambda v: v.get("description")),
+        ],
+        title="Job variables (deployments and runs may override these)",
+        wrap=("Description",),
+        keep=("Job variable",),
+        empty="The base job template declares no variables.",
     )
+    out.info(
+        "[dim]The whole base job template: nbflows work-pool inspect "
+        f"{escape(name)} --output json[/]"
+    )
+
+
+def _json_type(kind: Any) -> str:
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    return "" if kind is None else str(kind)
 
 
 @app.command()

@@ -119,7 +119,9 @@ class Deployment(Base):
     pool: Mapped[WorkPool] = relationship()
     queue: Mapped[WorkQueue] = relationship()
     schedules: Mapped[list[DeploymentSchedule]] = relationship(
-        back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentSchedule.created"
+        back_populates="deployment",
+        cascade="all, delete-orphan",
+        order_by="DeploymentSchedule.created",
     )
 
 
@@ -163,7 +165,9 @@ class FlowRun(Base):
         ForeignKey("deployments.id", ondelete="SET NULL")
     )
     deployment_version: Mapped[int | None] = mapped_column(Integer)
-    work_pool_id: Mapped[str | None] = mapped_column(ForeignKey("work_pools.id", ondelete="SET NULL"))
+    work_pool_id: Mapped[str | None] = mapped_column(
+        ForeignKey("work_pools.id", ondelete="SET NULL")
+    )
     work_queue_id: Mapped[str | None] = mapped_column(
         ForeignKey("work_queues.id", ondelete="SET NULL")
     )

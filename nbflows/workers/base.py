@@ -226,7 +226,7 @@ class BaseWorker:
             self.say(f"worker '{self.name}' stopped")
 
     def stop(self, reason: str = "the worker was stopped", *, now: bool = False) -> None:
-        """Stop claiming; running runs get `grace` seconds (none with `now`, or when asked twice)."""
+        """Stop claiming; running runs get `grace` seconds (none with `now` or on a 2nd call)."""
         if self._stopping.is_set() or now:
             self._stop_now.set()
         else:
@@ -454,8 +454,10 @@ class BaseWorker:
         if final and summary == "SCHEDULED":
             summary = f"{state}, will be retried"
         first_line = message.splitlines()[0] if message else ""
-        self.say(f"{claimed.label} ended {summary} in {took:.2f} s"
-                 + (f": {first_line}" if first_line and state != "COMPLETED" else ""))
+        self.say(
+            f"{claimed.label} ended {summary} in {took:.2f} s"
+            + (f": {first_line}" if first_line and state != "COMPLETED" else "")
+        )
 
     def _report_end(self, run_id: str, state: str, message: str) -> dict[str, Any] | None:
         try:
@@ -557,8 +559,10 @@ class BaseWorker:
         """After a stop request: give running runs `grace` seconds, then cancel the rest."""
         deadline = time.monotonic() + self.grace
         if self._running_count():
-            self.say(f"stopping: waiting up to {self.grace:g} s for {self._running_count()} "
-                     "running run(s) (stop again to cancel them now)")
+            self.say(
+                f"stopping: waiting up to {self.grace:g} s for {self._running_count()} "
+                "running run(s) (stop again to cancel them now)"
+            )
         while self._running_count() and time.monotonic() < deadline:
             if self._stop_now.wait(0.1):
                 break

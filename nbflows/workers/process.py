@@ -8,6 +8,7 @@ so that relative data paths work.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -70,7 +71,9 @@ class ProcessWorker(BaseWorker):
         self._notebooks_lock = threading.Lock()
 
     def setup(self) -> None:
-        # papermill, nbclient and jupyter_client load here, not when the CLI starts.
+        # papermill, nbclient and jupyter_client load here (about 2 s), not in the first run
+        # and not when the CLI starts.
+        import nbflows.execution  # noqa: F401
         from nbflows.kernel_pool import KernelPool
 
         self._kernels = KernelPool(max_spares=self.max_spare_kernels)
@@ -88,7 +91,9 @@ class ProcessWorker(BaseWorker):
         config = claimed.job_configuration
         deployment = claimed.deployment
         if deployment is None:
-            return Outcome("FAILED", "the run has no deployment: a process worker has nothing to run")
+            return Outcome(
+                "FAILED", "the run has no deployment: a process worker has nothing to run"
+            )
         if config.get("command"):
             return Outcome(
                 "FAILED",
@@ -131,7 +136,9 @@ class ProcessWorker(BaseWorker):
             if cached is not None:
                 self._notebooks.move_to_end(key)
                 return cached
-        notebook = nbformat.from_dict(self.client.read_deployment_notebook(key[0], key[1]))
+        # Through the JSON reader: it joins the line lists of the file format into strings.
+        text = json.dumps(self.client.read_deployment_notebook(key[0], key[1]))
+        notebook = nbformat.reads(text, as_version=4)
         with self._notebooks_lock:
             self._notebooks[key] = notebook
             while len(self._notebooks) > NOTEBOOK_CACHE_SIZE:
@@ -159,4 +166,5 @@ class ProcessWorker(BaseWorker):
 
 def _outcome(result: ExecutionResult) -> Outcome:
     notebook: Mapping[str, Any] = result.notebook
-    return Outcome(_OUTCOMES[result.status], result.message, notebook)
+    state = _OUTCOMES[result.status]
+    return Outcome(state, "" if state == "COMPLETED" else result.message, notebook)

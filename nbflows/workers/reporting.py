@@ -57,8 +57,12 @@ BATCH_LINES = 200
 MAX_BUFFERED = 20_000
 
 #: Log level of each output stream (stderr is shown as a warning, as `%%flow` does).
-_STREAM_LEVELS = {"stdout": logging.INFO, "display": logging.INFO, "stderr": logging.WARNING,
-                  "error": logging.ERROR}
+_STREAM_LEVELS = {
+    "stdout": logging.INFO,
+    "display": logging.INFO,
+    "stderr": logging.WARNING,
+    "error": logging.ERROR,
+}
 #: Log source of each output stream (the API knows stdout, stderr, logging, worker, error).
 _STREAM_SOURCES = {"stdout": "stdout", "display": "stdout", "stderr": "stderr", "error": "error"}
 _CHILD_END_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -124,10 +128,13 @@ class RunLog:
                 lines, self._lines = self._lines, []
                 dropped, self._dropped = self._dropped, 0
             if dropped:
-                lines.insert(0, _worker_line(
-                    f"{dropped} log lines were dropped while the server could not be reached",
-                    logging.WARNING,
-                ))
+                lines.insert(
+                    0,
+                    _worker_line(
+                        f"{dropped} log lines were dropped while the server could not be reached",
+                        logging.WARNING,
+                    ),
+                )
             for start in range(0, len(lines), BATCH_LINES * 5):
                 chunk = lines[start : start + BATCH_LINES * 5]
                 try:
@@ -284,8 +291,11 @@ class RunReporter:
     def event(self, data: Any, cell_index: int | None = None) -> None:
         """One event output of the run (see the module docstring); bad events are logged."""
         if not isinstance(data, Mapping) or not isinstance(data.get("run_key"), str):
-            self.log(f"ignored a malformed nbflows event: {data!r}", logging.WARNING,
-                     cell_index=cell_index)
+            self.log(
+                f"ignored a malformed nbflows event: {data!r}",
+                logging.WARNING,
+                cell_index=cell_index,
+            )
             return
         kind = data.get("event")
         if kind == "flow_run_started":
@@ -293,8 +303,11 @@ class RunReporter:
         elif kind == "flow_run_finished":
             self._child_finished(data, cell_index)
         else:
-            self.log(f"ignored an nbflows event of unknown kind {kind!r}", logging.WARNING,
-                     cell_index=cell_index)
+            self.log(
+                f"ignored an nbflows event of unknown kind {kind!r}",
+                logging.WARNING,
+                cell_index=cell_index,
+            )
 
     def _child_started(self, data: Mapping[str, Any], cell_index: int | None) -> None:
         key = str(data["run_key"])
@@ -306,8 +319,11 @@ class RunReporter:
             else:
                 self.client.set_flow_run_state(child.run_id, "RUNNING", name="Retrying")
         except NBFlowsError as exc:
-            self.log(f"could not record flow '{flow_name}' as a child run: {exc}",
-                     logging.WARNING, cell_index=cell_index)
+            self.log(
+                f"could not record flow '{flow_name}' as a child run: {exc}",
+                logging.WARNING,
+                cell_index=cell_index,
+            )
             return
         with self._lock:
             self._open.append(key)
@@ -350,8 +366,11 @@ class RunReporter:
                 note = f"attempt {data.get('attempt', '?')} {state.lower()}; retrying"
                 self.client.set_flow_run_state(child.run_id, "SCHEDULED", message=note, retry=True)
             except NBFlowsError as exc:
-                self.log(f"could not record the retry of child run {child.run_id}: {exc}",
-                         logging.WARNING, cell_index=cell_index)
+                self.log(
+                    f"could not record the retry of child run {child.run_id}: {exc}",
+                    logging.WARNING,
+                    cell_index=cell_index,
+                )
             return
         with self._lock:
             self._children.pop(key, None)
@@ -362,8 +381,11 @@ class RunReporter:
         try:
             self.client.set_flow_run_state(child.run_id, state, message=message)
         except NBFlowsError as exc:
-            self.log(f"could not finish child run {child.run_id} of flow '{child.flow_name}' "
-                     f"as {state}: {exc}", logging.WARNING)
+            self.log(
+                f"could not finish child run {child.run_id} of flow '{child.flow_name}' "
+                f"as {state}: {exc}",
+                logging.WARNING,
+            )
 
     # -- end ------------------------------------------------------------------------------------
 
@@ -380,7 +402,8 @@ class RunReporter:
         for child in leftover:
             end = "CANCELLED" if state == "CANCELLED" else "CRASHED"
             self._finish_child(
-                child, end, f"the notebook run ended ({state or 'unknown state'}) before the "
-                "flow finished"
+                child,
+                end,
+                f"the notebook run ended ({state or 'unknown state'}) before the flow finished",
             )
         self._log.close()
