@@ -16,6 +16,11 @@ CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 log() { echo "base-image: $*" >&2; }
 
+# One build at a time (parallel test workers may all ask for the image): the others wait here
+# and then find the image made.
+exec 9>"/tmp/nbflows-base-image.${NAME//[^A-Za-z0-9_.-]/_}.lock"
+flock 9
+
 if docker image inspect "$NAME" >/dev/null 2>&1; then
     log "$NAME exists; nothing to do"
     exit 0
@@ -83,7 +88,8 @@ fi
 # The machine's pip settings that matter for reaching the index (index URLs, trusted hosts, CA
 # file, proxy, timeouts) go into the image's /etc/pip.conf. Constraints, find-links and file://
 # indexes name files on this machine that the image does not have, so they are left out.
-PIP_CONF_OUT="$ROOT/etc/pip.conf" ROOT="$ROOT" python3 - <<'PY'
+export ROOT
+PIP_CONF_OUT="$ROOT/etc/pip.conf" python3 - <<'PY'
 import configparser
 import os
 import shutil

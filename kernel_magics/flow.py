@@ -54,6 +54,10 @@ _current_run: ContextVar[FlowRunRecord | None] = ContextVar("nbflows_current_run
 class FlowTimeout(TimeoutError):
     """An attempt ran longer than the flow's `--timeout`."""
 
+    #: The run whose limit expired: a flow called inside another may see its caller's timeout,
+    #: which must fail the caller, not be retried by the callee.
+    run_key: str | None = None
+
 
 @dataclass(frozen=True)
 class FlowOptions:
@@ -121,9 +125,9 @@ class Flow:
         missing = [name for name in parameters if name not in self._shell.user_ns]
         if missing:
             raise InvalidInput(self._unknown_parameters_message(missing))
-        return self.run_cell(parameters, display=False)
+        return self.run(parameters)
 
-    def run_cell(self, parameters: Mapping[str, Any] | None = None, *, display: bool) -> Any:
+    def run(self, parameters: Mapping[str, Any] | None = None, *, display: bool = False) -> Any:
         """Run the flow once (with its retries) as a tracked flow run.
 
         `display=True` runs it as the cell does: the last expression is shown through IPython's
@@ -173,7 +177,7 @@ class Flow:
                     prints=self.options.log_prints,
                     thread=None if on_main_thread else threading.get_ident(),
                 )
-                with capture, _time_limit(self.options.timeout, self.name):
+                with capture, _time_limit(self.options.timeout, self.name, run.key):
                     value = self._execute(program, display)
             except KeyboardInterrupt:
                 run.end_time = time.time()
@@ -187,7 +191,11 @@ class Flow:
                     run,
                     [{"timestamp": run.end_time, "level": 40, "message": trace, "source": "error"}],
                 )
-                retrying = isinstance(exc, Exception) and run.attempt <= run.max_retries
+                retrying = (
+                    isinstance(exc, Exception)
+                    and run.attempt <= run.max_retries
+                    and not _someone_elses_timeout(exc, run)
+                )
                 reporter.finish(run, "FAILED", message, retrying=retrying)
                 if not retrying:
                     raise
@@ -387,7 +395,7 @@ def _compile(
     program = _Program(filename)
     result: ast.Expr | None = None
     if display:
-        quiet = DisplayHook.semicolon_at_end_of_expression(source)
+        quiet = ";" in source and DisplayHook.semicolon_at_end_of_expression(source)
         exec_nodes, shown = _split_interactive(
             nodes, "none" if quiet else shell.ast_node_interactivity
         )
@@ -473,7 +481,7 @@ def _overridden(namespace: dict[str, Any], values: Mapping[str, Any]) -> Iterato
                     namespace[name] = old
 
 
-def _time_limit(seconds: float | None, flow_name: str) -> Any:
+def _time_limit(seconds: float | None, flow_name: str, run_key: str) -> Any:
     """A context manager interrupting its block with `FlowTimeout` after `seconds`.
 
     On the main thread a SIGALRM timer raises in the running code, even inside `time.sleep` or a
@@ -484,22 +492,28 @@ def _time_limit(seconds: float | None, flow_name: str) -> Any:
         return nullcontext()
     message = f"flow {flow_name!r} timed out after {seconds:g} s (--timeout {seconds:g})"
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        return _alarm(seconds, message)
-    return _injected_timeout(seconds, message)
+        return _alarm(seconds, message, run_key)
+    return _injected_timeout(seconds, message, run_key)
 
 
-def _raise_timeout(message: str, signum: int, frame: Any) -> None:
-    raise FlowTimeout(message)
+def _raise_timeout(message: str, run_key: str, signum: int, frame: Any) -> None:
+    exc = FlowTimeout(message)
+    exc.run_key = run_key
+    raise exc
+
+
+def _someone_elses_timeout(exc: BaseException, run: FlowRunRecord) -> bool:
+    return isinstance(exc, FlowTimeout) and exc.run_key not in (None, run.key)
 
 
 @contextmanager
-def _alarm(seconds: float, message: str) -> Iterator[None]:
+def _alarm(seconds: float, message: str, run_key: str) -> Iterator[None]:
     outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
     if outer_delay and outer_delay <= seconds:
         # An enclosing limit (an outer flow's, pytest-timeout's) fires first anyway.
         yield
         return
-    previous = signal.signal(signal.SIGALRM, partial(_raise_timeout, message))
+    previous = signal.signal(signal.SIGALRM, partial(_raise_timeout, message, run_key))
     signal.setitimer(signal.ITIMER_REAL, seconds)
     started = time.monotonic()
     try:
@@ -513,7 +527,7 @@ def _alarm(seconds: float, message: str) -> Iterator[None]:
 
 
 @contextmanager
-def _injected_timeout(seconds: float, message: str) -> Iterator[None]:
+def _injected_timeout(seconds: float, message: str, run_key: str) -> Iterator[None]:
     target = threading.get_ident()
     lock = threading.Lock()
     state = {"done": False, "fired": False}
@@ -532,8 +546,9 @@ def _injected_timeout(seconds: float, message: str) -> Iterator[None]:
     try:
         yield
     except FlowTimeout as exc:
-        if not exc.args:  # injected as a bare class: give it its message
+        if state["fired"] and not exc.args:  # ours, injected as a bare class
             exc.args = (message,)
+            exc.run_key = run_key
         raise
     finally:
         timer.cancel()

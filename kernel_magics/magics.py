@@ -78,7 +78,7 @@ class FlowMagics(Magics):
         # Always set once registered with a shell, which is the only way these magics run.
         return cast("InteractiveShell", self.shell)
 
-    @magic_arguments.magic_arguments()
+    @magic_arguments.magic_arguments("%flow")  # shown as `%%flow` in the help
     @magic_arguments.argument("name", help="the flow's name; the cell binds it to a Flow object")
     @magic_arguments.argument(
         "--retries", type=int, default=0, help="run the body again this many times on failure"
@@ -146,7 +146,7 @@ class FlowMagics(Magics):
         # Compiled before binding: a cell with a syntax error changes nothing, like any cell.
         flow.compile(display=True)
         shell.user_ns[name] = flow
-        flow.run_cell(display=True)
+        flow.run(display=True)
 
     @magic_arguments.magic_arguments()
     @magic_arguments.argument("flow", metavar="NAME", help="a flow defined by a %%flow cell")

@@ -450,7 +450,7 @@ class HeadlessReporter:
         self._publish = publish or _publish_display_data
 
     def start_run(self, run: FlowRunRecord) -> None:
-        if self._context.is_deployed_flow(run.flow_name) and run.parent is None:
+        if self._is_the_workers_run(run):
             return
         name = "Running" if run.attempt == 1 else "Retrying"
         self._send(run, "flow_run_started", "RUNNING", name, None, {})
@@ -461,7 +461,7 @@ class HeadlessReporter:
     def finish(
         self, run: FlowRunRecord, state: str, message: str | None, *, retrying: bool = False
     ) -> None:
-        if self._context.is_deployed_flow(run.flow_name) and run.parent is None:
+        if self._is_the_workers_run(run):
             return
         start, end = run.start_time, run.end_time
         extra = {
@@ -474,6 +474,9 @@ class HeadlessReporter:
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
         return []
+
+    def _is_the_workers_run(self, run: FlowRunRecord) -> bool:
+        return run.parent is None and self._context.is_deployed_flow(run.flow_name)
 
     def _send(
         self,
@@ -489,7 +492,11 @@ class HeadlessReporter:
             "run_key": run.key,
             "flow_name": run.flow_name,
             "parent_run_id": self._context.flow_run_id,
-            "parent_run_key": run.parent.key if run.parent is not None else None,
+            "parent_run_key": (
+                run.parent.key
+                if run.parent is not None and not self._is_the_workers_run(run.parent)
+                else None
+            ),
             "attempt": run.attempt,
             "max_retries": run.max_retries,
             "state": state,

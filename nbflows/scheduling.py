@@ -7,22 +7,25 @@ restarts and several servers never create duplicates.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy.orm import Session
 
-from .flow_runs import run_name, transition
+from .flow_runs import transition
 from .states import StateType
 from .store import tables as t
 
 HORIZON = timedelta(hours=1)
-MIN_RUNS = 3
+MIN_RUNS = 1
 MAX_RUNS = 100
 LATE_AFTER = timedelta(seconds=15)
 FLOW_RUNS = cast(Table, t.FlowRun.__table__)
+SCHEDULES = cast(Table, t.DeploymentSchedule.__table__)
+DEPLOYMENTS = cast(Table, t.Deployment.__table__)
 
 
 @dataclass
@@ -34,60 +37,95 @@ class PassResult:
 
 
 def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
-    """Create the upcoming runs of every active schedule that is not filled far enough ahead."""
+    """Create the upcoming runs of every active schedule that is not filled far enough ahead.
+
+    Written with Core rows rather than ORM objects: a pass over 10,000 schedules must stay
+    well under a second, and identical schedules are parsed and expanded once.
+    """
     from .schedules import parse_schedule
 
     now = now or t.utcnow()
     horizon_end = now + HORIZON
     result = PassResult(pools=set())
-    rows = s.scalars(
-        select(t.DeploymentSchedule)
-        .join(t.Deployment)
-        .where(
-            t.DeploymentSchedule.active.is_(True),
-            t.Deployment.paused.is_(False),
-            or_(
-                t.DeploymentSchedule.scheduled_until.is_(None),
-                t.DeploymentSchedule.scheduled_until < now + HORIZON / 2,
-            ),
+    sch, dep = SCHEDULES, DEPLOYMENTS
+    rows = s.execute(
+        select(
+            sch.c.id,
+            sch.c.schedule,
+            sch.c.scheduled_until,
+            dep.c.id,
+            dep.c.flow_name,
+            dep.c.work_pool_id,
+            dep.c.work_queue_id,
+            dep.c.parameters,
+            dep.c.parameter_schema,
+            dep.c.retries,
+            dep.c.retry_delay,
+            dep.c.tags,
         )
-        .options(selectinload(t.DeploymentSchedule.deployment))
+        .join(dep, dep.c.id == sch.c.deployment_id)
+        .where(
+            sch.c.active.is_(True),
+            dep.c.paused.is_(False),
+            or_(sch.c.scheduled_until.is_(None), sch.c.scheduled_until < now + HORIZON / 2),
+        )
     ).all()
+    parsed: dict[str, Any] = {}
+    expanded: dict[tuple[str, datetime], list[datetime]] = {}
     new_runs: list[dict[str, Any]] = []
-    for row in rows:
-        d = row.deployment
-        schedule = parse_schedule(row.schedule)
-        start = max(row.scheduled_until or now, now)
-        times = schedule.next_times(start, horizon_end, limit=MAX_RUNS)
-        if len(times) < MIN_RUNS and (row.scheduled_until is None or row.scheduled_until <= now):
-            times = schedule.next_times(start, now + timedelta(days=366), limit=MIN_RUNS)
+    filled: list[dict[str, Any]] = []
+    for (
+        sid,
+        spec,
+        until,
+        dep_id,
+        flow,
+        pool_id,
+        queue_id,
+        params,
+        schema,
+        retries,
+        delay,
+        tags,
+    ) in rows:
+        text = json.dumps(spec, sort_keys=True)
+        if text not in parsed:
+            parsed[text] = parse_schedule(spec)
+        start = max(until or now, now)
+        times = expanded.get((text, start))
+        if times is None:
+            times = _upcoming(
+                parsed[text], start, now, horizon_end, first=until is None or until <= now
+            )
+            expanded[(text, start)] = times
+        filled.append({"sid": sid, "until": max(times[-1], horizon_end) if times else horizon_end})
         if not times:
-            row.scheduled_until = horizon_end
             continue
-        defaults = {
-            k: v.get("default") for k, v in d.parameter_schema.get("properties", {}).items()
-        }
+        defaults = {k: v.get("default") for k, v in (schema or {}).get("properties", {}).items()}
+        parameters = {**defaults, **(params or {})}
+        run_tags = [*(tags or []), "auto-scheduled"]
+        no_job_variables: dict[str, Any] = {}
         for when in times:
             new_runs.append(
                 {
-                    "id": t.new_id(),
-                    "name": run_name(d.flow_name),
-                    "flow_name": d.flow_name,
+                    "id": (run_id := t.new_id()),
+                    "name": f"{flow}-{run_id[:6]}",
+                    "flow_name": flow,
                     "kind": "deployment",
-                    "deployment_id": d.id,
-                    "work_pool_id": d.work_pool_id,
-                    "work_queue_id": d.work_queue_id,
+                    "deployment_id": dep_id,
+                    "work_pool_id": pool_id,
+                    "work_queue_id": queue_id,
                     "state_type": StateType.SCHEDULED.value,
                     "state_name": "Scheduled",
                     "state_timestamp": now,
-                    "parameters": {**defaults, **d.parameters},
-                    "job_variables": {},
+                    "parameters": parameters,
+                    "job_variables": no_job_variables,
                     "attempt": 1,
-                    "max_retries": d.retries,
-                    "retry_delay": d.retry_delay,
+                    "max_retries": retries,
+                    "retry_delay": delay,
                     "expected_start_time": when,
-                    "idempotency_key": f"schedule:{row.id}:{when.isoformat()}",
-                    "tags": [*d.tags, "auto-scheduled"],
+                    "idempotency_key": f"schedule:{sid}:{when.isoformat()}",
+                    "tags": run_tags,
                     "log_count": 0,
                     "logs_truncated": False,
                     "has_notebook": False,
@@ -95,32 +133,75 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
                     "updated": now,
                 }
             )
-        row.scheduled_until = max(times[-1], horizon_end)
-        result.pools.add(d.work_pool_id)  # type: ignore[union-attr]
+        result.pools.add(pool_id)  # type: ignore[union-attr]
     if new_runs:
         result.created = _insert_ignoring_duplicates(s, new_runs)
+    if filled:
+        s.execute(
+            update(sch)
+            .where(sch.c.id == bindparam("sid"))
+            .values(scheduled_until=bindparam("until")),
+            filled,
+        )
     return result
 
 
+def _upcoming(
+    schedule: Any, start: datetime, now: datetime, end: datetime, first: bool
+) -> list[datetime]:
+    times: list[datetime] = schedule.next_times(start, end, limit=MAX_RUNS)
+    if len(times) < MIN_RUNS and first:
+        times = schedule.next_times(start, now + timedelta(days=366), limit=MIN_RUNS)
+    return times
+
+
 def _insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    """Insert scheduled runs, skipping any whose idempotency key exists; return how many were new."""
+    dialect = s.get_bind().dialect
+    if dialect.name == "sqlite":
+        return _sqlite_insert_or_ignore(s, rows)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(FLOW_RUNS).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
-        )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(FLOW_RUNS).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
-        )
-    stmt = stmt.returning(FLOW_RUNS.c.id)
+    stmt = pg_insert(FLOW_RUNS).on_conflict_do_nothing(index_elements=["idempotency_key"])
     created = 0
-    for start in range(0, len(rows), 500):
-        created += len(s.execute(stmt, rows[start : start + 500]).all())
+    for start in range(0, len(rows), 5000):
+        created += len(s.execute(stmt.returning(FLOW_RUNS.c.id), rows[start : start + 5000]).all())
     return created
+
+
+def _sqlite_insert_or_ignore(s: Session, rows: list[dict[str, Any]]) -> int:
+    """`INSERT OR IGNORE` through the driver with values converted once per distinct value.
+
+    SQLAlchemy's per-row parameter processing (JSON dumps, datetime formatting) cost more than
+    the insert itself for the tens of thousands of rows of a first pass; most of those values are
+    shared between rows (a deployment's parameters, a schedule's times), so they are cached here.
+    """
+    dialect = s.get_bind().dialect
+    columns = list(rows[0])
+    processors = {
+        name: FLOW_RUNS.c[name].type.bind_processor(dialect)
+        for name in columns
+    }
+    caches: dict[str, dict[Any, Any]] = {name: {} for name in columns}
+
+    def convert(name: str, value: Any) -> Any:
+        process = processors[name]
+        if process is None or value is None:
+            return value
+        # Rows share their dicts and lists (one per deployment), so identity is a sound key.
+        key = id(value) if isinstance(value, (dict, list)) else value
+        cache = caches[name]
+        if key not in cache:
+            cache[key] = process(value)
+        return cache[key]
+
+    sql = (
+        f"INSERT OR IGNORE INTO {FLOW_RUNS.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    values = [tuple(convert(name, row[name]) for name in columns) for row in rows]
+    cursor = s.connection().exec_driver_sql(sql, values)
+    return max(cursor.rowcount, 0)
 
 
 def mark_late_runs(s: Session, now: datetime | None = None) -> PassResult:

@@ -122,7 +122,8 @@ def start_server(
         "--ServerApp.jpserver_extensions={'nbflows.extension': True}",
         f"--NBFlowsExtension.embedded_worker={embedded_worker}",
         "--NBFlowsExtension.scheduler_interval=1",
-        "--NBFlowsExtension.embedded_worker_args=['--heartbeat-interval', '1']",
+        # One list item per option: a list literal here would reach the worker as one string.
+        "--NBFlowsExtension.embedded_worker_args=--heartbeat-interval=1",
         *(extra_args or []),
     ]
     log_path = tmp / f"server-{port}.log"

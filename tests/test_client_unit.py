@@ -324,3 +324,36 @@ def test_cli_help_needs_no_server() -> None:
     result = CliRunner().invoke(app, ["--url", closed_url(), "deployment", "run", "--help"])
     assert result.exit_code == 0
     assert "--watch" in result.output
+
+
+def test_parse_key_values_keeps_text_for_string_parameters() -> None:
+    schema = {
+        "properties": {
+            "zip": {"type": "string"},
+            "maybe": {"type": ["string", "null"]},
+            "n": {"type": "integer"},
+            "x": {"type": ["number", "string"]},
+        }
+    }
+    items = ["zip=01234", "maybe=null", "n=7", "x=2.5", "other=true", 'zip2="5"']
+    assert parse_key_values(["zip=5", *items[1:]], "--param", schema) == {
+        "zip": "5",
+        "maybe": None,
+        "n": 7,
+        "x": 2.5,
+        "other": True,
+        "zip2": "5",
+    }
+    assert parse_key_values(["zip=[1]"], "--param", schema) == {"zip": "[1]"}
+
+
+def test_interval_text() -> None:
+    from nbflows.cli.output import fmt_interval
+
+    assert [fmt_interval(v) for v in (3600, 90, 86400 + 60, 0.5, 45)] == [
+        "1h",
+        "1m30s",
+        "1d1m",
+        "0.5s",
+        "45s",
+    ]

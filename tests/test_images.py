@@ -35,6 +35,8 @@ from nbflows.images import (
     ImageBuildError,
     ImagePushError,
     NbflowsPackage,
+    _skip_source,
+    _wheel_from_source,
     build_image,
     default_base_image,
     find_build_context,
@@ -44,7 +46,7 @@ from nbflows.images import (
     prepare_build_context,
     push_image,
 )
-from tests.docker_support import docker_client, local_base_image, remove_image
+from tests.docker_support import REPO_ROOT, docker_client, local_base_image, remove_image
 
 PROJECT = Path(__file__).resolve().parent / "data" / "img_project"
 NOTEBOOK = Path("notebooks") / "hello.ipynb"
@@ -283,11 +285,26 @@ def test_content_tag_follows_the_content_only(tmp_path: Path) -> None:
     assert reference(tag="v1") == "nbflows-test/tags:v1"
 
 
-def test_development_install_ships_a_reproducible_wheel() -> None:
+def test_development_install_ships_a_reproducible_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = nbflows_package()  # this checkout is an editable install
     assert package.wheel is not None and package.wheel.name.endswith(".whl")
     assert package.requirement == f".nbflows/{package.wheel.name}"
-    assert nbflows_package().wheel == package.wheel  # cached by source content
+
+    # The same source gives the same wheel bytes when built again (so the content tag and the
+    # layer cache survive a cleared wheel cache), and a second call reuses the cached wheel. A
+    # frozen copy of the source: the checkout may be edited while the tests run.
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO_ROOT, source, ignore=lambda _d, names: [n for n in names if _skip_source(n)]
+    )
+    monkeypatch.setenv("NBFLOWS_CACHE_DIR", str(tmp_path / "cache-1"))
+    first = _wheel_from_source(source)
+    assert _wheel_from_source(source) == first
+    monkeypatch.setenv("NBFLOWS_CACHE_DIR", str(tmp_path / "cache-2"))
+    second = _wheel_from_source(source)
+    assert second != first and second.read_bytes() == first.read_bytes()
 
 
 # --------------------------------------------------------------------------------------------

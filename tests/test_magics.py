@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -221,6 +222,48 @@ def test_timeout_interrupts_the_body_and_fails_the_run(ip, recorder):
     assert "flow 'slow' timed out after 0.2 s" in message
     assert "time.sleep(30)" in message  # where it was interrupted
     assert "timed out after 0.2 s" in captured.stdout
+
+
+def test_a_callers_timeout_fails_the_caller_and_is_not_retried_by_the_callee(ip, recorder):
+    ip.user_ns["nap"] = 0
+    run_flow(ip, "sleeper --retries 3", "import time\ntime.sleep(nap)")
+    ip.user_ns["nap"] = 30
+    with capture_output():
+        result = run_flow(ip, "boss --timeout 0.3", "sleeper()")
+
+    assert isinstance(result.error_in_exec, FlowTimeout)
+    assert "flow 'boss' timed out" in str(result.error_in_exec)
+    assert recorder.states()[-4:] == [
+        ("start", "boss", 1),
+        ("start", "sleeper", 1),
+        ("finish", "sleeper", "FAILED", False),
+        ("finish", "boss", "FAILED", False),
+    ]
+
+
+def test_timeout_on_another_thread(ip, recorder):
+    ip.user_ns["busy_for"] = 0
+    run_flow(
+        ip,
+        "busy --timeout 0.3",
+        "import time\nend = time.time() + busy_for\nwhile time.time() < end: pass",
+    )
+    ip.user_ns["busy_for"] = 30
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            ip.user_ns["busy"]()
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], FlowTimeout)
+    assert "flow 'busy' timed out after 0.3 s" in str(errors[0])
+    assert recorder.finished()[2] == "FAILED"
 
 
 def test_namespace_effects_are_those_of_a_plain_cell(ip, recorder):
@@ -560,6 +603,31 @@ def test_api_reporter_links_a_child_run_to_its_parent(ip):
     assert creates[1][1] == "apiparent"
     assert creates[2][1] == "apichild"
     assert creates[2][2]["parent_run_id"] == parent_id
+
+
+class UnreachableClient(RecordingClient):
+    def create_flow_run(self, flow_name: str, **fields: Any) -> dict[str, Any]:
+        raise NoServerError("Cannot connect to the nbflows server")
+
+
+def test_api_reporter_problems_never_fail_a_cell_and_are_said_once(ip):
+    reporter = ApiReporter(UnreachableClient())  # type: ignore[arg-type]
+    previous = set_reporter(reporter)
+    try:
+        first = run_flow(ip, "unrecorded", "ran = 'yes'")
+        assert reporter.flush(10)
+        with capture_output() as second:
+            run_flow(ip, "unrecorded", "1")
+        assert reporter.flush(10)
+        with capture_output() as third:
+            run_flow(ip, "unrecorded", "1")
+    finally:
+        set_reporter(previous)
+    assert first.success
+    assert ip.user_ns["ran"] == "yes"
+    assert "could not record flow run 'unrecorded'" in second.stderr
+    assert "Cannot connect" in second.stderr
+    assert third.stderr.count("could not record") == 1  # the second run failed too
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
@@ -48,7 +49,6 @@ def ls(
             ("Updated", lambda d: out.fmt_time_short(d.get("updated"))),
         ],
         title="Deployments",
-        wrap=("Schedules",),
         keep=("Name",),
         empty="No deployments yet. Create one with: "
         "nbflows deploy NOTEBOOK[:FLOW] --name N --pool P",
@@ -107,8 +107,23 @@ def inspect(
         ],
         title=f"Deployment '{dep.get('full_name')}'",
     )
+    if dep.get("schedules"):
+        upcoming = api.upcoming_runs(str(dep["id"]), limit=5)
+        out.console.print()
+        out.table(
+            upcoming,
+            [
+                ("Upcoming run", lambda r: r.get("name")),
+                ("Expected start", lambda r: out.fmt_time(r.get("expected_start_time"))),
+                ("State", lambda r: out.state_text(r.get("state"))),
+            ],
+            title="Upcoming runs",
+            empty="No upcoming runs scheduled yet.",
+            keep=(),
+        )
     schema = dep.get("parameter_schema") or {}
     properties = schema.get("properties") if isinstance(schema, dict) else None
+    values = dep.get("parameters") or {}
     if properties:
         out.console.print()
         out.table(
@@ -116,7 +131,11 @@ def inspect(
             [
                 ("Parameter", lambda p: p.get("name")),
                 ("Type", lambda p: p.get("type")),
-                ("Default", lambda p: p.get("default")),
+                ("Notebook default", lambda p: json.dumps(p.get("default"))),
+                (
+                    "Deployment value",
+                    lambda p: json.dumps(values[p["name"]]) if p["name"] in values else "",
+                ),
             ],
             title="Parameters",
         )
@@ -152,13 +171,19 @@ def run(
 ) -> None:
     """Create a flow run of a deployment, e.g. `nbflows deployment run 'flow/name' --watch`."""
     api = client()
-    parameters = {**parse_json_object(params, "--params"), **parse_key_values(param, "--param")}
-    job_variables = parse_key_values(job_variable, "--job-variable")
     json_out = output is out.Output.json
     if not json_out:
         out.info(f"Creating flow run for deployment '{escape(ref)}'...")
+    # Read it first: its parameter schema says which typed values are meant as text.
+    dep = api.read_deployment(ref)
+    schema = dep.get("parameter_schema") if isinstance(dep.get("parameter_schema"), dict) else None
+    parameters = {
+        **parse_json_object(params, "--params"),
+        **parse_key_values(param, "--param", schema),
+    }
+    job_variables = parse_key_values(job_variable, "--job-variable")
     flow_run = api.create_flow_run_from_deployment(
-        ref,
+        str(dep["id"]),
         parameters=parameters or None,
         job_variables=job_variables or None,
         idempotency_key=idempotency_key,

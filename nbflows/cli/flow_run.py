@@ -80,6 +80,7 @@ def follow(api: Client, run_id: str, timeout: float | None, *, states: bool) -> 
             f"\nStopped watching. The run goes on; cancel it with: "
             f"nbflows flow-run cancel {escape(run_id)}",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
 
@@ -204,9 +205,11 @@ def cancel(id: str = typer.Argument(..., help="Flow run id.")) -> None:
     """Cancel a flow run: a scheduled run is cancelled at once, a running one is stopped."""
     run = client().cancel_flow_run(id)
     state = (run.get("state") or {}).get("type")
-    out.success(
-        f"Flow run '{escape(id)}' was successfully scheduled for cancellation with status: {state}"
-    )
+    label = escape(run_label(run).capitalize())
+    if state == "CANCELLED":
+        out.success(f"{label} was cancelled.")
+    else:
+        out.success(f"{label} was successfully scheduled for cancellation with status: {state}")
 
 
 @app.command()

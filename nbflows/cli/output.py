@@ -10,7 +10,6 @@ from enum import Enum
 from typing import Any
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -100,6 +99,23 @@ def fmt_duration(seconds: Any) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def fmt_interval(seconds: Any) -> str:
+    """A schedule interval the way people say it: 90 → 1m30s, 3600 → 1h, 86400 → 1d."""
+    try:
+        total = float(seconds)
+    except (TypeError, ValueError):
+        return str(seconds)
+    if not total.is_integer():
+        return f"{total:g}s"
+    rest = int(total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 def state_text(state: Mapping[str, Any] | None) -> Text:
     """A run's state as coloured text: the name, and the type when the name differs."""
     state = state or {}
@@ -114,6 +130,8 @@ def fmt_value(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str) if value else ""
     return str(value)
@@ -125,7 +143,7 @@ def schedule_text(schedule: Mapping[str, Any]) -> str:
     if kind == "cron":
         text = f"cron '{schedule.get('cron')}' ({tz})"
     elif kind == "interval":
-        text = f"every {fmt_duration(schedule.get('interval'))}"
+        text = f"every {fmt_interval(schedule.get('interval'))}"
     elif kind == "rrule":
         text = f"rrule '{schedule.get('rrule')}' ({tz})"
     else:
@@ -144,90 +162,30 @@ def table(
     *,
     title: str | None = None,
     empty: str = "Nothing to show.",
-    wrap: Collection[str] = (),
     keep: Collection[str] = ("ID",),
 ) -> None:
     """Print `rows` as a rich table; each column is (header, row → str | Text).
 
-    When the terminal is narrow, columns are cut with an ellipsis, except those in `wrap` (free
-    text, folded onto more lines) and those in `keep` (ids people copy: always shown whole).
+    In a narrow terminal, values wrap onto more lines rather than being cut, except in the
+    columns named in `keep` (ids people copy), which are never broken.
     """
     rows = list(rows)
     if not rows:
         info(f"[dim]{escape(empty)}[/]")
         return
-    cells: list[list[Text]] = []
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for header, _ in columns:
+        if header in keep:
+            out.add_column(header, no_wrap=True, overflow="ignore")
+        else:
+            out.add_column(header, overflow="fold")
     for row in rows:
-        line: list[Text] = []
+        cells: list[Text] = []
         for _, get in columns:
             value = get(row)
-            line.append(value if isinstance(value, Text) else Text(fmt_value(value)))
-        cells.append(line)
-    target = _wide_when_piped()
-    headers = [header for header, _ in columns]
-    widest = [max(line[i].cell_len for line in cells) for i in range(len(columns))]
-    natural = sum(max(w, len(h)) for h, w in zip(headers, widest, strict=True))
-    if natural + 3 * len(columns) + 1 <= target.width:
-        out = Table(title=title, title_justify="left", header_style="bold")
-        mins: list[int | None] = [None] * len(columns)
-    else:
-        # Too wide for the terminal: drop the vertical rules, then squeeze the long columns.
-        out = Table(
-            title=title,
-            title_justify="left",
-            header_style="bold",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
-        mins = _min_widths(headers, widest, wrap, keep, target.width - 2 * (len(columns) - 1))
-    for header, minimum in zip(headers, mins, strict=True):
-        if header in wrap:
-            out.add_column(header, overflow="fold", min_width=minimum)
-        else:
-            out.add_column(header, overflow="ellipsis", no_wrap=header in keep, min_width=minimum)
-    for line in cells:
-        out.add_row(*line)
-    target.print(out)
-
-
-def _min_widths(
-    headers: Sequence[str],
-    widest: Sequence[int],
-    wrap: Collection[str],
-    keep: Collection[str],
-    room: int,
-) -> list[int | None]:
-    """Floors for column widths when the table is wider than the terminal.
-
-    Kept columns (ids) get their full width; then short columns (states, counts), shortest
-    first, as long as every other column still gets a few characters; the rest wrap or are cut.
-    """
-    natural = [max(w, len(h)) for h, w in zip(headers, widest, strict=True)]
-    mins: list[int | None] = [None] * len(headers)
-    flexible = 4
-    budget = room - flexible * len(headers)
-    for i, header in enumerate(headers):
-        if header in keep:
-            mins[i] = natural[i]
-            budget -= natural[i] - flexible
-    short = sorted(
-        (
-            i
-            for i, h in enumerate(headers)
-            if h not in keep and h not in wrap and widest[i] <= SHORT
-        ),
-        key=lambda i: widest[i],
-    )
-    for i in short:
-        want = max(widest[i], min(len(headers[i]), SHORT))
-        if want - flexible <= budget:
-            mins[i] = want
-            budget -= max(0, want - flexible)
-    return mins
-
-
-#: Columns whose values are at most this wide keep their width when the terminal is narrow.
-SHORT = 9
+            cells.append(value if isinstance(value, Text) else Text(fmt_value(value)))
+        out.add_row(*cells)
+    _wide_when_piped().print(out)
 
 
 def _wide_when_piped() -> Console:

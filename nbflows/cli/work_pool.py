@@ -162,7 +162,6 @@ def inspect(
             ("Description", lambda q: q.get("description")),
         ],
         title="Queues",
-        wrap=("Description",),
     )
     workers = api.list_workers(name)
     out.table(
@@ -187,7 +186,6 @@ def inspect(
             ("Description", lambda v: v.get("description")),
         ],
         title="Job variables (deployments and runs may override these)",
-        wrap=("Description",),
         keep=("Job variable",),
         empty="The base job template declares no variables.",
     )

@@ -67,7 +67,7 @@ def ls(pool: str = POOL_OPTION, output: out.Output = out.OUTPUT_OPTION) -> None:
         out.print_json(queues)
         return
     queues = sorted(queues, key=lambda q: (q.get("priority") or 0, str(q.get("name"))))
-    out.table(queues, QUEUE_COLUMNS, title=f"Work queues of '{pool}'", wrap=("Description",))
+    out.table(queues, QUEUE_COLUMNS, title=f"Work queues of '{pool}'")
 
 
 @app.command()

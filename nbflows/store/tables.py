@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +28,8 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (the shape of uuid4().hex, a few times cheaper)."""
+    return os.urandom(16).hex()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

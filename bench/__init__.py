@@ -1,0 +1,1 @@
+"""nbflows benchmarks: `python -m bench` (or `make bench`)."""

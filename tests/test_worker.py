@@ -1,0 +1,433 @@
+"""Workers against a real server, real kernels and real papermill: the embedded worker of the
+`server` fixture, and standalone `nbflows worker start` processes next to a `bare_server`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from nbflows.errors import InvalidInput
+from nbflows.workers import get_worker_class
+from nbflows.workers.process import ProcessWorker
+
+from .servers import DATA, Server
+
+T = TypeVar("T")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def state_of(run: dict[str, Any]) -> str:
+    return str(run["state"]["type"])
+
+
+def wait_state(server: Server, run_id: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
+    with server.client() as api:
+        return wait_for(
+            lambda: (run := api.read_flow_run(run_id)) if state_of(run) in states else None,
+            f"run {run_id} to be {' or '.join(sorted(states))}",
+            timeout,
+        )
+
+
+def log_lines(server: Server, run_id: str) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    after = 0
+    with server.client() as api:
+        while True:
+            page = api.read_logs(run_id, after=after, limit=1000)
+            lines += page["items"]
+            after = page["next_after"]
+            if len(page["items"]) < 1000:
+                return lines
+
+
+def messages(server: Server, run_id: str, source: str | None = None) -> list[str]:
+    return [x["message"] for x in log_lines(server, run_id) if source in (None, x["source"])]
+
+
+def kernel_pid(server: Server, run_id: str) -> int:
+    """The pid the sleeping notebook printed, once it reached the server (while it runs)."""
+
+    def printed() -> int | None:
+        for message in messages(server, run_id, "stdout"):
+            if message.startswith("kernel pid "):
+                return int(message.split()[-1])
+        return None
+
+    return wait_for(printed, f"the kernel pid in the log of run {run_id}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def copy_notebooks(server: Server, *names: str) -> None:
+    for name in names:
+        shutil.copy(DATA / name, server.root / name)
+
+
+def deploy(server: Server, path: str, name: str, pool: str, **fields: Any) -> dict[str, Any]:
+    with server.client() as api:
+        return api.deploy(path=path, name=name, work_pool_name=pool, **fields)
+
+
+def create_run(server: Server, ref: str, **parameters: Any) -> str:
+    with server.client() as api:
+        return str(api.create_flow_run_from_deployment(ref, parameters=parameters or None)["id"])
+
+
+class Worker:
+    """A standalone `nbflows worker start` process; its output goes to a file."""
+
+    def __init__(self, server: Server, out: Path, *args: str) -> None:
+        self.out = out
+        env = {
+            **os.environ,
+            **server.env,
+            "NBFLOWS_API_URL": server.api,
+            "NBFLOWS_API_TOKEN": server.token,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nbflows.cli.app", "worker", "start", *args],
+            stdout=out.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=server.root,
+        )
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def started_runs(self) -> list[str]:
+        return re.findall(r"run \S+ \((\w+)\).* started", self.output())
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker did not exit in {timeout:g} s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(server: Server, *args: str) -> Worker:
+        worker = Worker(server, tmp_path / f"worker-{len(started)}.out", *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_online(server: Server, pool: str, count: int) -> None:
+    with server.client() as api:
+        wait_for(
+            lambda: sum(w["status"] == "ONLINE" for w in api.list_workers(pool)) >= count,
+            f"{count} worker(s) online in pool {pool}",
+        )
+
+
+# -- worker types -------------------------------------------------------------------------------
+
+
+def test_worker_types_come_from_entry_points() -> None:
+    assert get_worker_class("process") is ProcessWorker
+    with pytest.raises(InvalidInput, match="no worker for work pool type 'kubernetes'.*process"):
+        get_worker_class("kubernetes")
+
+
+# -- the embedded worker (server fixture) -------------------------------------------------------
+
+
+def test_cli_journey_runs_a_whole_notebook_deployment(server: Server) -> None:
+    created = server.cli("work-pool", "create", "my-pool", "--type", "process")
+    assert created.returncode == 0, created.stderr
+    deployed = server.cli("deploy", "trivial.ipynb", "--name", "d", "--pool", "my-pool")
+    assert deployed.returncode == 0, deployed.stderr
+
+    watched = server.cli("deployment", "run", "trivial/d", "--param", "x=41", "--watch")
+
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert re.search(r"\|\s*INFO\s*\|\s*42$", watched.stdout, re.MULTILINE), watched.stdout
+    assert "Completed" in watched.stdout
+    run_id = re.search(r"UUID: (\w+)", watched.stdout).group(1)  # type: ignore[union-attr]
+    logs = server.cli("flow-run", "logs", run_id, "-o", "json")
+    assert logs.returncode == 0, logs.stderr
+    assert "42" in [line["message"] for line in __import__("json").loads(logs.stdout)]
+    notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
+    printed = [
+        "".join(out.get("text", ""))
+        for cell in notebook["cells"]
+        for out in cell.get("outputs", [])
+        if out["output_type"] == "stream"
+    ]
+    assert printed == ["42\n"]
+    assert notebook["metadata"]["papermill"]["parameters"] == {"x": 41}
+
+
+def test_the_tutorial_cell_deployment_runs_in_the_notebook_folder(server: Server) -> None:
+    server.cli("work-pool", "create", "my-pool", "--type", "process")
+    deployed = server.cli(
+        "deploy", "repo_info.ipynb:get_repo_info", "--name", "my-first-deployment",
+        "--pool", "my-pool",
+    )
+    assert deployed.returncode == 0, deployed.stderr
+
+    watched = server.cli(
+        "deployment", "run", "get_repo_info/my-first-deployment",
+        "--param", "repo_name=nteract/papermill", "--watch",
+    )
+
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "Stars 🌠 : 5900" in watched.stdout  # read from data/repos.csv, a relative path
+
+
+def test_output_lines_arrive_in_order_with_the_run_context(server: Server) -> None:
+    copy_notebooks(server, "worker_lines.ipynb")
+    with server.client() as api:
+        api.create_work_pool("lines", "process")
+    deploy(server, "worker_lines.ipynb", "d", "lines")
+    run_id = create_run(server, "worker_lines/d", count=1500)
+
+    run = wait_state(server, run_id, TERMINAL)
+
+    assert state_of(run) == "COMPLETED", run["state"]
+    printed = messages(server, run_id, "stdout")
+    assert printed[0] == f"{run_id} worker_lines notebook"
+    assert printed[1:] == [f"line {i}" for i in range(1500)]
+    cells = {x["cell_index"] for x in log_lines(server, run_id) if x["source"] == "stdout"}
+    assert cells == {2}  # after the parameters cell and papermill's injected one
+
+
+def test_a_failing_cell_fails_the_run_and_says_where(server: Server) -> None:
+    copy_notebooks(server, "worker_fail.ipynb")
+    with server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(server, "worker_fail.ipynb", "d", "p")
+    run_id = create_run(server, "worker_fail/d", message="kaboom")
+
+    run = wait_state(server, run_id, TERMINAL)
+
+    assert state_of(run) == "FAILED"
+    message = run["state"]["message"]
+    assert "cell 3" in message and "ValueError" in message and "kaboom" in message, message
+    errors = messages(server, run_id, "error")
+    assert any("Traceback" in x or "----> " in x for x in errors), errors
+    assert any(x.startswith("ValueError: kaboom") for x in errors), errors
+    assert "before the failure" in messages(server, run_id, "stdout")
+    assert "never printed" not in messages(server, run_id)
+    notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
+    raised = [
+        out
+        for cell in notebook["cells"]
+        for out in cell.get("outputs", [])
+        if out["output_type"] == "error"
+    ]
+    assert [(x["ename"], x["evalue"]) for x in raised] == [("ValueError", "kaboom")]
+    assert any(
+        "papermill-error-cell-tag" in cell["metadata"].get("tags", [])
+        for cell in notebook["cells"]
+    )
+
+
+def test_cancelling_a_running_run_kills_its_kernel(server: Server) -> None:
+    copy_notebooks(server, "worker_sleep.ipynb")
+    with server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(server, "worker_sleep.ipynb", "d", "p")
+    run_id = create_run(server, "worker_sleep/d")
+    pid = kernel_pid(server, run_id)
+    assert state_of(wait_state(server, run_id, {"RUNNING"})) == "RUNNING"
+
+    cancelled = server.cli("flow-run", "cancel", run_id)
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    run = wait_state(server, run_id, TERMINAL)
+    assert state_of(run) == "CANCELLED", run["state"]
+    wait_for(lambda: gone(pid), f"kernel {pid} to be gone")
+    notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
+    assert "slept" not in str(notebook)
+
+
+def test_a_failed_attempt_is_retried_and_completes(server: Server) -> None:
+    copy_notebooks(server, "worker_retry.ipynb")
+    with server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(server, "worker_retry.ipynb", "d", "p", retries=1)
+    run_id = create_run(server, "worker_retry/d")
+
+    run = wait_state(server, run_id, TERMINAL)
+
+    assert state_of(run) == "COMPLETED", run["state"]
+    assert run["attempt"] == 2
+    assert (server.root / "retry-marker").read_text() == "failed once"
+    lines = messages(server, run_id)
+    assert any("first attempt fails on purpose" in x for x in lines), lines
+    assert "second attempt succeeds" in lines
+
+
+def test_flow_cells_of_a_notebook_run_become_child_runs(server: Server) -> None:
+    with server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(server, "repo_info.ipynb", "whole", "p")
+    run_id = create_run(server, "repo_info/whole", repo_name="ipython/ipython")
+
+    run = wait_state(server, run_id, TERMINAL)
+
+    assert state_of(run) == "COMPLETED", run["state"]
+    with server.client() as api:
+        children = api.list_flow_runs(parent_run_id=run_id)
+    assert [(c["flow_name"], state_of(c)) for c in children] == [("get_repo_info", "COMPLETED")]
+    child_lines = messages(server, children[0]["id"])
+    assert "Stars 🌠 : 16200" in child_lines
+    assert "Stars 🌠 : 16200" in messages(server, run_id, "stdout")
+
+
+# -- standalone workers (bare_server) -----------------------------------------------------------
+
+
+def test_an_unknown_pool_is_a_clear_error(bare_server: Server) -> None:
+    result = bare_server.cli("worker", "start", "--pool", "nope")
+
+    assert result.returncode == 1
+    assert "no work pool named 'nope'" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_execute_every_run_exactly_once(
+    bare_server: Server, start_worker: Callable[..., Worker]
+) -> None:
+    with bare_server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(bare_server, "trivial.ipynb", "d", "p")
+    workers = [
+        start_worker(bare_server, "--pool", "p", "--limit", "3", "--name", f"w{i}")
+        for i in range(2)
+    ]
+    wait_online(bare_server, "p", 2)
+
+    run_ids = {create_run(bare_server, "trivial/d", x=i): i for i in range(50)}
+
+    with bare_server.client() as api:
+        done = wait_for(
+            lambda: (
+                runs
+                if len(runs := api.list_flow_runs(state=list(TERMINAL), limit=1000)) == 50
+                else None
+            ),
+            "50 finished runs",
+            timeout=600,
+        )
+    assert Counter(state_of(r) for r in done) == {"COMPLETED": 50}
+    assert all(r["attempt"] == 1 for r in done)
+    assert {r["worker_name"] for r in done} == {"w0", "w1"}
+    for run_id, x in run_ids.items():
+        assert messages(bare_server, run_id, "stdout") == [str(x + 1)]
+    started = Counter(run for w in workers for run in w.started_runs())
+    assert set(started) == set(run_ids)
+    assert max(started.values()) == 1
+
+
+@pytest.mark.slow
+def test_the_runs_of_a_killed_worker_crash(
+    bare_server: Server, start_worker: Callable[..., Worker]
+) -> None:
+    copy_notebooks(bare_server, "worker_sleep.ipynb")
+    with bare_server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(bare_server, "worker_sleep.ipynb", "d", "p")
+    worker = start_worker(bare_server, "--pool", "p", "--heartbeat-interval", "1")
+    run_id = create_run(bare_server, "worker_sleep/d")
+    pid = kernel_pid(bare_server, run_id)
+    try:
+        worker.process.send_signal(signal.SIGKILL)
+        worker.wait()
+
+        run = wait_state(bare_server, run_id, TERMINAL, timeout=60)
+
+        assert state_of(run) == "CRASHED"
+        assert "stopped heartbeating" in run["state"]["message"]
+    finally:
+        if not gone(pid):  # the orphaned kernel: nobody else will end it
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_what_outlives_the_grace_and_exits_0(
+    bare_server: Server, start_worker: Callable[..., Worker]
+) -> None:
+    copy_notebooks(bare_server, "worker_sleep.ipynb")
+    with bare_server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(bare_server, "worker_sleep.ipynb", "d", "p")
+    worker = start_worker(bare_server, "--pool", "p", "--grace", "1")
+    run_id = create_run(bare_server, "worker_sleep/d")
+    pid = kernel_pid(bare_server, run_id)
+
+    worker.process.send_signal(signal.SIGTERM)
+
+    assert worker.wait() == 0, worker.output()
+    with bare_server.client() as api:
+        run = api.read_flow_run(run_id)
+    assert state_of(run) == "CANCELLED", run["state"]
+    assert "SIGTERM" in run["state"]["message"]
+    assert gone(pid)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_a_short_run_finish_within_the_grace(
+    bare_server: Server, start_worker: Callable[..., Worker]
+) -> None:
+    copy_notebooks(bare_server, "worker_sleep.ipynb")
+    with bare_server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(bare_server, "worker_sleep.ipynb", "d", "p")
+    worker = start_worker(bare_server, "--pool", "p", "--grace", "60")
+    run_id = create_run(bare_server, "worker_sleep/d", seconds=2)
+    kernel_pid(bare_server, run_id)
+
+    worker.process.send_signal(signal.SIGTERM)
+    later = create_run(bare_server, "worker_sleep/d", seconds=2)
+
+    assert worker.wait() == 0, worker.output()
+    with bare_server.client() as api:
+        assert state_of(api.read_flow_run(run_id)) == "COMPLETED"
+        assert state_of(api.read_flow_run(later)) == "SCHEDULED"  # never claimed, or handed back
