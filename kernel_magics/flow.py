@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
+
+from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
 from nbflows.kernel_magics.context import KernelContext, current_context
 from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
-
-from nbflows.errors import InvalidInput
 
 if TYPE_CHECKING:
     import asyncio

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -129,26 +129,58 @@ def discover_servers(runtime_dir: str | os.PathLike[str] | None = None) -> list[
     return [info for _, info in found]
 
 
+def api_root(url: str) -> str:
+    """The API root for a URL: a server's URL (`http://host:8888/`) gets `nbflows/api/` added."""
+    url = _ensure_slash(url.strip())
+    if urlsplit(url).path.rstrip("/").endswith("/api"):
+        return url
+    return url + API_PATH
+
+
+def _same_server(a: str, b: str) -> bool:
+    def key(url: str) -> tuple[str, int | None, str]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host in ("localhost", "127.0.0.1", "::1"):
+            host = "localhost"
+        return host, parts.port, _ensure_slash(parts.path)
+
+    return key(a) == key(b)
+
+
 def get_client(url: str | None = None, token: str | None = None, timeout: float = 30) -> Client:
     """A client for the nbflows API.
 
     The server is found in this order: the arguments; the environment (`NBFLOWS_API_URL`, the API
     root such as `http://127.0.0.1:8888/nbflows/api/`, and `NBFLOWS_API_TOKEN`); the newest
-    running Jupyter server of this user. Raises `NoServerError` when none is found. No request is
-    made here: an unreachable URL raises `NoServerError` on the first call.
+    running Jupyter server of this user (with its own token). A server URL without `nbflows/api/`
+    gets it added; a URL without a token borrows the token of the running server at that URL.
+    Raises `NoServerError` when none is found. No request is made here: an unreachable URL
+    raises `NoServerError` on the first call.
     """
+    explicit_token = token
     url = url or os.environ.get(URL_ENV) or None
-    if token is None:
-        token = os.environ.get(TOKEN_ENV) or None
     if url:
-        return Client(url, token=token, timeout=timeout)
+        url = api_root(url)
+        if token is None:
+            token = os.environ.get(TOKEN_ENV) or None
+        root_dir = None
+        if token is None:
+            # A URL without a token: a running server of this user may be that server.
+            for server in discover_servers():
+                if _same_server(url, server.api_url):
+                    token = server.get("token") or None
+                    root_dir = server.get("root_dir")
+                    break
+        return Client(url, token=token, timeout=timeout, root_dir=root_dir)
     servers = discover_servers()
     if not servers:
         raise NoServerError(_no_server_message("No running nbflows server was found"))
     server = servers[0]
+    # A discovered server comes with its own token; an environment token may be another's.
     return Client(
         server.api_url,
-        token=token if token is not None else (server.get("token") or None),
+        token=explicit_token if explicit_token is not None else (server.get("token") or None),
         timeout=timeout,
         root_dir=server.get("root_dir"),
     )

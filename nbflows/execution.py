@@ -193,6 +193,8 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
     (cancel, timeout, dead kernel) and runs the whole notebook in one event loop.
     """
 
+    kc: Any  # an AsyncKernelClient once started (nbclient's own annotation is the sync one)
+
     def __init__(self, nb_man: NotebookExecutionManager, run: _Run, **kw: Any) -> None:
         super().__init__(nb_man, km=run.km, **kw)
         self._run = run
@@ -225,9 +227,12 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
         await asyncio.gather(*leftovers, return_exceptions=True)
 
         failure = None if main.cancelled() else main.exception()
-        if run.stop_reason is None and failure is not None:
-            if isinstance(failure, DeadKernelError) or not await _alive(run.km):
-                run.stop("crashed")
+        if (
+            run.stop_reason is None
+            and failure is not None
+            and (isinstance(failure, DeadKernelError) or not await _alive(run.km))
+        ):
+            run.stop("crashed")
         if run.stop_reason is not None:
             if run.stop_reason == "crashed":
                 run.exit_code = await _exit_code(run.km)
@@ -281,16 +286,16 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
     async def async_start_new_kernel_client(self) -> Any:
         """nbclient's, without the heartbeat thread: the watchdog polls the process instead."""
         assert self.km is not None
-        self.kc = self.km.client()
-        self.kc.start_channels(hb=False, stdin=False, control=False)
+        kc: Any = self.km.client()
+        kc.start_channels(hb=False, stdin=False, control=False)
         try:
-            await wait_until_ready(self.kc, self.km, self.startup_timeout)
+            await wait_until_ready(kc, self.km, self.startup_timeout)
         except Exception:
-            self.kc.stop_channels()
-            self.kc = None
+            kc.stop_channels()
             raise
-        self.kc.allow_stdin = False
-        return self.kc
+        kc.allow_stdin = False
+        self.kc = kc
+        return kc
 
     async def _apply_run_env(self, run_env: Mapping[str, str]) -> None:
         # Per-run variables go into the warm kernel's os.environ (inherited by its subprocesses)
@@ -368,7 +373,9 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
         content = msg["content"]
         if msg_type == "stream":
             name = content.get("name")
-            self._feed("stderr" if name == "stderr" else "stdout", content.get("text", ""), cell_index)
+            self._feed(
+                "stderr" if name == "stderr" else "stdout", content.get("text", ""), cell_index
+            )
             return
         if msg_type == "error":
             self._flush_partial()
@@ -433,7 +440,7 @@ class NBFlowsEngine(NBClientEngine):
     """
 
     @classmethod
-    def execute_managed_notebook(  # type: ignore[override]
+    def execute_managed_notebook(
         cls,
         nb_man: NotebookExecutionManager,
         kernel_name: str,
@@ -629,49 +636,55 @@ def _result(
         return ExecutionResult(nb, "completed", message="Completed.")
     if reason is None:
         assert cell_failure is not None
-        error = _cell_error(nb, cell_failure.cell_index, cell_failure.exec_count)
-        error.update(
-            ename=cell_failure.ename,
-            evalue=cell_failure.evalue,
-            traceback=[strip_ansi(t) for t in cell_failure.traceback or []],
+        error = _cell_error(
+            nb,
+            cell_failure.cell_index,
+            cell_failure.exec_count,
+            cell_failure.ename,
+            cell_failure.evalue,
+            [strip_ansi(t) for t in cell_failure.traceback or []],
         )
-        where = _where(error)
-        return ExecutionResult(
-            nb, "failed", error, f"{cell_failure.ename}: {cell_failure.evalue} ({where})."
-        )
-    error = _cell_error(nb, run.stop_cell, None)
-    ename, evalue = _stop_error(run)
-    error.update(ename=ename, evalue=evalue)
-    where = _where(error) if run.stop_cell is not None else "outside any cell"
-    if reason == "cancelled":
         return ExecutionResult(
             nb,
-            "cancelled",
-            None,
-            f"Cancelled while running {where}; the kernel was interrupted and stopped.",
+            "failed",
+            error,
+            f"{cell_failure.ename}: {cell_failure.evalue} ({_where(error)}).",
+        )
+    ename, evalue = _stop_error(run)
+    error = _cell_error(nb, run.stop_cell, None, ename, evalue, [])
+    where = f"while running {_where(error)}" if run.stop_cell is not None else "between cells"
+    if reason == "cancelled":
+        return ExecutionResult(
+            nb, "cancelled", None, f"Cancelled {where}; the kernel was interrupted and stopped."
         )
     if reason == "timeout":
         return ExecutionResult(
             nb,
             "failed",
             error,
-            f"Timed out: the run exceeded its timeout of {run.timeout:g} s while running "
-            f"{where}; the kernel was interrupted and stopped.",
+            f"Timed out: the run exceeded its timeout of {run.timeout:g} s; stopped {where}.",
         )
-    return ExecutionResult(
-        nb, "crashed", error, f"The kernel died while running {where} ({_exit_text(run)})."
-    )
+    return ExecutionResult(nb, "crashed", error, f"The kernel died {where} ({_exit_text(run)}).")
 
 
-def _cell_error(nb: NotebookNode, index: int | None, exec_count: int | None) -> CellError:
+def _cell_error(
+    nb: NotebookNode,
+    index: int | None,
+    exec_count: int | None,
+    ename: str,
+    evalue: str,
+    traceback: list[str],
+) -> CellError:
     cell = _executed_cell(nb, index)
+    if exec_count is None and cell is not None:
+        exec_count = cell.get("execution_count")
     return CellError(
         cell_index=index,
         cell_id=cell.get("id") if cell is not None else None,
-        exec_count=exec_count if exec_count is not None else (cell or {}).get("execution_count"),
-        ename="",
-        evalue="",
-        traceback=[],
+        exec_count=exec_count,
+        ename=ename,
+        evalue=evalue,
+        traceback=traceback,
     )
 
 

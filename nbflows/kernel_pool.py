@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -69,7 +71,7 @@ async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> N
     from queue import Empty
 
     deadline = time.monotonic() + timeout
-    iopub_wait = 0.01
+    iopub_wait = 0.002
     while True:
         msg_id = kc.kernel_info()
         while True:
@@ -133,10 +135,12 @@ class KernelPool:
         )
         self._in_use: set[AsyncKernelManager] = set()
         self._disposals: set[concurrent.futures.Future[None]] = set()
+        self._starts: set[concurrent.futures.Future[AsyncKernelManager]] = set()
         self._env: dict[KernelKey, dict[str, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._closed = False  # no new kernels
+        self._stopped = False  # the loop takes no more work
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -164,23 +168,29 @@ class KernelPool:
             if spare is not None:
                 log.debug("kernel pool: warm hit for %s", key)
                 own = spare
-                self._add_spare(key, self._submit(self._start(key)))
+                self._add_spare(key, self._start_kernel(key))
             else:
                 log.debug("kernel pool: miss for %s, starting a kernel", key)
-                own = self._submit(self._start(key))
+                own = self._start_kernel(key)
                 if self.max_spares:
                     # Start the spare only once ours is up: two kernels starting at once on a
                     # small machine would delay the run that is waiting.
-                    self._add_spare(key, self._submit(self._start(key, after=own)))
+                    self._add_spare(key, self._start_kernel(key, after=own))
         km = self._wait(own, cancel_event)
-        if not self._run(self._is_alive(km)):
+        if not self._alive_now(km):
             # A spare that died while idle (OOM killer, someone's kill): start a fresh one.
             log.warning("kernel pool: spare kernel for %s had died; starting another", key)
             self._dispose(km)
-            km = self._wait(self._submit(self._start(key)), cancel_event)
+            with self._lock:
+                self._check_open()
+                fresh = self._start_kernel(key)
+            km = self._wait(fresh, cancel_event)
         with self._lock:
-            self._in_use.add(km)
-        return km
+            if not self._closed:
+                self._in_use.add(km)
+                return km
+        self.kill(km)  # shut down while we waited: shutdown() has killed it or is about to
+        raise RuntimeError("this KernelPool has been shut down")
 
     def prewarm(self, kernel_name: str, cwd: str, env: Mapping[str, str]) -> None:
         """Start a spare for this key now (if it has none), so the first run is warm too."""
@@ -193,7 +203,7 @@ class KernelPool:
             if key in self._spares:
                 self._spares.move_to_end(key)
             else:
-                self._add_spare(key, self._submit(self._start(key)))
+                self._add_spare(key, self._start_kernel(key))
 
     def spare_ready(self, kernel_name: str, cwd: str, env: Mapping[str, str]) -> bool:
         """Whether a started, ready spare is waiting for this key."""
@@ -223,33 +233,29 @@ class KernelPool:
             if km not in self._in_use:
                 return  # killed already (by `kill`, or by shutdown)
             self._in_use.discard(km)
-            if self._loop is None or self._closed:
-                return
-            fut = self._submit(self._kill(km))
-            self._disposals.add(fut)
-        fut.add_done_callback(self._disposal_done)
+        self._dispose(km)
 
     def kill(self, km: AsyncKernelManager) -> None:
         """Kill a kernel and its process group now; returns once the process is gone."""
         with self._lock:
             self._in_use.discard(km)
-            closed = self._loop is None or self._closed
-        if not closed:
-            self._run(self._kill(km))
+        fut = self._submit_live(self._kill(km))
+        if fut is not None:
+            fut.result(timeout=30)
 
     async def async_kill(self, km: AsyncKernelManager) -> None:
         """`kill` for callers inside an event loop (any loop, any thread)."""
         with self._lock:
             self._in_use.discard(km)
-            closed = self._loop is None or self._closed
-        if not closed:
-            await asyncio.wrap_future(self._submit(self._kill(km)))
+        fut = self._submit_live(self._kill(km))
+        if fut is not None:
+            await asyncio.wrap_future(fut)
 
     async def async_interrupt(self, km: AsyncKernelManager) -> None:
         """Interrupt what the kernel is executing (SIGINT to its process group for ipykernel)."""
-        if self._loop is None or self._closed:
-            return
-        await asyncio.wrap_future(self._submit(self._interrupt(km)))
+        fut = self._submit_live(self._interrupt(km))
+        if fut is not None:
+            await asyncio.wrap_future(fut)
 
     def shutdown(self) -> None:
         """Kill every spare and every kernel still handed out, then stop the pool's thread.
@@ -260,24 +266,25 @@ class KernelPool:
             if self._closed:
                 return
             self._closed = True
-            spares = list(self._spares.values())
+            # Every kernel this pool started and did not kill yet is a spare, is in use, or is
+            # still starting (maybe for an acquire() that is waiting): kill them all.
+            starts = {*self._starts, *self._spares.values()}
             self._spares.clear()
-            in_use = list(self._in_use)
+            in_use = set(self._in_use)
             self._in_use.clear()
-            disposals = list(self._disposals)
+            loop, thread = self._loop, self._thread
         atexit.unregister(self.shutdown)
-        loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        kills = []
-        for fut in spares:
-            try:
-                km = fut.result(self.startup_timeout)
-            except Exception:
-                continue
-            kills.append(asyncio.run_coroutine_threadsafe(self._kill(km), loop))
-        kills += [asyncio.run_coroutine_threadsafe(self._kill(km), loop) for km in in_use]
-        concurrent.futures.wait([*kills, *disposals], timeout=30)
+        concurrent.futures.wait(starts, timeout=self.startup_timeout)
+        kms = {f.result() for f in starts if f.done() and not f.cancelled() and not f.exception()}
+        kills = [asyncio.run_coroutine_threadsafe(self._kill(km), loop) for km in kms | in_use]
+        concurrent.futures.wait(kills, timeout=30)
+        with self._lock:
+            disposals = list(self._disposals)
+        concurrent.futures.wait(disposals, timeout=30)
+        with self._lock:
+            self._stopped = True  # from here on nothing is submitted to the loop
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         if not thread.is_alive():
@@ -313,13 +320,31 @@ class KernelPool:
             atexit.register(self.shutdown)
         return self._loop
 
+    def _start_kernel(
+        self, key: KernelKey, after: concurrent.futures.Future[Any] | None = None
+    ) -> concurrent.futures.Future[AsyncKernelManager]:
+        # Called with self._lock held.
+        fut = self._submit(self._start(key, after))
+        self._starts.add(fut)
+        fut.add_done_callback(self._start_done)
+        return fut
+
+    def _start_done(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
+        # A started kernel is tracked from here on as a spare or as in use (or was killed).
+        with self._lock:
+            if not self._closed:
+                self._starts.discard(fut)
+
     def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _submit_live(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T] | None:
+        """Submit unless the loop has stopped (then the kernels are dead already)."""
         with self._lock:
-            fut = self._submit(coro)
-        return fut.result()
+            if self._stopped or self._loop is None:
+                coro.close()
+                return None
+            return self._submit(coro)
 
     def _add_spare(
         self, key: KernelKey, fut: concurrent.futures.Future[AsyncKernelManager]
@@ -328,7 +353,9 @@ class KernelPool:
         self._spares[key] = fut
         while len(self._spares) > self.max_spares:
             old_key, old = self._spares.popitem(last=False)
-            log.debug("kernel pool: dropping the spare for %s (max_spares=%d)", old_key, self.max_spares)
+            log.debug(
+                "kernel pool: dropping the spare for %s (max_spares=%d)", old_key, self.max_spares
+            )
             # Not old.add_done_callback: on a finished future it would run right here.
             evicted = self._submit(self._kill_when_started(old))
             self._disposals.add(evicted)
@@ -348,9 +375,9 @@ class KernelPool:
 
     def _dispose(self, km: AsyncKernelManager) -> None:
         with self._lock:
-            if self._loop is None or self._closed:
+            fut = self._submit_live(self._kill(km))
+            if fut is None:
                 return
-            fut = self._submit(self._kill(km))
             self._disposals.add(fut)
         fut.add_done_callback(self._disposal_done)
 
@@ -381,10 +408,8 @@ class KernelPool:
         self, key: KernelKey, after: concurrent.futures.Future[Any] | None = None
     ) -> AsyncKernelManager:
         if after is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wrap_future(after)
-            except Exception:
-                pass
         km = _new_kernel_manager(key.kernel_name)
         env = {**os.environ, **self._env.get(key, {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
@@ -394,12 +419,24 @@ class KernelPool:
             # No heartbeat thread: liveness is checked on the process itself.
             kc.start_channels(hb=False, stdin=False, control=False)
             await wait_until_ready(kc, km, self.startup_timeout)
+            # The first execution in a new kernel is several times slower than later ones (lazy
+            # set-up in IPython); pay that now. Silent: no history, no execution count, no output.
+            await kc.execute(
+                "pass", silent=True, store_history=False, reply=True, timeout=self.startup_timeout
+            )
         except BaseException:
             kc.stop_channels()
             await self._kill(km)
             raise
         kc.stop_channels()
         return km
+
+    def _alive_now(self, km: AsyncKernelManager) -> bool:
+        process = getattr(km.provisioner, "process", None)
+        if isinstance(process, subprocess.Popen):  # the local provisioner: no loop round trip
+            return process.poll() is None
+        fut = self._submit_live(self._is_alive(km))
+        return fut is not None and fut.result(timeout=30)
 
     @staticmethod
     async def _is_alive(km: AsyncKernelManager) -> bool:

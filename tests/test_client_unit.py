@@ -357,3 +357,32 @@ def test_interval_text() -> None:
         "0.5s",
         "45s",
     ]
+
+
+def test_api_root() -> None:
+    from nbflows.client import api_root
+
+    assert api_root("http://h:8888/") == "http://h:8888/nbflows/api/"
+    assert api_root("http://h:8888") == "http://h:8888/nbflows/api/"
+    assert api_root("http://h/base/") == "http://h/base/nbflows/api/"
+    assert api_root("http://h/base/nbflows/api") == "http://h/base/nbflows/api/"
+    assert api_root("http://h/nbflows/api/") == "http://h/nbflows/api/"
+
+
+def test_url_without_token_borrows_the_running_servers_token(runtime: Path) -> None:
+    write_info(runtime, "a", 0, url="http://localhost:4321/", token="tok", pid=os.getpid())
+    with get_client(url="http://127.0.0.1:4321/nbflows/api/") as client:
+        assert client.token == "tok"
+    with get_client(url="http://127.0.0.1:4322/nbflows/api/") as client:
+        assert client.token is None
+
+
+def test_discovered_server_uses_its_own_token(
+    runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_info(runtime, "a", 0, url="http://localhost:4321/", token="own", pid=os.getpid())
+    monkeypatch.setenv("NBFLOWS_API_TOKEN", "meant-for-another-server")
+    with get_client() as client:
+        assert client.token == "own"
+    result = CliRunner().invoke(app, ["--url", closed_url(), "--token", "x", "work-pool", "ls"])
+    assert result.exit_code == 1

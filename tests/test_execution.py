@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from nbflows.execution import ENGINE_NAME, NBFlowsEngine, OutputLine, execute
+from nbflows.execution import ENGINE_NAME, EVENT_MIME, NBFlowsEngine, OutputLine, execute
 from nbflows.kernel_pool import KernelKey, KernelPool
 
 KERNEL = "python3"
@@ -352,6 +352,23 @@ def test_pool_keys_spares_on_kernel_cwd_and_env(tmp_path: Path) -> None:
         pool.release(km)
     assert pid_gone(spare_pid)
     assert pid_gone(replacement_pid), "shutdown() must kill the spares"
+
+
+def test_event_outputs_go_to_on_event_not_to_output_lines(workdir: Path, pool: KernelPool) -> None:
+    nb = notebook(
+        "from IPython.display import display\n"
+        "print('before')\n"
+        f"display({{{EVENT_MIME!r}: {{'state': 'RUNNING'}}, 'text/plain': 'event'}}, raw=True)\n"
+        "print('after')"
+    )
+    rec = Recorder()
+    events: list[tuple[object, int]] = []
+
+    result = run(nb, workdir, pool, rec, on_event=lambda data, index: events.append((data, index)))
+
+    assert result.status == "completed", result.message
+    assert events == [({"state": "RUNNING"}, 0)]
+    assert rec.triples() == [("stdout", "before", 0), ("stdout", "after", 0)]
 
 
 def test_unknown_kernel_fails_with_the_installed_names(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
+
+from nbflows.client import NoServerError
+from nbflows.errors import InvalidInput
 from nbflows.kernel_magics import (
     EVENT_MIME_TYPE,
     ApiReporter,
@@ -30,9 +33,6 @@ from nbflows.kernel_magics import (
     FlowTimeout,
     set_reporter,
 )
-
-from nbflows.client import NoServerError
-from nbflows.errors import InvalidInput
 
 NBFLOWS_ENV = (
     "NBFLOWS_FLOW_RUN_ID",
@@ -648,9 +648,8 @@ def local_store(tmp_path, monkeypatch) -> Iterator[str]:
 
 
 def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
-    from nbflows.kernel_magics import LocalStoreReporter, get_reporter
-
     from nbflows import logs
+    from nbflows.kernel_magics import LocalStoreReporter, get_reporter
     from nbflows.store.local import local_database
 
     reporter = get_reporter()

@@ -404,7 +404,8 @@ def test_run_logs_of_an_unknown_run_says_so(client):
     view = nbw.run_logs("no-such-run", client=client)
     view.wait(30)
     assert view.done
-    assert "no flow run with id 'no-such-run'" in view.message.value
+    assert view.error.startswith("no flow run with id 'no-such-run'")
+    assert "no flow run with id &#x27;no-such-run&#x27;" in view.message.value
 
 
 # --------------------------------------------------------------------------------------------

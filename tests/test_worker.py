@@ -48,11 +48,12 @@ def state_of(run: dict[str, Any]) -> str:
 
 def wait_state(server: Server, run_id: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
     with server.client() as api:
-        return wait_for(
-            lambda: (run := api.read_flow_run(run_id)) if state_of(run) in states else None,
-            f"run {run_id} to be {' or '.join(sorted(states))}",
-            timeout,
-        )
+
+        def reached() -> dict[str, Any] | None:
+            run = api.read_flow_run(run_id)
+            return run if state_of(run) in states else None
+
+        return wait_for(reached, f"run {run_id} to be {' or '.join(sorted(states))}", timeout)
 
 
 def log_lines(server: Server, run_id: str) -> list[dict[str, Any]]:
@@ -284,7 +285,11 @@ def test_cancelling_a_running_run_kills_its_kernel(server: Server) -> None:
     assert state_of(run) == "CANCELLED", run["state"]
     wait_for(lambda: gone(pid), f"kernel {pid} to be gone")
     notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
-    assert "slept" not in str(notebook)
+    outputs = [out for cell in notebook["cells"] for out in cell.get("outputs", [])]
+    assert [x.get("text") for x in outputs if x["output_type"] == "stream"] == [
+        f"kernel pid {pid}\n"
+    ]
+    assert "CancelledError" in [x.get("ename") for x in outputs if x["output_type"] == "error"]
 
 
 def test_a_failed_attempt_is_retried_and_completes(server: Server) -> None:

@@ -133,8 +133,9 @@ def run_id_of(run_or_id: Any) -> str:
 class RunLogs(widgets.VBox):
     """Live view of one flow run: state badge, elapsed time, log lines, link to the run page.
 
-    `state` (the state type), `run` (the latest FlowRun dict) and `done` are traits; `lines`
-    holds the messages received so far (the last `max_lines`). `wait()` blocks until the run
+    `state` (the state type), `run` (the latest FlowRun dict), `done`, `line_count` and `error`
+    (why the run cannot be followed, empty when all is well) are traits; `lines` holds the
+    messages received so far (the last `max_lines`). `wait()` blocks until the run
     is over and every line has arrived; `stop()` stops following.
     """
 
@@ -142,6 +143,7 @@ class RunLogs(widgets.VBox):
     run = Dict()
     done = Bool(False)
     line_count = Int(0)
+    error = Unicode("")
 
     def __init__(
         self,
@@ -256,7 +258,7 @@ class RunLogs(widgets.VBox):
                     continue
                 if failures:
                     failures = 0
-                    self.message.value = ""
+                    self.error = self.message.value = ""
                 items = page.get("items") or []
                 after = int(page.get("next_after", after))
                 run = page.get("flow_run") or {}
@@ -366,6 +368,7 @@ class RunLogs(widgets.VBox):
 
     def _show_error(self, exc: NBFlowsError, *, retrying: bool = False) -> None:
         suffix = " (retrying)" if retrying else ""
+        self.error = exc.message
         self.message.value = (
             '<span style="color:var(--jp-error-color1,#c62828)">'
             f"{html.escape(exc.message)}{suffix}</span>"

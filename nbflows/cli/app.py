@@ -51,15 +51,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
+    # The environment variables are read by `get_client` itself (not by typer), so that a token
+    # meant for NBFLOWS_API_URL is never sent to a server found by discovery.
     url: str | None = typer.Option(
         None,
         "--url",
-        envvar=URL_ENV,
-        help="API root, e.g. http://127.0.0.1:8888/nbflows/api/ (default: the running server).",
-        show_envvar=True,
+        help=f"API root, e.g. http://127.0.0.1:8888/nbflows/api/ (env {URL_ENV}; default: the "
+        "running Jupyter server).",
     ),
     token: str | None = typer.Option(
-        None, "--token", envvar=TOKEN_ENV, help="The server's token.", show_envvar=True
+        None, "--token", help=f"The server's token (env {TOKEN_ENV})."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."

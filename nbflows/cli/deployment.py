@@ -12,6 +12,8 @@ from rich.text import Text
 from nbflows.cli import output as out
 from nbflows.cli.common import client, confirm, parse_json_object, parse_key_values
 from nbflows.cli.flow_run import finish, follow, run_label
+from nbflows.client import Client
+from nbflows.errors import NBFlowsError
 
 app = typer.Typer(help="Manage deployments and run them.", no_args_is_help=True)
 
@@ -207,6 +209,7 @@ def run(
     ]
     for key, value in tree:
         out.info(f"└── {key}: {escape(str(value))}")
+    _warn_if_nobody_serves(api, str(flow_run.get("work_pool_name") or dep.get("work_pool_name")))
     if not (watch or timeout is not None):
         out.info(f"\nFollow it with: [blue]nbflows flow-run logs {escape(run_id)} --follow[/]")
         return
@@ -238,3 +241,22 @@ def delete(
     confirm(f"Delete deployment '{ref}'?", yes)
     client().delete_deployment(ref)
     out.success(f"Deleted deployment '{escape(ref)}'.")
+
+
+def _warn_if_nobody_serves(api: Client, pool_name: str) -> None:
+    """Say so when the run cannot start soon: its pool is paused or no worker serves it."""
+    try:
+        pool = api.read_work_pool(pool_name)
+    except NBFlowsError:
+        return  # only a hint
+    quoted = escape(f"'{pool_name}'")
+    if pool.get("paused"):
+        out.info(
+            f"[yellow]Work pool {quoted} is paused: the run waits until "
+            f"`nbflows work-pool resume {quoted}`.[/]"
+        )
+    elif not pool.get("workers_online"):
+        out.info(
+            f"[yellow]No worker is serving work pool {quoted} right now; start one with: "
+            f"nbflows worker start --pool {quoted}[/]"
+        )
