@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from . import job_templates
 from .deployments import deployment_json
 from .errors import NotFound
-from .flow_runs import run_json
+from .flow_runs import runs_json
 from .states import StateType
 from .store import tables as t
 from .work_pools import ACTIVE_STATES, get_work_pool
@@ -22,8 +22,9 @@ def claim_next_runs(
 ) -> list[dict[str, Any]]:
     """Move up to `limit` due SCHEDULED runs to PENDING for `worker`; return what it needs to run them.
 
-    The UPDATE ... WHERE state='SCHEDULED' with a row-count check makes a claim atomic on SQLite;
-    PostgreSQL additionally skips rows another transaction holds (FOR UPDATE SKIP LOCKED).
+    One `UPDATE ... WHERE id IN (...) AND state='SCHEDULED' RETURNING id` per queue makes the
+    claim atomic: a run another worker took in the meantime is simply not returned. PostgreSQL
+    additionally skips rows another transaction holds (FOR UPDATE SKIP LOCKED).
     """
     pool = get_work_pool(s, pool_name)
     if pool.paused:
@@ -32,9 +33,8 @@ def claim_next_runs(
     room = limit
     if pool.concurrency_limit is not None:
         room = min(room, pool.concurrency_limit - _active(s, t.FlowRun.work_pool_id == pool.id))
-    chosen = _queues(pool, queues)
-    claimed: list[t.FlowRun] = []
-    for queue in chosen:
+    claimed: list[str] = []
+    for queue in _queues(pool, queues):
         if room <= 0:
             break
         take = room
@@ -44,29 +44,30 @@ def claim_next_runs(
             )
         if take <= 0:
             continue
-        for run in _candidates(s, queue, now, take):
-            version = s.scalar(
-                select(t.Deployment.version).where(t.Deployment.id == run.deployment_id)
+        candidates = _candidates(s, queue, now, take)
+        if not candidates:
+            continue
+        won = s.execute(
+            update(t.FlowRun)
+            .where(t.FlowRun.id.in_(candidates), t.FlowRun.state_type == StateType.SCHEDULED.value)
+            .values(
+                state_type=StateType.PENDING.value,
+                state_name="Pending",
+                state_message=f"claimed by worker '{worker}'",
+                state_timestamp=now,
+                worker_name=worker,
+                deployment_version=select(t.Deployment.version)
+                .where(t.Deployment.id == t.FlowRun.deployment_id)
+                .scalar_subquery(),
+                updated=now,
             )
-            result = s.execute(
-                update(t.FlowRun)
-                .where(t.FlowRun.id == run.id, t.FlowRun.state_type == StateType.SCHEDULED.value)
-                .values(
-                    state_type=StateType.PENDING.value,
-                    state_name="Pending",
-                    state_message=f"claimed by worker '{worker}'",
-                    state_timestamp=now,
-                    worker_name=worker,
-                    deployment_version=version,
-                    updated=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                s.refresh(run)
-                claimed.append(run)
-                room -= 1
-    return [_claimed_json(s, pool, run) for run in claimed]
+            .returning(t.FlowRun.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = list(won.scalars())
+        claimed.extend(ids)
+        room -= len(ids)
+    return _claimed_json(s, pool, claimed)
 
 
 def _queues(pool: t.WorkPool, names: list[str] | None) -> list[t.WorkQueue]:
@@ -92,9 +93,9 @@ def _active(s: Session, where: Any) -> int:
     return int(count or 0)
 
 
-def _candidates(s: Session, queue: t.WorkQueue, now: datetime, take: int) -> list[t.FlowRun]:
+def _candidates(s: Session, queue: t.WorkQueue, now: datetime, take: int) -> list[str]:
     query = (
-        select(t.FlowRun)
+        select(t.FlowRun.id)
         .join(t.Deployment, t.Deployment.id == t.FlowRun.deployment_id)
         .where(
             t.FlowRun.work_pool_id == queue.work_pool_id,
@@ -121,15 +122,38 @@ def next_due_time(s: Session, pool_name: str) -> datetime | None:
     )
 
 
-def _claimed_json(s: Session, pool: t.WorkPool, run: t.FlowRun) -> dict[str, Any]:
-    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
-    layers = [deployment.job_variables if deployment else None, run.job_variables]
-    variables = job_templates.merge_job_variables(pool.base_job_template, *layers)
-    return {
-        "flow_run": run_json(s, run),
-        "deployment": deployment_json(deployment) if deployment else None,
-        "job_variables": variables,
-        "job_configuration": job_templates.render_job_configuration(
-            pool.base_job_template, variables
-        ),
+def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict[str, Any]]:
+    """What workers need per run; deployments and merged job variables computed once per batch."""
+    if not run_ids:
+        return []
+    runs = list(s.scalars(select(t.FlowRun).where(t.FlowRun.id.in_(run_ids))))
+    runs.sort(key=lambda r: run_ids.index(r.id))
+    deps: dict[str, t.Deployment] = {
+        d.id: d
+        for d in s.scalars(
+            select(t.Deployment).where(t.Deployment.id.in_({r.deployment_id for r in runs}))
+        )
     }
+    dep_json = {dep_id: deployment_json(d) for dep_id, d in deps.items()}
+    merged: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    out = []
+    for run, body in zip(runs, runs_json(s, runs), strict=True):
+        deployment = deps.get(run.deployment_id or "")
+        key = run.deployment_id or ""
+        if run.job_variables or key not in merged:
+            layers = [deployment.job_variables if deployment else None, run.job_variables]
+            variables = job_templates.merge_job_variables(pool.base_job_template, *layers)
+            rendered = job_templates.render_job_configuration(pool.base_job_template, variables)
+            if not run.job_variables:
+                merged[key] = (variables, rendered)
+        else:
+            variables, rendered = merged[key]
+        out.append(
+            {
+                "flow_run": body,
+                "deployment": dep_json.get(key),
+                "job_variables": variables,
+                "job_configuration": rendered,
+            }
+        )
+    return out

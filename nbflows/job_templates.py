@@ -19,6 +19,7 @@ Everything here is pure: no I/O, inputs are never mutated, results are deep copi
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -504,13 +505,19 @@ def _check_names(
     return copy.deepcopy(dict(variables))
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str, enforce_required: bool) -> Draft202012Validator:
+    """Compiled once per distinct schema: claims validate every run against the pool's template."""
+    schema = json.loads(schema_json)
+    if not enforce_required:
+        schema.pop("required", None)
+    return Draft202012Validator(schema)
+
+
 def _schema_errors(
     template: Mapping[str, Any], values: Mapping[str, Any], *, enforce_required: bool
 ) -> list[str]:
-    schema = dict(template["variables"])
-    if not enforce_required:
-        schema.pop("required", None)
-    validator = Draft202012Validator(schema)
+    validator = _validator(json.dumps(template["variables"], sort_keys=True), enforce_required)
     errors = sorted(validator.iter_errors(values), key=lambda error: list(error.absolute_path))
     properties = _properties(template)
     messages: list[str] = []

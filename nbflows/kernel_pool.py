@@ -180,16 +180,18 @@ class KernelPool:
         if not self._alive_now(km):
             # A spare that died while idle (OOM killer, someone's kill): start a fresh one.
             log.warning("kernel pool: spare kernel for %s had died; starting another", key)
-            self._dispose(km)
             with self._lock:
+                self._starts.discard(own)
+                self._dispose(km)
                 self._check_open()
-                fresh = self._start_kernel(key)
-            km = self._wait(fresh, cancel_event)
+                own = self._start_kernel(key)
+            km = self._wait(own, cancel_event)
         with self._lock:
+            # Tracked as "starting" until here, so that shutdown() kills it in any case.
             if not self._closed:
+                self._starts.discard(own)
                 self._in_use.add(km)
                 return km
-        self.kill(km)  # shut down while we waited: shutdown() has killed it or is about to
         raise RuntimeError("this KernelPool has been shut down")
 
     def prewarm(self, kernel_name: str, cwd: str, env: Mapping[str, str]) -> None:
@@ -330,9 +332,9 @@ class KernelPool:
         return fut
 
     def _start_done(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
-        # A started kernel is tracked from here on as a spare or as in use (or was killed).
-        with self._lock:
-            if not self._closed:
+        # A kernel that started stays in _starts until acquire() hands it out or it is disposed.
+        if fut.cancelled() or fut.exception() is not None:
+            with self._lock:
                 self._starts.discard(fut)
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -357,6 +359,7 @@ class KernelPool:
                 "kernel pool: dropping the spare for %s (max_spares=%d)", old_key, self.max_spares
             )
             # Not old.add_done_callback: on a finished future it would run right here.
+            self._starts.discard(old)
             evicted = self._submit(self._kill_when_started(old))
             self._disposals.add(evicted)
             evicted.add_done_callback(self._disposal_done)
@@ -371,7 +374,9 @@ class KernelPool:
     def _dispose_when_started(self, fut: concurrent.futures.Future[AsyncKernelManager]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
-        self._dispose(fut.result())
+        with self._lock:
+            self._starts.discard(fut)
+            self._dispose(fut.result())
 
     def _dispose(self, km: AsyncKernelManager) -> None:
         with self._lock:
@@ -397,6 +402,8 @@ class KernelPool:
             try:
                 return fut.result(timeout=0.05)
             except concurrent.futures.TimeoutError:
+                if self._stopped:
+                    raise RuntimeError("this KernelPool has been shut down") from None
                 if cancel_event is not None and cancel_event.is_set():
                     fut.add_done_callback(self._dispose_when_started)
                     raise AcquireCancelled("cancelled while waiting for a kernel") from None

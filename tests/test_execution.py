@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,6 +370,54 @@ def test_event_outputs_go_to_on_event_not_to_output_lines(workdir: Path, pool: K
     assert result.status == "completed", result.message
     assert events == [({"state": "RUNNING"}, 0)]
     assert rec.triples() == [("stdout", "before", 0), ("stdout", "after", 0)]
+
+
+def test_a_spare_that_died_while_idle_is_replaced(tmp_path: Path) -> None:
+    with KernelPool() as pool:
+        pool.prewarm(KERNEL, str(tmp_path), {})
+        assert pool.wait_spare(KERNEL, str(tmp_path), {}, timeout=60)
+        spare = pool._spares[KernelKey.of(KERNEL, str(tmp_path), {})].result()
+        os.kill(spare.provisioner.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        rec = Recorder()
+
+        result = run(notebook("print('fine')"), tmp_path, pool, rec)
+
+    assert result.status == "completed", result.message
+    assert rec.triples() == [("stdout", "fine", 0)]
+
+
+def test_pool_shutdown_kills_running_kernels_and_the_run_crashes(tmp_path: Path) -> None:
+    pool = KernelPool()
+    pids: list[int] = []
+    started = threading.Event()
+
+    def on_output(line: OutputLine) -> None:
+        pids.append(int(line.text))
+        started.set()
+
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(
+            execute(
+                notebook("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)"),
+                parameters={},
+                kernel_name=None,
+                cwd=str(tmp_path),
+                env={},
+                timeout=None,
+                on_output=on_output,
+                kernel_pool=pool,
+                cancel_event=None,
+            )
+        )
+    )
+    worker.start()
+    assert started.wait(60)
+    pool.shutdown()
+    worker.join(60)
+
+    assert [r.status for r in results] == ["crashed"]
+    assert pid_gone(pids[0])
 
 
 def test_unknown_kernel_fails_with_the_installed_names(tmp_path: Path) -> None:
