@@ -43,7 +43,7 @@ from papermill.execute import (
 from papermill.log import logger as papermill_logger
 from papermill.parameterize import parameterize_notebook
 
-from nbflows.kernel_pool import AcquireCancelled, KernelPool, wait_until_ready
+from nbflows.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
@@ -286,8 +286,7 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
     async def async_start_new_kernel_client(self) -> Any:
         """nbclient's, without the heartbeat thread: the watchdog polls the process instead."""
         assert self.km is not None
-        kc: Any = self.km.client()
-        kc.start_channels(hb=False, stdin=False, control=False)
+        kc = new_client(self.km)
         try:
             await wait_until_ready(kc, self.km, self.startup_timeout)
         except Exception:

@@ -61,6 +61,20 @@ def _new_kernel_manager(kernel_name: str) -> AsyncKernelManager:
     )
 
 
+def new_client(km: AsyncKernelManager) -> Any:
+    """A started `AsyncKernelClient` for `km`, with its own session id.
+
+    `km.client()` clones the manager's Session, id *and* message counter included, so two
+    clients of one kernel number their requests alike: a late IOPub message answering this
+    pool's readiness check would then look like a reply to the run's first cell. No heartbeat
+    channel (its thread is not needed: liveness is read from the process), no stdin.
+    """
+    kc = km.client()
+    kc.session.session = str(uuid.uuid4())
+    kc.start_channels(hb=False, stdin=False, control=False)
+    return kc
+
+
 async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> None:
     """Wait until the kernel answers `kernel_info` *and* this client receives its IOPub messages.
 
@@ -421,10 +435,8 @@ class KernelPool:
         env = {**os.environ, **self._env.get(key, {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
-        kc = km.client()
+        kc = new_client(km)
         try:
-            # No heartbeat thread: liveness is checked on the process itself.
-            kc.start_channels(hb=False, stdin=False, control=False)
             await wait_until_ready(kc, km, self.startup_timeout)
             # The first execution in a new kernel is several times slower than later ones (lazy
             # set-up in IPython); pay that now. Silent: no history, no execution count, no output.

@@ -178,10 +178,7 @@ def _sqlite_insert_or_ignore(s: Session, rows: list[dict[str, Any]]) -> int:
     """
     dialect = s.get_bind().dialect
     columns = list(rows[0])
-    processors = {
-        name: FLOW_RUNS.c[name].type.bind_processor(dialect)
-        for name in columns
-    }
+    processors = {name: FLOW_RUNS.c[name].type.bind_processor(dialect) for name in columns}
     caches: dict[str, dict[Any, Any]] = {name: {} for name in columns}
 
     def convert(name: str, value: Any) -> Any:

@@ -378,6 +378,7 @@ def test_a_spare_that_died_while_idle_is_replaced(tmp_path: Path) -> None:
         assert pool.wait_spare(KERNEL, str(tmp_path), {}, timeout=60)
         spare = pool._spares[KernelKey.of(KERNEL, str(tmp_path), {})].result()
         os.kill(spare.provisioner.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        spare.provisioner.process.wait(timeout=30)  # type: ignore[union-attr]
         rec = Recorder()
 
         result = run(notebook("print('fine')"), tmp_path, pool, rec)

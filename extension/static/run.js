@@ -63,6 +63,8 @@
     document.getElementById("run-start").textContent = when(run.start_time);
     document.getElementById("run-end").textContent = when(run.end_time);
     document.getElementById("run-duration").textContent = duration(run.duration);
+    document.getElementById("run-worker").textContent =
+      run.kind === "interactive" ? "interactive" : run.worker_name || "—";
     root.dataset.state = state.type;
     if (TERMINAL.has(state.type)) {
       const cancel = document.getElementById("cancel-run");
