@@ -45,6 +45,7 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     schema = parameter_schema(frozen)
     validate_parameters(schema.get("properties", {}), req.parameters)
     job_templates.check_job_variables(pool.base_job_template, req.job_variables)
+    image = deployment_image(req.image)
     schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
 
     rel = os.path.relpath(path, root_dir) if root_dir else str(path)
@@ -75,7 +76,7 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     deployment.retries = req.retries
     deployment.retry_delay = req.retry_delay
     deployment.catchup = req.catchup
-    deployment.image = req.image
+    deployment.image = image
     s.flush()
     s.add(
         t.DeploymentVersion(
@@ -87,6 +88,80 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     _replace_schedules(s, deployment, schedules)
     s.flush()
     return deployment, created
+
+
+#: What a deployment's `image` may say (what `nbflows.packaging.build_for_deploy` returns).
+_IMAGE_TEXT_KEYS = (
+    "name",
+    "tag",
+    "reference",
+    "context_hash",
+    "base_image",
+    "dockerfile",
+    "platform",
+    "image_id",
+)
+_IMAGE_FLAG_KEYS = ("built", "pushed")
+
+
+def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `image` of a deploy request, checked, with its `reference` (`name:tag`) filled in.
+
+    The server stores the image the client built (`nbflows.packaging.build_for_deploy`); it
+    builds nothing itself, so an image must name its tag (or its reference).
+    """
+    from .images import DeploymentImage
+
+    if image is None:
+        return None
+    valid = ", ".join((*_IMAGE_TEXT_KEYS, *_IMAGE_FLAG_KEYS, "buildargs"))
+    asks_build = sorted(key for key in ("build", "push") if key in image)
+    if asks_build:
+        raise InvalidInput(
+            f"image {', '.join(map(repr, asks_build))}: the server builds and pushes no images; "
+            "the client does, before deploying (nbflows deploy --image NAME, or "
+            "Flow.deploy(image=...)), and sends the built reference",
+            valid=valid,
+        )
+    unknown = sorted(set(image) - {*_IMAGE_TEXT_KEYS, *_IMAGE_FLAG_KEYS, "buildargs"})
+    if unknown:
+        raise InvalidInput(f"unknown image key(s) {', '.join(map(repr, unknown))}; valid: {valid}")
+    for key in _IMAGE_TEXT_KEYS:
+        if image.get(key) is not None and not isinstance(image[key], str):
+            raise InvalidInput(f"image {key!r} must be a string, got {image[key]!r}")
+    for key in _IMAGE_FLAG_KEYS:
+        if image.get(key) is not None and not isinstance(image[key], bool):
+            raise InvalidInput(f"image {key!r} must be true or false, got {image[key]!r}")
+    buildargs = image.get("buildargs")
+    if buildargs is not None and not (
+        isinstance(buildargs, dict) and all(isinstance(v, str) for v in buildargs.values())
+    ):
+        raise InvalidInput("image 'buildargs' must map names to string values")
+    if not image.get("name") and not image.get("reference"):
+        raise InvalidInput(f"an image needs a 'name' (or a 'reference'); valid keys: {valid}")
+    if image.get("reference"):
+        parsed = DeploymentImage(name=image["reference"])
+        if parsed.tag is None:
+            raise InvalidInput(
+                f"image reference {image['reference']!r} has no tag; give it as NAME:TAG"
+            )
+        if image.get("name") not in (None, parsed.name) or image.get("tag") not in (
+            None,
+            parsed.tag,
+        ):
+            raise InvalidInput(
+                f"image reference {image['reference']!r} does not match name "
+                f"{image.get('name')!r} and tag {image.get('tag')!r}"
+            )
+    else:
+        parsed = DeploymentImage(name=image["name"], tag=image.get("tag"))
+        if parsed.tag is None:
+            raise InvalidInput(
+                f"image {parsed.name!r} has no tag: its tag comes from the build, which the "
+                "client makes before deploying (nbflows deploy --image NAME); give NAME:TAG "
+                "for an image built already"
+            )
+    return {**image, "name": parsed.name, "tag": parsed.tag, "reference": parsed.reference}
 
 
 def _resolve_inside(path: str, root_dir: str | None) -> Path:

@@ -31,17 +31,16 @@ import nbformat
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 from nbclient.util import ensure_async
 from nbformat import NotebookNode
-from papermill import __version__ as papermill_version
+
+# Only papermill modules that exist while papermill.engines is still importing: papermill loads
+# this module through its "papermill.engine" entry point from there. papermill.execute is
+# imported where it is used.
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.exceptions import PapermillExecutionError
-from papermill.execute import (
-    prepare_notebook_metadata,
-    raise_for_execution_errors,
-    remove_error_markers,
-)
 from papermill.log import logger as papermill_logger
 from papermill.parameterize import parameterize_notebook
+from papermill.version import version as papermill_version
 
 from nbflows.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
 
@@ -619,7 +618,10 @@ def _execute_on_pool(
         return ExecutionResult(
             executed, "crashed", message=f"Running the notebook failed: {unexpected}"
         )
+    from papermill.execute import raise_for_execution_errors
+
     try:
+        # papermill's own check: finds the failed cell and inserts its error-marker cells.
         raise_for_execution_errors(executed, None)
         cell_failure = None
     except PapermillExecutionError as exc:
@@ -759,6 +761,8 @@ def _prepare(
     notebook: NotebookNode, parameters: dict[str, Any], kernel_name: str, language: str
 ) -> NotebookNode:
     """papermill's `load_notebook_node` + parameterisation, in memory and without validation."""
+    from papermill.execute import prepare_notebook_metadata, remove_error_markers
+
     nb = copy.deepcopy(notebook)
     if nb.get("nbformat") != 4:
         nb = nbformat.convert(nb, 4)

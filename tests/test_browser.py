@@ -170,6 +170,11 @@ def start_lab(tmp: Path) -> Server:
     token = secrets.token_hex(16)
     runtime = tmp / "runtime"
     runtime.mkdir()
+    # Lab settings of the test's own: no "get Jupyter news?" prompt over the notebook.
+    settings = tmp / "lab-settings"
+    notification = settings / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env = {
         **os.environ,
         "NBFLOWS_DATABASE_URL": db_url,
@@ -191,7 +196,8 @@ def start_lab(tmp: Path) -> Server:
         f"--IdentityProvider.token={token}",
         "--ServerApp.jpserver_extensions={'nbflows.extension': True}",
         "--NBFlowsExtension.scheduler_interval=1",
-        "--LabApp.news_url=",
+        f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={tmp / 'lab-workspaces'}",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     log_path = tmp / f"lab-{port}.log"
@@ -255,10 +261,11 @@ def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> Non
     page.locator(".jp-Notebook").wait_for()
     # The kernel is ready when its status says Idle.
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-    page.locator(".jp-MenuBar-item, .lm-MenuBar-item", has_text="Run").first.click()
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
 
     # The picker lists the server's pools with their type and status.
+    time.sleep(10); screenshot(page, "debug-lab")
     select = page.locator(".widget-dropdown select").first
     select.wait_for()
     options = select.locator("option").all_inner_texts()

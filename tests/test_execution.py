@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -421,6 +423,42 @@ def test_pool_shutdown_kills_running_kernels_and_the_run_crashes(tmp_path: Path)
     assert pid_gone(pids[0])
 
 
+def test_a_partial_line_is_sent_on_while_the_cell_still_runs(
+    tmp_path: Path, pool: KernelPool
+) -> None:
+    nb = notebook(
+        "import os, time\n"
+        "print('working...', end='', flush=True)\n"
+        "for _ in range(1000):\n"
+        "    if os.path.exists('go'):\n"
+        "        break\n"
+        "    time.sleep(0.01)\n"
+        "print(' done' if os.path.exists('go') else ' no go')"
+    )
+    rec = Recorder()
+
+    def on_output(line: OutputLine) -> None:
+        rec.on_output(line)
+        if line.text == "working...":
+            (tmp_path / "go").write_text("")
+
+    result = execute(
+        nb,
+        parameters={},
+        kernel_name=None,
+        cwd=str(tmp_path),
+        env={},
+        timeout=None,
+        on_output=on_output,
+        kernel_pool=pool,
+        cancel_event=None,
+    )
+
+    assert result.status == "completed", result.message
+    assert [line.text for line in rec.lines] == ["working...", " done"]
+    assert "".join(o.text for o in result.notebook.cells[0].outputs) == "working... done\n"
+
+
 def test_unknown_kernel_fails_with_the_installed_names(tmp_path: Path) -> None:
     result = run(notebook("1"), tmp_path, None, Recorder(), kernel_name="no-such-kernel")
     assert result.status == "failed"
@@ -442,3 +480,25 @@ def test_engine_is_registered_with_papermill_and_runs_plain_papermill(tmp_path: 
         progress_bar=False,
     )
     assert out.cells[2].outputs[0].text == "7\n"
+
+
+def test_papermill_can_load_the_engine_from_its_entry_point(tmp_path: Path) -> None:
+    # papermill imports entry points while papermill.engines is half-imported: the engine
+    # module must not need the rest of papermill at import time.
+    dist = tmp_path / "nbflows_probe-0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nbflows-probe\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[papermill.engine]\nnbflows = nbflows.execution:NBFlowsEngine\n"
+    )
+    code = (
+        "import papermill\n"
+        "from papermill.engines import papermill_engines\n"
+        "print(papermill_engines.get_engine('nbflows').__name__)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "NBFlowsEngine"

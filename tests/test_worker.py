@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,7 +47,9 @@ def state_of(run: dict[str, Any]) -> str:
     return str(run["state"]["type"])
 
 
-def wait_state(server: Server, run_id: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
+def wait_state(
+    server: Server, run_id: str, states: set[str], timeout: float = 120
+) -> dict[str, Any]:
     with server.client() as api:
 
         def reached() -> dict[str, Any] | None:
@@ -171,7 +174,7 @@ def wait_online(server: Server, pool: str, count: int) -> None:
 
 def test_worker_types_come_from_entry_points() -> None:
     assert get_worker_class("process") is ProcessWorker
-    with pytest.raises(InvalidInput, match="no worker for work pool type 'kubernetes'.*process"):
+    with pytest.raises(InvalidInput, match=r"no worker for work pool type 'kubernetes'.*process"):
         get_worker_class("kubernetes")
 
 
@@ -192,7 +195,7 @@ def test_cli_journey_runs_a_whole_notebook_deployment(server: Server) -> None:
     run_id = re.search(r"UUID: (\w+)", watched.stdout).group(1)  # type: ignore[union-attr]
     logs = server.cli("flow-run", "logs", run_id, "-o", "json")
     assert logs.returncode == 0, logs.stderr
-    assert "42" in [line["message"] for line in __import__("json").loads(logs.stdout)]
+    assert "42" in [line["message"] for line in json.loads(logs.stdout)]
     notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
     printed = [
         "".join(out.get("text", ""))
@@ -207,18 +210,29 @@ def test_cli_journey_runs_a_whole_notebook_deployment(server: Server) -> None:
 def test_the_tutorial_cell_deployment_runs_in_the_notebook_folder(server: Server) -> None:
     server.cli("work-pool", "create", "my-pool", "--type", "process")
     deployed = server.cli(
-        "deploy", "repo_info.ipynb:get_repo_info", "--name", "my-first-deployment",
-        "--pool", "my-pool",
+        "deploy",
+        "repo_info.ipynb:get_repo_info",
+        "--name",
+        "my-first-deployment",
+        "--pool",
+        "my-pool",
     )
     assert deployed.returncode == 0, deployed.stderr
 
     watched = server.cli(
-        "deployment", "run", "get_repo_info/my-first-deployment",
-        "--param", "repo_name=nteract/papermill", "--watch",
+        "deployment",
+        "run",
+        "get_repo_info/my-first-deployment",
+        "--param",
+        "repo_name=nteract/papermill",
+        "--watch",
     )
 
     assert watched.returncode == 0, watched.stdout + watched.stderr
     assert "Stars 🌠 : 5900" in watched.stdout  # read from data/repos.csv, a relative path
+    run_id = re.search(r"UUID: (\w+)", watched.stdout).group(1)  # type: ignore[union-attr]
+    with server.client() as api:
+        assert api.list_flow_runs(parent_run_id=run_id) == []  # the flow cell *is* the run
 
 
 def test_output_lines_arrive_in_order_with_the_run_context(server: Server) -> None:
@@ -264,8 +278,7 @@ def test_a_failing_cell_fails_the_run_and_says_where(server: Server) -> None:
     ]
     assert [(x["ename"], x["evalue"]) for x in raised] == [("ValueError", "kaboom")]
     assert any(
-        "papermill-error-cell-tag" in cell["metadata"].get("tags", [])
-        for cell in notebook["cells"]
+        "papermill-error-cell-tag" in cell["metadata"].get("tags", []) for cell in notebook["cells"]
     )
 
 
@@ -290,6 +303,21 @@ def test_cancelling_a_running_run_kills_its_kernel(server: Server) -> None:
         f"kernel pid {pid}\n"
     ]
     assert "CancelledError" in [x.get("ename") for x in outputs if x["output_type"] == "error"]
+
+
+def test_a_kernel_that_dies_crashes_the_run(server: Server) -> None:
+    copy_notebooks(server, "worker_die.ipynb")
+    with server.client() as api:
+        api.create_work_pool("p", "process")
+    deploy(server, "worker_die.ipynb", "d", "p")
+    run_id = create_run(server, "worker_die/d")
+
+    run = wait_state(server, run_id, TERMINAL)
+
+    assert state_of(run) == "CRASHED", run["state"]
+    assert "kernel died" in run["state"]["message"] and "cell 1" in run["state"]["message"]
+    assert "still alive" not in messages(server, run_id)
+    assert server.http("GET", f"flow_runs/{run_id}/notebook").status_code == 200
 
 
 def test_a_failed_attempt_is_retried_and_completes(server: Server) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from typing import Any
 
@@ -101,7 +102,7 @@ def build_image(
     if tag:
         spec["tag"] = tag
     if dockerfile is not None:
-        # "auto" asks the server to generate one; a path is made absolute like the notebook.
+        # "auto" generates one; a path is made absolute like the notebook.
         spec["dockerfile"] = dockerfile if dockerfile == "auto" else absolute_path(dockerfile)
     if base_image is not None:
         spec["base_image"] = base_image
@@ -188,6 +189,12 @@ def deploy(
     }
     if paused:
         body["paused"] = True
+    if body["image"] is not None:
+        # Built here, where the notebook and the Docker engine are, before the deploy request:
+        # a failed build leaves no deployment behind.
+        body["image"] = package_image(
+            body["image"], path, flow_name, pool, body["job_variables"], output
+        )
     deployment = client().deploy(**body)
     if output is out.Output.json:
         out.print_json(deployment)
@@ -198,6 +205,9 @@ def deploy(
         f"Deployment '{escape(str(full_name))}' successfully {verb} "
         f"(version {deployment.get('version')}) with id '{deployment.get('id')}'."
     )
+    image_ref = (deployment.get("image") or {}).get("reference")
+    if image_ref:
+        out.info(f"Image: {escape(str(image_ref))}")
     schedules = deployment.get("schedules") or []
     if schedules:
         state = " (paused)" if deployment.get("paused") else ""
@@ -215,6 +225,41 @@ def deploy(
     out.info(
         "\nTo schedule a run for this deployment, use the following command:\n\n"
         f"        [blue]$ nbflows deployment run '{escape(str(full_name))}'[/]\n"
+    )
+
+
+def package_image(
+    spec: dict[str, Any],
+    path: str,
+    flow_name: str | None,
+    pool: str,
+    job_variables: dict[str, Any] | None,
+    output: out.Output,
+) -> dict[str, Any]:
+    """Build (and push with --push) the image `spec` of `build_image` describes; returns the
+    deploy request's `image`. Build lines are printed as they come (on stderr with --output
+    json, so that stdout stays one JSON document)."""
+    from nbflows.images import DeploymentImage
+    from nbflows.packaging import build_for_deploy
+
+    push = bool(spec.pop("push", False))
+    image = DeploymentImage(**spec)
+    target = client().read_work_pool(pool)
+    stream = sys.stderr if output is out.Output.json else sys.stdout
+
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return build_for_deploy(
+        absolute_path(path),
+        flow_name,
+        image,
+        target,
+        build=True,
+        push=push,
+        progress=show,
+        job_variables=job_variables,
     )
 
 

@@ -142,7 +142,7 @@ class _ServedPool:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def alive(self) -> bool:
-        return not self.stopped.is_set() and any(t.is_alive() for t in self.threads)
+        return not self.stopped.is_set() and all(t.is_alive() for t in self.threads)
 
 
 class BaseWorker:
@@ -213,10 +213,11 @@ class BaseWorker:
         self.setup()
         self._shipper = LogShipper(self.client)
         try:
-            self._serve_pools(first=True)
             self.say(f"worker '{self.name}' ({self.type}) started, limit {self.limit}")
+            self._serve_pools(first=True)
             while not self._stopping.wait(POOL_REFRESH_INTERVAL):
                 self._serve_pools()
+            self.say(f"stopping: {self._stop_reason}")
             self._drain()
         finally:
             for pool in self._served.values():
@@ -255,12 +256,14 @@ class BaseWorker:
         for pool in wanted:
             name = str(pool["name"])
             served = self._served.get(name)
-            if served is not None and served.alive():
-                continue
+            if served is not None:
+                if served.alive():
+                    continue
+                served.stopped.set()  # what is left of it ends; it is served anew
             queues = self._queues_of(pool)
             if queues == []:
                 continue  # none of the requested queues is in this pool
-            self._start_serving(_ServedPool(name, queues), first)
+            self._start_serving(_ServedPool(name, queues))
 
     def _wanted_pools(self) -> list[dict[str, Any]]:
         if self.pools is None:
@@ -281,7 +284,7 @@ class BaseWorker:
         have = {q.get("name") for q in pool.get("queues") or []}
         return [q for q in self.queues if q in have]
 
-    def _start_serving(self, pool: _ServedPool, first: bool) -> None:
+    def _start_serving(self, pool: _ServedPool) -> None:
         self._adopt_orphans(pool.name)
         self._beat(pool)  # the pool shows the worker online before it claims
         self._served[pool.name] = pool
@@ -330,7 +333,7 @@ class BaseWorker:
                 self.say(f"stopped serving work pool '{pool.name}': {exc}")
                 pool.stopped.set()
                 return
-            except NBFlowsError as exc:
+            except Exception as exc:  # the server is away or answered nonsense: try again
                 failures += 1
                 if failures == 1:
                     self.say(f"claiming in work pool '{pool.name}' failed: {exc}; retrying")

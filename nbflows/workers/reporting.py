@@ -103,6 +103,9 @@ class RunLog:
         #: Set once the server said the run's log is full: later lines are not sent at all.
         self.truncated = False
         self.closed = False
+        # While the server cannot be reached, the shipper waits longer and longer to try again.
+        self._failures = 0
+        self._retry_at = 0.0
 
     def add(self, line: dict[str, Any]) -> None:
         """Queue one LogLine-shaped dict (`message`, `level`, `source`, `timestamp`, ...)."""
@@ -117,9 +120,11 @@ class RunLog:
         if full and self.live:
             self._shipper.wake()
 
-    def pending(self) -> int:
+    def due(self) -> bool:
+        """Whether the shipper should send this run's lines now."""
         with self._lock:
-            return len(self._lines)
+            waiting = bool(self._lines)
+        return self.live and waiting and time.monotonic() >= self._retry_at
 
     def flush(self) -> bool:
         """Send what is buffered now, on the calling thread; False if the server refused it."""
@@ -143,11 +148,15 @@ class RunLog:
                     self._stop_sending()
                     return False
                 except NBFlowsError as exc:
-                    log.warning("could not send log lines of run %s: %s", self.run_id, exc)
+                    if not self._failures:
+                        log.warning("could not send log lines of run %s: %s", self.run_id, exc)
+                    self._failures += 1
+                    self._retry_at = time.monotonic() + min(0.5 * 2**self._failures, 10.0)
                     with self._lock:  # keep them (in order) for the next try
                         self._lines[:0] = lines[start:]
                         del self._lines[: max(len(self._lines) - MAX_BUFFERED, 0)]
                     return False
+                self._failures = 0
                 if answer and answer.get("truncated"):
                     self._stop_sending()
                     return True
@@ -212,7 +221,7 @@ class LogShipper:
             self._wake.wait(self.interval)
             self._wake.clear()
             for run_log in self._open_logs():
-                if run_log.live and run_log.pending():
+                if run_log.due():
                     run_log.flush()
 
 
