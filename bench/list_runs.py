@@ -26,6 +26,7 @@ def run(repeat: int | None = None) -> list[Result]:
         db.dispose()
         server = start_server(Path(tmp) / "srv", embedded_worker=False, db_url=db_url)
         try:
+            client = server.client()  # one keep-alive connection, as the CLI and widgets have
             queries = {
                 "newest 50": {"limit": 50},
                 "by state": {"state": "FAILED", "limit": 50},
@@ -37,9 +38,9 @@ def run(repeat: int | None = None) -> list[Result]:
                 samples = []
                 for i in range(repeat + 2):
                     begin = time.perf_counter()
-                    response = server.http("GET", "flow_runs", params=params)
+                    runs = client.list_flow_runs(**params)
                     elapsed = time.perf_counter() - begin
-                    assert response.status_code == 200 and len(response.json()) == 50, response.text
+                    assert len(runs) == 50, runs
                     if i >= 2:
                         samples.append(elapsed)
                 results.append(
