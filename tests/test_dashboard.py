@@ -44,8 +44,13 @@ def populated(server: Server) -> dict[str, Any]:
         name="nightly",
         work_pool_name="my-pool",
         schedules=[{"kind": "cron", "cron": "0 6 * * *", "timezone": "Europe/Paris"}],
+        job_variables={"env": {"API_TOKEN": "s3cret-value", "MODE": "fast"}},
     )
-    run = client.create_flow_run_from_deployment(deployment["id"], parameters={"x": 41})
+    run = client.create_flow_run_from_deployment(
+        deployment["id"],
+        parameters={"x": 41},
+        job_variables={"env": {"DB_PASSWORD": "hunter2-value", "STAGE": "test"}},
+    )
     final = client.watch_flow_run(run["id"], timeout=120)
     assert final["state"]["type"] == "COMPLETED", final["state"]
     until(lambda: client.read_work_pool("my-pool")["workers_online"], "the embedded worker")
@@ -61,7 +66,7 @@ def test_work_pools_tab_lists_pools_with_status_queues_and_workers(server, popul
     assert '<tr data-pool="my-pool">' in text
     assert "<td>process</td>" in text
     assert "● ready" in text
-    assert "<b>urgent</b> <span class=\"muted\">priority 1, limit 2</span>" in text
+    assert '<b>urgent</b> <span class="muted">priority 1, limit 2</span>' in text
     assert "<b>default</b>" in text
     assert "embedded-" in text and "online" in text
     assert 'class="active" aria-current="page">Work Pools<' in text
@@ -76,15 +81,17 @@ def test_deployments_tab_shows_schedule_next_runs_and_actions(server, populated)
     assert " 05:00:00</div>" in text or " 04:00:00</div>" in text
     assert f'data-action="pause" data-id="{deployment["id"]}"' in text
     assert 'name="x" data-type="integer" data-initial="1" value="1"' in text
+    assert "MODE" in text and "fast" in text
+    assert "s3cret-value" not in text
 
 
 def test_flow_runs_tab_lists_runs_and_filters_them(server, populated):
     run, deployment = populated["run"], populated["deployment"]
     text = page(server, "nbflows/runs").text
     assert f'<tr data-run="{run["id"]}">' in text
-    assert f'>{run["name"]}</a>' in text
+    assert f">{run['name']}</a>" in text
     assert ">Completed</span>" in text
-    assert "<code class=\"params\">{&#34;x&#34;: 41}</code>" in text
+    assert '<code class="params">{&#34;x&#34;: 41}</code>' in text
 
     by_deployment = page(server, f"nbflows/runs?deployment={deployment['id']}&state=COMPLETED")
     assert f'<tr data-run="{run["id"]}">' in by_deployment.text
@@ -111,6 +118,7 @@ def test_run_page_shows_details_logs_and_the_executed_notebook(server, populated
     assert "<pre>42\n</pre>" in srcdoc
     assert 'class="highlight' in srcdoc
     assert "run.js" in text
+    assert "STAGE" in text and "hunter2-value" not in text
 
     notebook = page(server, f"nbflows/runs/{run['id']}/notebook")
     assert notebook.status_code == 200
@@ -134,7 +142,8 @@ def test_static_files_are_served(server):
 
 
 @pytest.mark.parametrize(
-    "path", ["nbflows/", "nbflows/deployments", "nbflows/runs", "nbflows/runs/x", "nbflows/static/run.js"]
+    "path",
+    ["nbflows/", "nbflows/deployments", "nbflows/runs", "nbflows/runs/x", "nbflows/static/run.js"],
 )
 def test_pages_need_authentication(bare_server, path):
     anonymous = httpx.get(bare_server.url + path, follow_redirects=False, timeout=60)

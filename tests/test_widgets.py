@@ -146,6 +146,19 @@ def test_pool_picker_without_a_server_says_so_instead_of_raising():
     assert "nbflows server" in lonely.info.value
 
 
+def test_widgets_do_not_call_the_server_in_a_kernel_run_by_a_worker(monkeypatch):
+    monkeypatch.setenv("NBFLOWS_FLOW_RUN_ID", "run-1")
+    nobody = Client(f"http://127.0.0.1:{free_port()}/nbflows/api/")
+    picker = nbw.pool_picker(client=nobody)
+    assert picker.value is None and picker.error == ""
+    assert "not listed while a worker runs this notebook" in picker.info.value
+    logs = nbw.run_logs("run-0", client=nobody)
+    assert not logs.done and logs.error == ""
+    assert "not followed while a worker runs this notebook" in logs.message.value
+    history = nbw.run_history("sales", client=nobody)
+    assert history.runs == [] and history.error == ""
+
+
 # --------------------------------------------------------------------------------------------
 # deploy_form
 

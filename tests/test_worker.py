@@ -159,6 +159,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     yield start
     for worker in started:
         worker.stop()
+        print(f"--- output of worker {worker.out.name}:\n{worker.output()}")  # shown on failure
 
 
 def wait_online(server: Server, pool: str, count: int) -> None:

@@ -222,6 +222,8 @@ class RunLogs(widgets.VBox):
             self._show_error(exc)
             return
         with self._lock:
+            # Lines the follower received while this fetch went on.
+            everything.extend(_newer_than(everything, self._recent))
             self._everything = everything
             self.line_count = max(self.line_count, len(everything))
             self._render_lines()
@@ -296,7 +298,7 @@ class RunLogs(widgets.VBox):
         with self._lock:
             self._recent.extend(items)
             if self._everything is not None:
-                self._everything.extend(items)
+                self._everything.extend(_newer_than(self._everything, items))
             if items:
                 self.line_count += len(items)
                 self._render_lines()
@@ -373,6 +375,14 @@ class RunLogs(widgets.VBox):
             '<span style="color:var(--jp-error-color1,#c62828)">'
             f"{html.escape(exc.message)}{suffix}</span>"
         )
+
+
+def _newer_than(
+    held: list[dict[str, Any]], lines: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The `lines` after the last one `held` (line ids grow), so none is shown twice."""
+    last = int(held[-1].get("id") or 0) if held else 0
+    return [line for line in lines if int(line.get("id") or 0) > last]
 
 
 def _line_html(line: Mapping[str, Any]) -> str:
