@@ -31,8 +31,12 @@ BENCHMARKS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("only", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)")
-    parser.add_argument("--repeat", type=int, default=0, help="samples per benchmark (0: each one's default)")
+    parser.add_argument(
+        "only", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=0, help="samples per benchmark (0: each one's default)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     results: list[Result] = []
@@ -48,7 +52,10 @@ def main() -> None:
     path.write_text(
         json.dumps(
             {
-                "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": __import__("os").cpu_count(),
+                },
                 "results": [r.to_json() for r in results],
             },
             indent=2,

@@ -32,7 +32,9 @@ def run(repeat: int | None = None) -> list[Result]:
                 got: list[list[str]] = [[] for _ in range(WORKERS)]
                 barrier = threading.Barrier(WORKERS + 1)
 
-                def worker(i: int) -> None:
+                def worker(
+                    i: int, got: list[list[str]] = got, barrier: threading.Barrier = barrier
+                ) -> None:
                     own = get_client(url=server.api, token=server.token)
                     barrier.wait()
                     while True:

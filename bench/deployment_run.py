@@ -42,7 +42,9 @@ def run(repeat: int | None = None) -> list[Result]:
             client.deploy(path="trivial.ipynb", name="bench", work_pool_name="bench-pool")
             for i in range(repeat + 3):
                 begin = time.perf_counter()
-                created = client.create_flow_run_from_deployment("trivial/bench", parameters={"x": i})
+                created = client.create_flow_run_from_deployment(
+                    "trivial/bench", parameters={"x": i}
+                )
                 final = client.watch_flow_run(created["id"], timeout=120)
                 elapsed = time.perf_counter() - begin
                 assert final["state"]["type"] == "COMPLETED", final["state"]
@@ -65,6 +67,6 @@ def run(repeat: int | None = None) -> list[Result]:
             target="≤ 0.25 s",
             reference="papermill CLI, same notebook",
             reference_samples=reference,
-            notes="references from DESIGN.md: jupyter-scheduler job 2.6–3.1 s; Prefect 3.9 deployment run 11–12 s",
+            notes="references from DESIGN.md: jupyter-scheduler job 2.6 to 3.1 s; Prefect 3.9 deployment run 11 to 12 s",
         )
     ]

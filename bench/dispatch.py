@@ -29,7 +29,7 @@ def run(repeat: int | None = None) -> list[Result]:
                 got: dict[str, Any] = {}
                 ready = threading.Event()
 
-                def idle_worker() -> None:
+                def idle_worker(got: dict[str, Any] = got, ready: threading.Event = ready) -> None:
                     ready.set()
                     got["claimed"] = worker.claim("dispatch", "idle", wait=20)
                     got["at"] = time.perf_counter()

@@ -19,7 +19,9 @@ PREFECT_FLOW_CALL = 1.1  # s, a Prefect 3.9 @flow call (DESIGN.md §6)
 
 def _execute(kc: object, code: str) -> float:
     begin = time.perf_counter()
-    reply = kc.execute_interactive(code, store_history=True, output_hook=lambda msg: None, timeout=60)  # type: ignore[attr-defined]
+    reply = kc.execute_interactive(
+        code, store_history=True, output_hook=lambda msg: None, timeout=60
+    )  # type: ignore[attr-defined]
     elapsed = time.perf_counter() - begin
     assert reply["content"]["status"] == "ok", reply["content"]
     return elapsed

@@ -83,8 +83,19 @@ def print_table(results: list[Result]) -> None:
     from rich.table import Table
 
     table = Table(title="nbflows benchmarks (medians over repeated runs after a warm-up)")
-    for column in ("benchmark", "median", "p90", "n", "reference", "ref. median", "ratio", "target"):
-        table.add_column(column, justify="left" if column in ("benchmark", "reference", "target") else "right")
+    for column in (
+        "benchmark",
+        "median",
+        "p90",
+        "n",
+        "reference",
+        "ref. median",
+        "ratio",
+        "target",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("benchmark", "reference", "target") else "right"
+        )
     for r in results:
         ratio = r.ratio
         table.add_row(

@@ -32,8 +32,15 @@ def _plain_server_rss(tmp: Path) -> float:
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-            "--ip=127.0.0.1", f"--ServerApp.root_dir={tmp}", "--IdentityProvider.token=t",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.root_dir={tmp}",
+            "--IdentityProvider.token=t",
             "--ServerApp.jpserver_extensions={'nbflows.extension': False}",
         ],
         stdout=subprocess.DEVNULL,
@@ -43,7 +50,12 @@ def _plain_server_rss(tmp: Path) -> float:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/status", headers={"Authorization": "token t"}).status_code == 200:
+                if (
+                    httpx.get(
+                        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": "token t"}
+                    ).status_code
+                    == 200
+                ):
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
