@@ -308,8 +308,11 @@ class Flow:
         cells above the flow, the flow cell) and freezes it as a new version. `cron`,
         `interval` (seconds) or `rrule`, in `timezone`, make one schedule; `schedules` adds
         more. `tags`, `description`, retries and retry delay default to the cell's options.
-        `image` (a `DeploymentImage` or "name[:tag]") runs the flow in a Docker image, built
-        unless `build=False` and pushed when `push=True`. In a headless run this does nothing.
+        `image` (a `DeploymentImage` or "name[:tag]") runs the flow in a Docker image on a
+        docker work pool: the image is built here, from the saved notebook's project folder,
+        before the deployment is made (so a failed build deploys nothing), unless
+        `build=False`; it is pushed when `push=True`. The build's progress shows in the cell.
+        In a headless run this does nothing.
         """
         ctx = current_context(self._shell.user_ns)
         if ctx.headless:
@@ -331,8 +334,8 @@ class Flow:
             "version": version,
             "retries": self.options.retries,
             "retry_delay": self.options.retry_delay,
-            "image": _image_dict(image, build=build, push=push),
         }
+        chosen = _deployment_image(image)
         with _server_client("Deploying") as client:
             if ctx.notebook_path is None:
                 raise InvalidInput(
@@ -342,6 +345,10 @@ class Flow:
                     f"--pool {work_pool_name}"
                 )
             body["path"] = ctx.notebook_path
+            if chosen is not None:
+                body["image"] = _package_image(
+                    client, ctx.notebook_path, self.name, chosen, body, build=build, push=push
+                )
             deployment = _call_server(client, "Deploying", lambda: client.deploy(**body))
         print(_deploy_summary(deployment, all_schedules, ctx.notebook_path))
         return deployment
@@ -600,15 +607,99 @@ def _schedule_dict(schedule: Schedule) -> dict[str, Any]:
     return schedule_to_dict(schedule)
 
 
-def _image_dict(
-    image: DeploymentImage | str | None, *, build: bool, push: bool
-) -> dict[str, Any] | None:
-    if image is None:
-        return None
+def _deployment_image(image: DeploymentImage | str | None) -> DeploymentImage | None:
+    if image is None or not isinstance(image, str):
+        return image
     from nbflows.images import DeploymentImage
 
-    chosen = DeploymentImage(name=image) if isinstance(image, str) else image
-    return {**dataclasses.asdict(chosen), "build": build, "push": push}
+    return DeploymentImage(name=image)
+
+
+def _package_image(
+    client: Client,
+    notebook_path: str,
+    flow_name: str,
+    image: DeploymentImage,
+    body: Mapping[str, Any],
+    *,
+    build: bool,
+    push: bool,
+) -> dict[str, Any]:
+    """Build (and push) the deployment's image here, where the notebook and the Docker engine
+    are, showing the build's progress in the cell; returns the deploy request's `image`."""
+    from pathlib import Path
+
+    from nbflows.packaging import build_for_deploy
+
+    pool_name = str(body["work_pool_name"])
+    pool = _call_server(client, "Deploying", lambda: client.read_work_pool(pool_name))
+    path = Path(notebook_path)
+    if not path.is_absolute():  # JPY_SESSION_NAME may be relative to the server's root
+        root = client.root_dir or _call_server(
+            client, "Deploying", lambda: client.health().get("root_dir")
+        )
+        path = Path(str(root or ".")) / path
+    with _BuildProgress() as progress:
+        return build_for_deploy(
+            path,
+            flow_name,
+            image,
+            pool,
+            build=build,
+            push=push,
+            progress=progress,
+            job_variables=body.get("job_variables"),
+        )
+
+
+class _BuildProgress:
+    """The build's output in the cell, redrawn in place (at most every `INTERVAL` seconds):
+    the step it is at and its last lines, so that a long `pip install` does not flood the
+    notebook. Outside a kernel (plain IPython) the lines are printed as they come."""
+
+    INTERVAL = 0.25
+    KEPT = 12
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        from IPython.core.getipython import get_ipython
+
+        self._in_kernel = getattr(get_ipython(), "kernel", None) is not None
+        self._lines: deque[str] = deque(maxlen=self.KEPT)
+        self._step = ""
+        self._handle: Any = None
+        self._shown = 0.0
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _BuildProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._in_kernel:
+            self._show()
+
+    def __call__(self, line: str) -> None:
+        if not self._in_kernel:
+            print(line, flush=True)
+            return
+        if line.startswith("Step "):
+            self._step = line
+        self._lines.append(line)
+        if time.monotonic() - self._shown >= self.INTERVAL:
+            self._show()
+
+    def _show(self) -> None:
+        from IPython.display import display
+
+        took = time.monotonic() - self._started
+        head = [f"[{took:.0f} s] {self._step}"] if self._step else []
+        bundle = {"text/plain": "\n".join([*head, *self._lines])}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        self._shown = time.monotonic()
 
 
 def _no_server_message(action: str, detail: object) -> str:
@@ -649,6 +740,9 @@ def _deploy_summary(
         f"to work pool {deployment.get('work_pool_name')!r}, "
         f"queue {deployment.get('work_queue_name') or 'default'!r}."
     ]
+    image = deployment.get("image") or {}
+    if image.get("reference"):
+        lines.append(f"Image: {image['reference']}")
     now = datetime.now(timezone.utc)
     for schedule in schedules:
         times = schedule.next_times(now, now + timedelta(days=400), limit=3)

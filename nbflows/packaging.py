@@ -12,7 +12,8 @@ deploy request: a build that fails raises and no deployment is created or change
    its job configuration, or the variable's default), else `NBFLOWS_BASE_IMAGE`, else
    `python:X.Y-slim`;
 4. builds it (`nbflows.images.build_image`: content-addressed tag, no build when the engine has
-   the image already), pushes it when asked;
+   the image already; the image gets the running nbflows, or the wheel `NBFLOWS_IMAGE_WHEEL`
+   names), pushes it when asked;
 
 and returns the `image` object of the deploy request, whose `reference` becomes the image the
 deployment's runs use (unless the job variable `image` says otherwise).
@@ -23,15 +24,27 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import InvalidInput
-from nbflows.images import DeploymentImage, default_base_image
+from nbflows.images import CONTEXT_EXTRAS_DIR, DeploymentImage, NbflowsPackage, default_base_image
 
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["build_for_deploy", "check_image_pool", "pool_base_image"]
+__all__ = [
+    "IMAGE_WHEEL_ENV",
+    "build_for_deploy",
+    "check_image_pool",
+    "image_wheel",
+    "pool_base_image",
+]
+
+#: The path of an nbflows wheel that the images install instead of the running nbflows (by
+#: default the same release, or a wheel of the development tree built from its current source):
+#: pins what goes into the images while the nbflows source is being edited, or to a vetted wheel.
+IMAGE_WHEEL_ENV = "NBFLOWS_IMAGE_WHEEL"
 
 Progress = Callable[[str], None]
 
@@ -121,8 +134,9 @@ def build_for_deploy(
         spec["platform"] = chosen.platform
     if chosen.buildargs:
         spec["buildargs"] = dict(chosen.buildargs)
+    package = image_wheel()
     if build:
-        result = build_image(chosen, context, frozen, say, client, flow_name=label)
+        result = build_image(chosen, context, frozen, say, client, flow_name=label, package=package)
         spec.update(
             reference=result.reference,
             context_hash=result.context_hash,
@@ -140,7 +154,7 @@ def build_for_deploy(
     elif chosen.tag is not None:
         spec["reference"] = chosen.reference
     else:
-        plan = plan_build(chosen, context, frozen, flow_name=label)
+        plan = plan_build(chosen, context, frozen, flow_name=label, package=package)
         spec.update(reference=plan.reference, context_hash=plan.context_hash)
         say(f"Not building (build=False): the deployment uses the image {plan.reference}")
     spec["tag"] = str(spec["reference"]).rpartition(":")[2]
@@ -148,6 +162,20 @@ def build_for_deploy(
         push_image(str(spec["reference"]), say, client)
         spec["pushed"] = True
     return spec
+
+
+def image_wheel() -> NbflowsPackage | None:
+    """The wheel `NBFLOWS_IMAGE_WHEEL` names, None when it is not set."""
+    configured = os.environ.get(IMAGE_WHEEL_ENV, "").strip()
+    if not configured:
+        return None
+    wheel = Path(configured).expanduser()
+    if wheel.suffix != ".whl" or not wheel.is_file():
+        raise InvalidInput(
+            f"{IMAGE_WHEEL_ENV}={configured} is not an nbflows wheel file; unset it to install "
+            "the running nbflows in images"
+        )
+    return NbflowsPackage(requirement=f"{CONTEXT_EXTRAS_DIR}/{wheel.name}", wheel=wheel)
 
 
 def _with_base_image(image: DeploymentImage, pool: Mapping[str, Any]) -> DeploymentImage:

@@ -69,13 +69,16 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(LIMIT)
     tab = context.new_page()
+    failures = request.session.testsfailed
     try:
         yield tab
     finally:
+        if request.session.testsfailed > failures:  # what the page showed when the test failed
+            screenshot(tab, f"{request.node.name}-failed")
         context.close()
 
 
@@ -246,6 +249,23 @@ WIDGETS_NOTEBOOK_CELLS = [
 ]
 
 
+def wait_for_idle_kernel(lab: Server, notebook: str, timeout: float = 90) -> None:
+    """Until the notebook's session has a started, idle kernel (as Jupyter's API says)."""
+    headers = {"Authorization": f"token {lab.token}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sessions = httpx.get(f"{lab.url}api/sessions", headers=headers, timeout=30).json()
+        states = [
+            (s.get("kernel") or {}).get("execution_state")
+            for s in sessions
+            if s["path"] == notebook
+        ]
+        if "idle" in states:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no idle kernel for {notebook} after {timeout} s:\n{lab.log()}")
+
+
 def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> None:
     client = lab.client()
     client.create_work_pool("lab-pool", "process", description="runs on this machine")
@@ -263,7 +283,10 @@ def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> Non
 
     page.goto(f"{lab.url}lab/tree/widgets.ipynb?token={lab.token}")
     page.locator(".jp-Notebook").wait_for()
-    # The kernel is ready when its status says Idle.
+    # Lab asks which kernel to use when cells run before its session has one: say the default.
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    page.add_locator_handler(dialog, lambda: dialog.get_by_role("button", name="Select").click())
+    wait_for_idle_kernel(lab, "widgets.ipynb")
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
@@ -273,6 +296,8 @@ def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> Non
     select.wait_for()
     options = [o.replace("\xa0", " ") for o in select.locator("option").all_inner_texts()]
     assert options == ["docker-pool — docker, no worker", "lab-pool — process, ready"]
+    # The pool chosen first is the one a worker serves.
+    assert select.input_value() == "lab-pool — process, ready"
     page.get_by_text("runs on this machine").wait_for()
 
     # The log widget shows the first line while the run waits at the gate, the kernel busy.
@@ -286,5 +311,11 @@ def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> Non
     logs.get_by_text("from lab: after the gate").wait_for()
     page.locator(".nbflows-state", has_text="Completed").wait_for()
     page.get_by_text("final state: COMPLETED").wait_for()
+
     screenshot(page, "lab-widgets-completed")
+
+    # Choosing another pool shows what it is. (The kernel handles widget events between cells:
+    # while a cell runs, only the kernel's own updates reach the page.)
+    select.select_option(value="docker-pool — docker, no worker")
+    page.locator(".widget-html-content", has_text="docker-pool · docker · ● no worker").wait_for()
     client.close()

@@ -93,6 +93,7 @@ def test_pool_picker_lists_pools_with_type_status_queues_and_filters_by_type(cli
     picker.dropdown.value = "images"  # the user picks another pool
     assert picker.value == "images"
     assert "● no worker" in picker.info.value and "1 queue (default)" in picker.info.value
+    assert "0 workers online" in picker.info.value
     picker.value = "frozen"  # or the code does
     assert picker.dropdown.value == "frozen"
     assert "● paused" in picker.info.value
@@ -127,6 +128,16 @@ def test_pool_picker_refresh_picks_up_a_new_pool_and_keeps_the_choice(server, cl
     client.delete_work_pool("beta")
     picker.refresh()
     assert picker.value == "alpha"  # the chosen pool is gone: the first one is chosen
+
+
+def test_pool_picker_first_chooses_a_pool_a_worker_serves(client):
+    client.create_work_pool("a-docker", "docker")  # no worker serves it here
+    client.create_work_pool("z-local", "process")  # the embedded worker does
+    until(lambda: client.read_work_pool("z-local")["workers_online"], "the embedded worker")
+    picker = nbw.pool_picker(client=client)
+    assert [v for _, v in picker.dropdown.options] == ["a-docker", "z-local"]
+    assert picker.value == "z-local"
+    assert "● ready" in picker.info.value and "1 worker online" in picker.info.value
 
 
 def test_pool_picker_without_a_server_says_so_instead_of_raising():

@@ -79,12 +79,21 @@ def kernel_pid(server: Server, run_id: str) -> int:
     """The pid the sleeping notebook printed, once it reached the server (while it runs)."""
 
     def printed() -> int | None:
+        with server.client() as api:
+            run = api.read_flow_run(run_id)  # before the logs: a finished run has all its lines
         for message in messages(server, run_id, "stdout"):
             if message.startswith("kernel pid "):
                 return int(message.split()[-1])
+        if state_of(run) in TERMINAL:
+            pytest.fail(f"run {run_id} ended without printing its pid: {run['state']}")
         return None
 
-    return wait_for(printed, f"the kernel pid in the log of run {run_id}")
+    try:
+        return wait_for(printed, f"the kernel pid in the log of run {run_id}")
+    except pytest.fail.Exception:
+        with server.client() as api:
+            run = api.read_flow_run(run_id)
+        pytest.fail(f"run {run_id} printed no kernel pid in time; it is {run['state']}")
 
 
 def gone(pid: int) -> bool:

@@ -64,6 +64,9 @@ def pool_info_html(pool: dict[str, Any]) -> str:
 class PoolPicker(widgets.VBox):
     """Dropdown of work pools + an info line about the chosen one + a refresh button.
 
+    The first choice is the first ready pool (one with a worker online), else the first pool;
+    a refresh keeps the choice while that pool exists.
+
     Traits: `value` (the chosen pool's name, None when there is none), `pools` (the pools
     offered, as the API returns them), `error` (why there are none: no server, refused...).
     """
@@ -128,7 +131,11 @@ class PoolPicker(widgets.VBox):
         names = [p["name"] for p in pools]
         self.dropdown.options = [(_option_label(p), p["name"]) for p in pools]
         self.dropdown.disabled = not pools
-        self.value = previous if previous in names else (names[0] if names else None)
+        if previous not in names:
+            # A pool that can run something now is the better first guess.
+            ready = [p["name"] for p in pools if p.get("status") == "READY"]
+            previous = (ready or names or [None])[0]
+        self.value = previous
         self.dropdown.value = self.value
         self._render_info()
 

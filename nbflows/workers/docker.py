@@ -285,14 +285,14 @@ class DockerWorker(BaseWorker):
         executed = copied.get(_OUTPUT)
         result = copied.get(_RESULT) or {}
         state, message = _end_state(
-            stopped,
-            exit_code,
-            oom_killed,
-            result,
-            relay,
-            config,
-            timeout,
-            bool(config.get("command")),
+            stopped=stopped,
+            exit_code=exit_code,
+            oom_killed=oom_killed,
+            result=result,
+            relay=relay,
+            mem_limit=config.get("mem_limit"),
+            timeout=timeout,
+            custom_command=bool(config.get("command")),
         )
         return Outcome(state, message, executed)
 
@@ -340,7 +340,7 @@ class DockerWorker(BaseWorker):
             container.remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.APIError as exc:
+        except Exception as exc:  # clean-up must not hide how the run ended (engine gone...)
             reporter.log(f"could not remove container {container.name}: {exc}", logging.WARNING)
 
     # -- the run's notebook -------------------------------------------------------------------
@@ -535,20 +535,23 @@ def _follow(container: Container, stream: str, relay: _Relay) -> None:
 
 
 def _end_state(
+    *,
     stopped: str | None,
     exit_code: int,
     oom_killed: bool,
     result: Mapping[str, Any],
     relay: _Relay,
-    config: Mapping[str, Any],
+    mem_limit: str | None,
     timeout: float | None,
     custom_command: bool,
 ) -> tuple[EndState, str]:
+    """How a container run ended: cancelled by the worker, else killed for memory, else stopped
+    by the worker at its timeout, else as the runner's result says, else by the exit code."""
     message = str(result.get("message") or "")
     if stopped == "cancelled":
         return "CANCELLED", message or "cancelled: the container was stopped"
     if oom_killed or result.get("oom"):
-        limit = f"killed: out of memory (mem_limit {config.get('mem_limit') or 'none'})"
+        limit = f"killed: out of memory (mem_limit {mem_limit or 'none'})"
         return "CRASHED", f"{limit}: {message}" if message else limit
     if stopped == "timeout":
         return "FAILED", (
