@@ -83,7 +83,15 @@ class EmbeddedWorker:
         cmd = [sys.executable, "-m", "nbflows.cli.app", "worker", "start"]
         for kind in self.pool_types:
             cmd += ["--type", kind]
-        cmd += ["--name", f"embedded-{socket.gethostname()}-{os.getpid()}", *self.args]
+        # The worker's grace period fits inside the server's wait in `stop`: nothing is killed
+        # while a run is still being given its chance to finish.
+        cmd += [
+            "--name",
+            f"embedded-{socket.gethostname()}-{os.getpid()}",
+            "--grace",
+            "10",
+            *self.args,
+        ]
         self.process = subprocess.Popen(cmd, env=env)
         log.info(
             "nbflows embedded worker started (pid %s) for %s pools",

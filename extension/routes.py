@@ -179,6 +179,15 @@ class WorkQueue(NBFlowsHandler):
 class Claim(NBFlowsHandler):
     """Long-poll: answers as soon as a run is claimable, or after `wait` seconds with []."""
 
+    gone = False
+
+    def on_connection_close(self) -> None:
+        # A worker that hung up must not be handed runs it will never start.
+        self.gone = True
+        pool_id = self.orch.pool_ids.get(self.path_kwargs.get("pool", ""))
+        if pool_id:
+            self.orch.notifier.notify(f"pool:{pool_id}")
+
     @web.authenticated
     @authorized
     async def post(self, pool: str) -> None:
@@ -192,18 +201,36 @@ class Claim(NBFlowsHandler):
             due = None if got else claims.next_due_time(s, pool)
             return pool_id, got, due
 
-        while True:
-            pool_id, claimed, next_due = await self.orch.call(claim)
-            remaining = deadline - loop.time()
-            if claimed or remaining <= 0 or self.request.connection.stream.closed():  # type: ignore[union-attr]
-                break
-            timeout = remaining
-            if next_due is not None:
-                timeout = min(timeout, max((next_due - t.utcnow()).total_seconds(), 0.0) + 0.001)
-            await self.orch.notifier.wait([f"pool:{pool_id}"], timeout)
+        claimed: list[dict[str, Any]] = []
+        while not self.gone:
+            known_id = self.orch.pool_ids.get(pool, "")
+            with self.orch.notifier.subscribe([f"pool:{known_id}"]) as sub:
+                pool_id, claimed, next_due = await self.orch.call(claim)
+                self.orch.pool_ids[pool] = pool_id
+                remaining = deadline - loop.time()
+                if claimed or remaining <= 0 or self.gone:
+                    break
+                if pool_id != known_id:  # subscribed under a stale id: read again
+                    continue
+                timeout = remaining
+                if next_due is not None:
+                    due_in = (next_due - t.utcnow()).total_seconds()
+                    timeout = min(timeout, max(due_in, 0.0) + 0.001)
+                await sub.wait(timeout)
+        if claimed and self.gone:
+            await self.orch.call(_hand_back, [c["flow_run"]["id"] for c in claimed])
+            self.orch.notifier.notify(f"pool:{self.orch.pool_ids[pool]}")
+            return
         for item in claimed:
             self.orch.notifier.notify(f"run:{item['flow_run']['id']}")
         self.reply(claimed)
+
+
+def _hand_back(s: Session, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        flow_runs.set_state(
+            s, run_id, SetState(type="SCHEDULED", message="handed back: the worker hung up")
+        )
 
 
 class Heartbeat(NBFlowsHandler):
@@ -219,10 +246,13 @@ class Heartbeat(NBFlowsHandler):
         def beat(s: Session) -> tuple[str, dict[str, Any]]:
             return pools.get_work_pool(s, pool).id, heartbeats.heartbeat(s, pool, req)
 
-        pool_id, out = await self.orch.call(beat)
-        if not out["cancel"] and wait > 0:
-            await self.orch.notifier.wait([f"worker:{pool_id}:{req.name}"], min(wait, MAX_WAIT))
-            out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
+        known_id = self.orch.pool_ids.get(pool, "")
+        with self.orch.notifier.subscribe([f"worker:{known_id}:{req.name}"]) as sub:
+            pool_id, out = await self.orch.call(beat)
+            self.orch.pool_ids[pool] = pool_id
+            if not out["cancel"] and wait > 0 and pool_id == known_id:
+                await sub.wait(min(wait, MAX_WAIT))
+                out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
         self.reply(out)
 
 
@@ -473,13 +503,14 @@ class FlowRunLogs(NBFlowsHandler):
             }
 
         while True:
-            out = await self.orch.call(read)
-            state = out["flow_run"]["state"]["type"]
-            changed = seen_state is not None and state != seen_state
-            remaining = deadline - loop.time()
-            if out["items"] or changed or StateType(state).is_terminal or remaining <= 0:
-                break
-            await self.orch.notifier.wait([f"run:{run_id}"], remaining)
+            with self.orch.notifier.subscribe([f"run:{run_id}"]) as sub:
+                out = await self.orch.call(read)
+                state = out["flow_run"]["state"]["type"]
+                changed = seen_state is not None and state != seen_state
+                remaining = deadline - loop.time()
+                if out["items"] or changed or StateType(state).is_terminal or remaining <= 0:
+                    break
+                await sub.wait(remaining)
         self.reply(out)
 
 

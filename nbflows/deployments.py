@@ -145,10 +145,8 @@ def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
             raise InvalidInput(
                 f"image reference {image['reference']!r} has no tag; give it as NAME:TAG"
             )
-        if image.get("name") not in (None, parsed.name) or image.get("tag") not in (
-            None,
-            parsed.tag,
-        ):
+        given = (image.get("name"), image.get("tag"))
+        if given[0] not in (None, parsed.name) or given[1] not in (None, parsed.tag):
             raise InvalidInput(
                 f"image reference {image['reference']!r} does not match name "
                 f"{image.get('name')!r} and tag {image.get('tag')!r}"

@@ -19,9 +19,7 @@ def write_logs(
     s: Session, run_id: str, lines: list[LogIn], limit: int = DEFAULT_LOG_LIMIT
 ) -> dict[str, Any]:
     run = get_flow_run(s, run_id)
-    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
-    variables = {**(deployment.job_variables if deployment else {}), **run.job_variables}
-    cap = int(variables.get("log_limit") or limit)
+    cap = _log_limit(s, run, limit)
     room = max(cap - run.log_count, 0)
     accepted = lines[:room]
     now = t.utcnow()
@@ -53,6 +51,25 @@ def write_logs(
         s.execute(insert(t.LogLine), rows)
         run.log_count += len(accepted)
     return {"accepted": len(accepted), "truncated": run.logs_truncated}
+
+
+def _log_limit(s: Session, run: t.FlowRun, default: int) -> int:
+    """`log_limit` as the run's job would see it: pool default < deployment < run."""
+    values: dict[str, Any] = {}
+    pool = s.get(t.WorkPool, run.work_pool_id) if run.work_pool_id else None
+    if pool is not None:
+        spec = (
+            pool.base_job_template.get("variables", {}).get("properties", {}).get("log_limit", {})
+        )
+        values["log_limit"] = spec.get("default")
+        pinned = pool.base_job_template.get("job_configuration", {}).get("log_limit")
+        if isinstance(pinned, int):
+            return pinned
+    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
+    if deployment is not None:
+        values.update({k: v for k, v in deployment.job_variables.items() if k == "log_limit"})
+    values.update({k: v for k, v in run.job_variables.items() if k == "log_limit"})
+    return int(values.get("log_limit") or default)
 
 
 def read_logs(s: Session, run_id: str, after: int = 0, limit: int = 1000) -> list[t.LogLine]:

@@ -21,6 +21,36 @@ from .store.db import Database
 T = TypeVar("T")
 
 
+class Subscription:
+    """Interest in some topics, taken *before* reading the state it guards, so that a change
+    committed between the read and the wait still wakes the waiter (no lost wake-ups)."""
+
+    def __init__(self, notifier: Notifier, topics: list[str]) -> None:
+        self.notifier = notifier
+        self.topics = topics
+        self.event = asyncio.Event()
+
+    def __enter__(self) -> Subscription:
+        for topic in self.topics:
+            self.notifier._events[topic].add(self.event)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for topic in self.topics:
+            waiters = self.notifier._events.get(topic)
+            if waiters is not None:
+                waiters.discard(self.event)
+                if not waiters:
+                    self.notifier._events.pop(topic, None)
+
+    async def wait(self, timeout: float) -> bool:
+        """True when one of the topics was notified since the subscription began."""
+        if not self.event.is_set() and timeout > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.event.wait(), timeout)
+        return self.event.is_set()
+
+
 class Notifier:
     """asyncio wake-ups by topic (`pool:<id>`, `run:<id>`); call from the loop's thread."""
 
@@ -29,27 +59,17 @@ class Notifier:
 
     def notify(self, *topics: str) -> None:
         for topic in topics:
-            for event in self._events.pop(topic, ()):
+            for event in self._events.get(topic, ()):
                 event.set()
 
+    def subscribe(self, topics: list[str]) -> Subscription:
+        """Use as `with notifier.subscribe([...]) as sub: <read state>; await sub.wait(t)`."""
+        return Subscription(self, topics)
+
     async def wait(self, topics: list[str], timeout: float) -> bool:
-        """True when woken by one of `topics`, False on timeout."""
-        if timeout <= 0:
-            return False
-        event = asyncio.Event()
-        for topic in topics:
-            self._events[topic].add(event)
-        try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
-            return event.is_set()
-        finally:
-            for topic in topics:
-                waiters = self._events.get(topic)
-                if waiters is not None:
-                    waiters.discard(event)
-                    if not waiters:
-                        self._events.pop(topic, None)
+        """Wait for a notification from now on (True), or time out (False)."""
+        with self.subscribe(topics) as sub:
+            return await sub.wait(timeout)
 
 
 class Orchestrator:
@@ -60,6 +80,8 @@ class Orchestrator:
         self.root_dir = root_dir
         self.notifier = Notifier()
         self.scheduler_wakeup = asyncio.Event()
+        #: pool name -> id, to subscribe to a pool's wake-ups before the first database read
+        self.pool_ids: dict[str, str] = {}
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbflows-db")
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

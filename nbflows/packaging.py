@@ -180,7 +180,13 @@ def image_wheel() -> NbflowsPackage | None:
 
 def _with_base_image(image: DeploymentImage, pool: Mapping[str, Any]) -> DeploymentImage:
     if image.dockerfile != "auto":
-        return image  # the user's Dockerfile names its own base image
+        if image.base_image:
+            raise InvalidInput(
+                f"base image {image.base_image} applies to the Dockerfile nbflows writes "
+                f"(dockerfile='auto'); the Dockerfile {image.dockerfile} names its own base "
+                "image in its FROM line: leave the base image out, or change that line"
+            )
+        return image
     pooled, pinned = pool_base_image(pool)
     if pinned and image.base_image not in (None, pooled):
         raise InvalidInput(

@@ -376,7 +376,8 @@ def test_run_logs_follows_a_real_run_to_its_final_state(client, server):
     assert ">42</div>" in view.log_view.value
     assert "Completed" in view.header.value
     assert "took " in view.header.value
-    assert f"{server.url}nbflows/runs/{run['id']}" in view.header.value
+    # The notebook's own server: a link by path, which works wherever the browser is.
+    assert f'href="/nbflows/runs/{run["id"]}"' in view.header.value
 
 
 def test_run_logs_shows_lines_while_the_run_executes_and_caps_them(bare_server):
@@ -424,6 +425,15 @@ def test_run_logs_shows_lines_while_the_run_executes_and_caps_them(bare_server):
     client.close()
 
 
+def test_dashboard_links_keep_only_the_path_for_the_notebooks_own_server():
+    from nbflows.widgets.run_logs import dashboard_link
+
+    local = Client("http://127.0.0.1:8888/user/ada/nbflows/api/")
+    assert dashboard_link(local, "runs", "r 1") == "/user/ada/nbflows/runs/r%201"
+    remote = Client("https://flows.example.org/nbflows/api/")
+    assert dashboard_link(remote, "runs", "r1") == "https://flows.example.org/nbflows/runs/r1"
+
+
 def test_run_logs_of_an_unknown_run_says_so(client):
     view = nbw.run_logs("no-such-run", client=client)
     view.wait(30)
@@ -457,6 +467,7 @@ def test_run_history_tables_runs_with_who_ran_them_and_a_timeline(bare_server):
     assert 'fill="#c62828"' in table  # the failed run's bar
     assert "<td>interactive</td>" in table and "<td>worker-7</td>" in table
     assert "<code>x=7</code>" in table
+    assert f'<a href="/nbflows/runs/{done["id"]}"' in table
     assert ">Failed</span>" in table and ">Completed</span>" in table
 
     only_deployment = nbw.run_history(deployment="trivial/daily", limit=1, client=client)

@@ -19,6 +19,7 @@ from nbflows.errors import NBFlowsError
 
 from .run_logs import (
     STATE_COLOURS,
+    dashboard_link,
     format_duration,
     format_timestamp,
     state_badge,
@@ -81,15 +82,15 @@ def timeline_svg(runs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def history_html(runs: Sequence[Mapping[str, Any]], dashboard_url: str | None = None) -> str:
+def history_html(runs: Sequence[Mapping[str, Any]], client: Client | None = None) -> str:
     """The table of runs (newest first) under their timeline."""
     if not runs:
         return "<i>No runs yet.</i>"
     rows = []
     for run in runs:
         name = html.escape(str(run.get("name") or run.get("id")))
-        if dashboard_url:
-            href = html.escape(f"{dashboard_url}runs/{run['id']}")
+        if client is not None:
+            href = html.escape(dashboard_link(client, "runs", str(run["id"])))
             name = f'<a href="{href}" target="_blank" rel="noopener">{name}</a>'
         rows.append(
             "<tr>"
@@ -176,7 +177,7 @@ class RunHistory(widgets.VBox):
             return
         self.error = ""
         self.runs = runs
-        self.table.value = history_html(runs, self.client.dashboard_url)
+        self.table.value = history_html(runs, self.client)
 
 
 def run_history(

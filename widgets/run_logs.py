@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import ipywidgets as widgets
 from traitlets import Bool, Dict, Int, Unicode
@@ -31,6 +32,7 @@ from nbflows.errors import NBFlowsError, NotFound
 __all__ = [
     "STATE_COLOURS",
     "RunLogs",
+    "dashboard_link",
     "format_duration",
     "format_timestamp",
     "run_logs",
@@ -113,6 +115,20 @@ def format_timestamp(value: str | None, *, seconds: bool = True) -> str:
         return "—"
     fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     return moment.astimezone(timezone.utc).strftime(fmt) + " UTC"
+
+
+def dashboard_link(client: Client, *parts: str) -> str:
+    """The href of a dashboard page for a link shown in the notebook.
+
+    A server on this machine is the notebook's own server, which the kernel reaches at a local
+    address the browser may not (behind a proxy or JupyterHub): its link keeps only the path,
+    which includes the server's base URL. Any other server gets its full URL.
+    """
+    url = client.dashboard_url + "/".join(quote(p, safe="") for p in parts)
+    parsed = urlsplit(url)
+    if parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+        return urlunsplit(("", "", parsed.path, parsed.query, ""))
+    return url
 
 
 def run_id_of(run_or_id: Any) -> str:
@@ -312,7 +328,7 @@ class RunLogs(widgets.VBox):
 
     def _page_url(self) -> str | None:
         try:
-            return f"{self.client.dashboard_url}runs/{self.run_id}"
+            return dashboard_link(self.client, "runs", self.run_id)
         except NBFlowsError:
             return None
 
