@@ -110,12 +110,18 @@ def test_dashboard_pools_run_now_and_the_run_page(server: Server, page: Any) -> 
     write_gated_notebook(server.root)
     client = server.client()
     client.deploy(path="gated.ipynb", name="on-demand", work_pool_name="my-pool")
+    deadline = time.monotonic() + 60
+    while not client.read_work_pool("my-pool")["workers_online"]:  # the embedded worker
+        assert time.monotonic() < deadline, "the embedded worker did not come online"
+        time.sleep(0.1)
 
     # Work Pools: the pool made from the CLI (the token logs the browser in).
     page.goto(f"{server.url}nbflows/?token={server.token}")
     row = page.locator('tr[data-pool="my-pool"]')
     row.wait_for()
-    assert "process" in row.inner_text()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[:4] == ["my-pool", "process", "● ready", "0 running / no limit"]
+    assert cells[4].startswith("default") and "embedded-" in cells[5]
     screenshot(page, "dashboard-work-pools")
 
     # Deployments: pause and resume, then "Run now" with a parameter.
