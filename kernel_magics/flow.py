@@ -81,6 +81,32 @@ class _Program:
     result: CodeType | None = None
 
 
+def flow(name: str) -> Flow:
+    """The `Flow` a `%%flow NAME` cell defined in this kernel."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    found = shell.user_ns.get(name) if shell is not None else None
+    if not isinstance(found, Flow):
+        raise NameError(f"no flow named {name!r} in this kernel: run its `%%flow {name}` cell first")
+    return found
+
+
+class RunList(list[dict[str, Any]]):
+    """Runs as plain dicts; in a notebook they display as the run-history widget."""
+
+    def __init__(self, flow_name: str, runs: list[dict[str, Any]]) -> None:
+        super().__init__(runs)
+        self.flow_name = flow_name
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        from nbflows.widgets import run_history
+
+        display(run_history(flow_name=self.flow_name, limit=max(len(self), 10)))
+
+
 class Flow:
     """A flow defined by a `%%flow NAME` cell; the cell binds `NAME` to it.
 
@@ -271,14 +297,20 @@ class Flow:
 
     # -- history -------------------------------------------------------------------------------
 
-    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 10) -> RunList:
         """The flow's most recent runs (FlowRun dicts, newest first), from the server or the
-        local store."""
+        local store; shown in a notebook as the run-history table and timeline."""
         ctx = current_context(self._shell.user_ns)
         if ctx.headless:
             _say_skipped(ctx, f"{self.name}.runs()")
-            return []
-        return get_reporter(ctx).recent_runs(self.name, limit)
+            return RunList(self.name, [])
+        return RunList(self.name, get_reporter(ctx).recent_runs(self.name, limit))
+
+    def deploy_form(self, **kwargs: Any) -> Any:
+        """A form to deploy this flow: pool, queue, schedule, typed parameters, image options."""
+        from nbflows.widgets import deploy_form
+
+        return deploy_form(self, **kwargs)
 
     # -- deploying -------------------------------------------------------------------------------
 

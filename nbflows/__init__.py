@@ -12,6 +12,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Flow": "nbflows.kernel_magics.flow",
+    "flow": "nbflows.kernel_magics.flow",
+    "deploy": "nbflows.deploy",
+    "DeploymentImage": "nbflows.images",
     "get_client": "nbflows.client",
     "run_deployment": "nbflows.client",
     "CronSchedule": "nbflows.schedules",
@@ -20,10 +24,14 @@ _LAZY = {
     "StateType": "nbflows.states",
 }
 
+_SUBMODULES = ("widgets", "kernel_magics", "client", "schedules")
+
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # `nbflows.widgets.pool_picker()` works after a plain `import nbflows`
+        return importlib.import_module(f"nbflows.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nbflows' has no attribute {name!r}")

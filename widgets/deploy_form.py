@@ -173,20 +173,22 @@ class _Target:
         path = self.path
 
         def deploy_notebook(**kwargs: Any) -> dict[str, Any]:
-            return self._client().deploy(**_notebook_deploy_body(str(path), kwargs))
+            client = self._client()
+            return client.deploy(**_notebook_deploy_body(str(path), kwargs, client))
 
         return deploy_notebook
 
 
-def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The REST body (docs/api.md) deploying a whole notebook from `Flow.deploy`-style kwargs."""
-    import dataclasses
+def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> dict[str, Any]:
+    """The REST body (docs/api.md) deploying a whole notebook from `Flow.deploy`-style kwargs.
 
+    An image is built here, before the request, as `Flow.deploy` and the CLI do.
+    """
     from nbflows.schedules import make_schedule, schedule_to_dict
 
     body = {
         key: kwargs[key]
-        for key in ("name", "work_pool_name", "work_queue_name", "parameters", "description")
+        for key in ("name", "work_pool_name", "work_queue_name", "parameters", "job_variables", "tags", "paused", "description")
         if kwargs.get(key) is not None
     }
     body["path"] = path
@@ -196,16 +198,21 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any]) -> dict[str, Any
         body["schedules"] = [schedule_to_dict(schedule)]
     image = kwargs.get("image")
     if image is not None:
-        spec = (
-            dataclasses.asdict(image)
-            if dataclasses.is_dataclass(image) and not isinstance(image, type)
-            else {"name": image}
+        from nbflows.images import DeploymentImage
+        from nbflows.packaging import build_for_deploy
+
+        if not isinstance(image, DeploymentImage):
+            image = DeploymentImage(name=str(image))
+        body["image"] = build_for_deploy(
+            path,
+            None,
+            image,
+            client.read_work_pool(kwargs["work_pool_name"]),
+            build=kwargs.get("build", True),
+            push=bool(kwargs.get("push", False)),
+            progress=print,
+            job_variables=kwargs.get("job_variables"),
         )
-        body["image"] = {
-            **{k: v for k, v in spec.items() if v is not None},
-            "build": kwargs.get("build", True),
-            "push": bool(kwargs.get("push", False)),
-        }
     return body
 
 

@@ -1,0 +1,78 @@
+"""`nbflows.deploy(...)`: deploy a notebook, or one `%%flow` cell of it, from any Python code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from nbflows.images import DeploymentImage
+
+
+def deploy(
+    notebook: str | Path,
+    name: str,
+    work_pool_name: str,
+    *,
+    flow_name: str | None = None,
+    work_queue_name: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    job_variables: Mapping[str, Any] | None = None,
+    cron: str | None = None,
+    interval: float | timedelta | None = None,
+    rrule: str | None = None,
+    timezone: str | None = None,
+    paused: bool = False,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+    image: DeploymentImage | str | None = None,
+    build: bool = True,
+    push: bool = False,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Deploy `notebook` (whole, or its `%%flow flow_name` cell) to a work pool; return the deployment.
+
+    The same request as `nbflows deploy PATH[:FLOW] ...`: the server freezes the notebook as a new
+    version; with `image`, the image is built here first (nothing is deployed if the build fails).
+    """
+    from nbflows.client import get_client
+    from nbflows.schedules import make_schedule, schedule_to_dict
+
+    client = client or get_client()
+    path = Path(notebook).resolve()
+    body: dict[str, Any] = {
+        "path": str(path),
+        "flow_name": flow_name,
+        "name": name,
+        "work_pool_name": work_pool_name,
+        "work_queue_name": work_queue_name,
+        "parameters": dict(parameters or {}),
+        "job_variables": dict(job_variables or {}),
+        "paused": paused,
+        "tags": list(tags or []),
+        "description": description,
+        "retries": retries,
+        "retry_delay": retry_delay,
+    }
+    if cron is not None or interval is not None or rrule is not None:
+        schedule = make_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
+        body["schedules"] = [schedule_to_dict(schedule)]
+    if image is not None:
+        from nbflows.packaging import build_for_deploy
+
+        if not isinstance(image, DeploymentImage):
+            image = DeploymentImage(name=image)
+        body["image"] = build_for_deploy(
+            path,
+            flow_name,
+            image,
+            client.read_work_pool(work_pool_name),
+            build=build,
+            push=push,
+            progress=print,
+            job_variables=job_variables,
+        )
+    return dict(client.deploy(**{k: v for k, v in body.items() if v is not None}))
