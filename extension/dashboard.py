@@ -22,7 +22,6 @@ import jinja2
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tornado import web
 
@@ -32,7 +31,6 @@ from nbflows.errors import NBFlowsError
 from nbflows.orchestrator import Orchestrator
 from nbflows.schemas import log_json
 from nbflows.states import StateType
-from nbflows.store import tables as t
 
 __all__ = ["HANDLERS", "render_notebook_html"]
 
@@ -172,16 +170,8 @@ def _pools_page(s: Session) -> list[dict[str, Any]]:
 
 
 def _upcoming_times(s: Session, deployment_id: str, limit: int) -> list[str | None]:
-    rows = s.scalars(
-        select(t.FlowRun.expected_start_time)
-        .where(
-            t.FlowRun.deployment_id == deployment_id,
-            t.FlowRun.state_type == StateType.SCHEDULED.value,
-        )
-        .order_by(t.FlowRun.expected_start_time)
-        .limit(limit)
-    ).all()
-    return [format_when(x) for x in rows]
+    runs = deployments.upcoming_runs(s, deployment_id, limit)
+    return [format_when(r.expected_start_time) for r in runs]
 
 
 def _deployments_page(s: Session) -> list[dict[str, Any]]:

@@ -357,19 +357,8 @@ class DeploymentUpcoming(NBFlowsHandler):
         limit = self.query("limit", 10, int)
 
         def upcoming(s: Session) -> list[dict[str, Any]]:
-            from sqlalchemy import select
-
             d = deployments.get_deployment(s, ref)
-            runs = s.scalars(
-                select(t.FlowRun)
-                .where(
-                    t.FlowRun.deployment_id == d.id,
-                    t.FlowRun.state_type == StateType.SCHEDULED.value,
-                )
-                .order_by(t.FlowRun.expected_start_time)
-                .limit(max(1, min(limit, 1000)))
-            ).all()
-            return flow_runs.runs_json(s, list(runs))
+            return flow_runs.runs_json(s, deployments.upcoming_runs(s, d.id, limit))
 
         self.reply(await self.orch.call(upcoming))
 

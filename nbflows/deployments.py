@@ -269,6 +269,21 @@ def delete_deployment(s: Session, ref: str) -> None:
     s.delete(d)
 
 
+def upcoming_runs(s: Session, deployment_id: str, limit: int = 10) -> list[t.FlowRun]:
+    """The deployment's SCHEDULED runs, soonest first."""
+    return list(
+        s.scalars(
+            select(t.FlowRun)
+            .where(
+                t.FlowRun.deployment_id == deployment_id,
+                t.FlowRun.state_type == StateType.SCHEDULED.value,
+            )
+            .order_by(t.FlowRun.expected_start_time)
+            .limit(max(1, min(limit, 1000)))
+        )
+    )
+
+
 def deployment_notebook(s: Session, ref: str, version: int | None = None) -> str:
     d = get_deployment(s, ref)
     row = s.get(t.DeploymentVersion, (d.id, version or d.version))

@@ -42,3 +42,9 @@ class InvalidInput(NBFlowsError):
     """Well-formed but invalid: a bad cron, an unknown parameter, a job variable outside the schema."""
 
     status = 422
+
+
+class ServiceUnavailable(NBFlowsError):
+    """The server is shutting down (or its store is unreachable): try again later."""
+
+    status = 503

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from .errors import ServiceUnavailable
 from .store.db import Database
 
 T = TypeVar("T")
@@ -86,9 +87,12 @@ class Orchestrator:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, partial(self._in_session, fn, *args, **kwargs)
-        )
+        work = partial(self._in_session, fn, *args, **kwargs)
+        try:
+            future = loop.run_in_executor(self._executor, work)
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            raise ServiceUnavailable("the nbflows server is shutting down; try again") from None
+        return await future
 
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.db.session() as session:
