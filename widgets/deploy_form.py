@@ -426,18 +426,24 @@ class DeployForm(widgets.VBox):
         self.deploy_button.disabled = True
         self.status.value = "deploying…"
         self.output.clear_output()
-        try:
-            with self.output:
-                deployment = self.deploy_callable(**request)
-        except NBFlowsError as exc:
-            self._fail(exc.message)
+        # Output's context manager swallows exceptions when a shell is around (it shows them
+        # itself), so the outcome is caught inside it and handled after.
+        outcome: dict[str, Any] = {}
+        with self.output:
+            try:
+                outcome["deployment"] = self.deploy_callable(**request)
+            except Exception as exc:
+                outcome["error"] = exc
+        self.deploy_button.disabled = False
+        error = outcome.get("error")
+        if isinstance(error, NBFlowsError):
+            self._fail(error.message)
             return None
-        except Exception as exc:
+        if error is not None:
             # A widget callback's exception would only reach the browser console: show it here.
-            self._fail(f"{type(exc).__name__}: {exc}")
+            self._fail(f"{type(error).__name__}: {error}")
             return None
-        finally:
-            self.deploy_button.disabled = False
+        deployment = outcome["deployment"]
         self.error = ""
         self.deployment = dict(deployment) if isinstance(deployment, Mapping) else {}
         self.status.value = self._success_html(deployment, request)
