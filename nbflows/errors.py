@@ -15,6 +15,10 @@ class NBFlowsError(Exception):
         self.message = message
         self.details = details
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: a user mistake reads as one clear line.
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self.message}"]
+
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "reason": type(self).__name__}
         if self.details:
