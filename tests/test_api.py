@@ -660,3 +660,41 @@ def test_schedules_are_idempotent_across_restarts(tmp_path: Path) -> None:
         assert len(times) >= 3
         assert len(times) == len(set(times)), "a scheduled time got two runs"
     assert set(first) <= set(third)
+
+
+READ_ONLY = '''
+from jupyter_server.auth.authorizer import Authorizer
+
+
+class ReadOnlyNBFlows(Authorizer):
+    """Users may look at nbflows but not change anything."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "nbflows" or action == "read"
+'''
+
+
+def test_every_route_is_authorized_on_the_nbflows_resource(tmp_path: Path) -> None:
+    import os
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "read_only_nbflows.py").write_text(READ_ONLY)
+    pythonpath = os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")]))
+    server = start_server(
+        tmp_path / "srv",
+        embedded_worker=False,
+        extra_args=["--ServerApp.authorizer_class=read_only_nbflows.ReadOnlyNBFlows"],
+        env={"PYTHONPATH": pythonpath},
+    )
+    try:
+        assert server.http("GET", "work_pools").status_code == 200
+        assert (
+            server.http("POST", "work_pools", json={"name": "p", "type": "process"}).status_code
+            == 403
+        )
+        assert server.http("POST", "work_pools/p/claim", json={"worker": "w"}).status_code == 403
+        assert server.http("DELETE", "deployments/x").status_code == 403
+        assert server.http("GET", "work_pools").json() == []
+    finally:
+        server.stop()
