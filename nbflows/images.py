@@ -960,6 +960,9 @@ class _BuildOutput:
         self._close_step()
 
     def _line(self, line: str) -> None:
+        # The engine colours a step's stderr with ANSI codes that can land mid-line between
+        # stdout and stderr chunks; users and error messages want the plain text.
+        line = _ANSI_RE.sub("", line)
         self._progress(line)
         step = _STEP_RE.match(line)
         if step:
@@ -979,6 +982,9 @@ class _BuildOutput:
         if self._open and self.error is None:
             self.steps.append(BuildStep(self._number, self.step, self._cached))
         self._open = False
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _build_error(plan: BuildPlan, output: _BuildOutput) -> ImageBuildError:
