@@ -87,7 +87,7 @@ class EmbeddedWorker:
         # while a run is still being given its chance to finish.
         cmd += [
             "--name",
-            f"embedded-{socket.gethostname()}-{os.getpid()}",
+            f"embedded-{socket.gethostname()}",
             "--grace",
             "10",
             *self.args,
