@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -87,7 +88,8 @@ class EmbeddedWorker:
         # while a run is still being given its chance to finish.
         cmd += [
             "--name",
-            f"embedded-{socket.gethostname()}",
+            # Stable across restarts (so its orphaned runs are recognised), distinct per server.
+            f"embedded-{socket.gethostname()}-{urlsplit(self.api_url).port}",
             "--grace",
             "10",
             *self.args,
