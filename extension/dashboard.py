@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-from datetime import datetime, timezone
+from datetime import timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from nbflows import deployments, flow_runs, heartbeats, logs
 from nbflows import work_pools as pools
 from nbflows.errors import NBFlowsError
 from nbflows.orchestrator import Orchestrator
+from nbflows.presentation import format_duration, parse_timestamp
 from nbflows.schemas import log_json
 from nbflows.states import StateType
 
@@ -49,37 +50,9 @@ TERMINAL = sorted(s.value for s in StateType if s.is_terminal)
 # Formatting (Jinja filters)
 
 
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def format_when(value: Any) -> str:
-    moment = _moment(value)
+    moment = parse_timestamp(value)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
-
-
-def format_duration(seconds: Any) -> str:
-    if seconds is None:
-        return "—"
-    seconds = float(seconds)
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def describe_schedule(schedule: dict[str, Any]) -> str:

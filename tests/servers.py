@@ -11,13 +11,34 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 DATA = Path(__file__).resolve().parent / "data"
+
+#: What points a client or kernel at a server or a flow run (set inside runs and Jupyter kernels).
+NBFLOWS_ENV = (
+    "NBFLOWS_FLOW_RUN_ID",
+    "NBFLOWS_FLOW_NAME",
+    "NBFLOWS_RUN_KIND",
+    "NBFLOWS_API_URL",
+    "NBFLOWS_API_TOKEN",
+    "JPY_SESSION_NAME",
+)
+
+
+def isolate_from_servers(monkeypatch: pytest.MonkeyPatch, runtime_dir: Path) -> None:
+    """Unset `NBFLOWS_ENV` and point Jupyter at `runtime_dir`, so that no server of this user is
+    discovered: a client finds a server only when the test says which."""
+    for name in NBFLOWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime_dir))
 
 
 def free_port() -> int:
@@ -86,12 +107,16 @@ class Server:
 def start_server(
     tmp: Path,
     *,
+    module: str = "jupyter_server",
     embedded_worker: bool = True,
     db_url: str | None = None,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     root: Path | None = None,
 ) -> Server:
+    """Start `python -m {module}` (`jupyter_server`, or `jupyterlab` for JupyterLab) with the
+    nbflows extension on a free port, its root a copy of `notebooks/` unless `root` is given,
+    and return it once its health endpoint answers."""
     tmp.mkdir(parents=True, exist_ok=True)
     root = root or tmp / "root"
     if not root.exists():
@@ -101,8 +126,9 @@ def start_server(
     token = secrets.token_hex(16)
     runtime = tmp / "runtime"
     runtime.mkdir(exist_ok=True)
+    # The server under test must not find the server or the run of the shell running the tests.
     full_env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in NBFLOWS_ENV},
         "NBFLOWS_DATABASE_URL": db_url,
         "JUPYTER_RUNTIME_DIR": str(runtime),
         "PYTHONUNBUFFERED": "1",
@@ -111,7 +137,7 @@ def start_server(
     args = [
         sys.executable,
         "-m",
-        "jupyter_server",
+        module,
         "--no-browser",
         "--allow-root",
         f"--port={port}",
@@ -141,7 +167,7 @@ def start_server(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter server exited early:\n{server.log()}")
+            raise RuntimeError(f"{module} exited early:\n{server.log()}")
         try:
             if server.http("GET", "health").status_code == 200:
                 return server
@@ -149,4 +175,4 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"jupyter server did not answer in 60 s:\n{server.log()}")
+    raise RuntimeError(f"{module} did not answer in 60 s:\n{server.log()}")

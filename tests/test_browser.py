@@ -7,9 +7,6 @@ Chromium comes from Debian (`/usr/bin/chromium`); Playwright drives it. Screensh
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,7 @@ import httpx
 import nbformat
 import pytest
 
-from .conftest import NOTEBOOKS, Server, free_port
+from .conftest import Server, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -169,71 +166,21 @@ def test_dashboard_pools_run_now_and_the_run_page(server: Server, page: Any) -> 
 
 
 def start_lab(tmp: Path) -> Server:
-    """`jupyter lab` with the nbflows extension (as `start_server` starts `jupyter server`)."""
-    root = tmp / "root"
-    root.mkdir(parents=True)
-    for item in NOTEBOOKS.glob("*.ipynb"):
-        (root / item.name).write_bytes(item.read_bytes())
-    db_url = f"sqlite:///{tmp / 'nbflows.db'}"
-    port = free_port()
-    token = secrets.token_hex(16)
-    runtime = tmp / "runtime"
-    runtime.mkdir()
+    """`jupyter lab` with the nbflows extension, as `start_server` starts `jupyter server`."""
     # Lab settings of the test's own: no "get Jupyter news?" prompt over the notebook.
     settings = tmp / "lab-settings"
     notification = settings / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
     (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    env = {
-        **os.environ,
-        "NBFLOWS_DATABASE_URL": db_url,
-        "JUPYTER_RUNTIME_DIR": str(runtime),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("NBFLOWS_API_URL", "NBFLOWS_API_TOKEN", "NBFLOWS_FLOW_RUN_ID"):
-        env.pop(name, None)
-    args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--allow-root",
-        f"--port={port}",
-        "--port-retries=0",
-        "--ip=127.0.0.1",
-        f"--ServerApp.root_dir={root}",
-        f"--IdentityProvider.token={token}",
-        "--ServerApp.jpserver_extensions={'nbflows.extension': True}",
-        "--NBFlowsExtension.scheduler_interval=1",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={tmp / 'lab-workspaces'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    log_path = tmp / f"lab-{port}.log"
-    process = subprocess.Popen(
-        args, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=root
+    return start_server(
+        tmp,
+        module="jupyterlab",
+        extra_args=[
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={tmp / 'lab-workspaces'}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
     )
-    lab = Server(
-        url=f"http://127.0.0.1:{port}/",
-        token=token,
-        root=root,
-        db_url=db_url,
-        process=process,
-        log_path=log_path,
-        env={"NBFLOWS_DATABASE_URL": db_url, "JUPYTER_RUNTIME_DIR": str(runtime)},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited early:\n{lab.log()}")
-        try:
-            if lab.http("GET", "health").status_code == 200:
-                return lab
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    lab.stop()
-    raise RuntimeError(f"jupyter lab did not answer in 60 s:\n{lab.log()}")
 
 
 @pytest.fixture

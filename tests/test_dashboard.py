@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import html
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +11,12 @@ import httpx
 import pytest
 
 from .conftest import Server, start_server
+from .waiting import wait_for
 
 
 def page(server: Server, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"token {server.token}"}
     return httpx.get(server.url + path, headers=headers, timeout=60, **kwargs)
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Wait for `condition()` to be truthy (a safety limit, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -53,7 +40,7 @@ def populated(server: Server) -> dict[str, Any]:
     )
     final = client.watch_flow_run(run["id"], timeout=120)
     assert final["state"]["type"] == "COMPLETED", final["state"]
-    until(lambda: client.read_work_pool("my-pool")["workers_online"], "the embedded worker")
+    wait_for(lambda: client.read_work_pool("my-pool")["workers_online"], "the embedded worker")
     client.close()
     return {"deployment": deployment, "run": final}
 

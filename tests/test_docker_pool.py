@@ -21,10 +21,10 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import nbformat
 import pytest
@@ -35,10 +35,10 @@ from nbflows.workers.docker import LABEL_FLOW_RUN
 
 from .docker_support import docker_client, local_base_image, remove_image
 from .servers import DATA, NOTEBOOKS, Server, start_server
+from .waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-T = TypeVar("T")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 #: Image names this module builds, unique to the run (so that concurrent runs do not remove each
 #: other's images); all removed at the end, their parent layers kept as the engine's cache.
@@ -140,17 +140,6 @@ def cli_ok(server: Server, *args: str, cwd: Path | None = None) -> str:
     done = server.cli(*args, timeout=600, cwd=cwd)
     assert done.returncode == 0, f"nbflows {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 180) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def run_to_end(server: Server, ref: str, **fields: Any) -> dict[str, Any]:
@@ -305,8 +294,12 @@ def test_whole_notebook_run_relays_child_flow_runs(server: Server, tutorial: Dep
     assert state_of(run) == ("COMPLETED", "")
     with server.client() as api:
         children = api.list_flow_runs(parent_run_id=str(run["id"]))
-    assert [(c["flow_name"], state_of(c)[0]) for c in children] == [("get_repo_info", "COMPLETED")]
-    assert "Stars 🌠 : 16200" in messages(server, str(children[0]["id"]))
+    by_name = {c["flow_name"]: c for c in children}
+    assert sorted((c["flow_name"], state_of(c)[0]) for c in children) == [
+        ("get_repo_info", "COMPLETED"),
+        ("summarize_repos", "COMPLETED"),
+    ]
+    assert "Stars 🌠 : 16200" in messages(server, str(by_name["get_repo_info"]["id"]))
     assert "Stars 🌠 : 16200" in messages(server, str(run["id"]))
 
 
@@ -659,7 +652,9 @@ def test_cancelling_a_sleeping_run_stops_and_removes_its_container(
     deploy_case(server, cases_pool, "docker_sleep.ipynb", "long")
     with server.client() as api:
         run_id = str(api.create_flow_run_from_deployment("docker_sleep/long")["id"])
-        wait_for(lambda: "sleeping 600" in messages(server, run_id), "the run to sleep")
+        wait_for(
+            lambda: "sleeping 600" in messages(server, run_id), "the run to sleep", timeout=180
+        )
         assert [c.status for c in containers_of(engine, run_id)] == ["running"]
         api.cancel_flow_run(run_id)
         run = api.watch_flow_run(run_id, timeout=120)

@@ -34,14 +34,7 @@ from nbflows.kernel_magics import (
     set_reporter,
 )
 
-NBFLOWS_ENV = (
-    "NBFLOWS_FLOW_RUN_ID",
-    "NBFLOWS_FLOW_NAME",
-    "NBFLOWS_RUN_KIND",
-    "NBFLOWS_API_URL",
-    "NBFLOWS_API_TOKEN",
-    "JPY_SESSION_NAME",
-)
+from .servers import NBFLOWS_ENV, isolate_from_servers
 
 
 class RecordingReporter:
@@ -99,10 +92,8 @@ def ip() -> InteractiveShell:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in NBFLOWS_ENV:
-        monkeypatch.delenv(name, raising=False)
     # No Jupyter server of this user is discovered: "no server" is the default here.
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    isolate_from_servers(monkeypatch, tmp_path / "runtime")
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,41 +20,20 @@ import nbflows.widgets as nbw
 from nbflows.client import Client
 
 from .conftest import Server, free_port
-
-NBFLOWS_ENV = (
-    "NBFLOWS_FLOW_RUN_ID",
-    "NBFLOWS_FLOW_NAME",
-    "NBFLOWS_RUN_KIND",
-    "NBFLOWS_API_URL",
-    "NBFLOWS_API_TOKEN",
-    "JPY_SESSION_NAME",
-)
+from .servers import isolate_from_servers
+from .waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in NBFLOWS_ENV:
-        monkeypatch.delenv(name, raising=False)
     # No Jupyter server of this user is discovered unless a test says so.
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-runtime"))
+    isolate_from_servers(monkeypatch, tmp_path / "no-runtime")
 
 
 @pytest.fixture
 def client(server: Server) -> Iterator[Client]:
     with server.client() as c:
         yield c
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Wait for `condition()` to be truthy (a safety limit, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def write_notebook(path: Path, parameters: str, *sources: str) -> Path:
@@ -133,7 +111,7 @@ def test_pool_picker_refresh_picks_up_a_new_pool_and_keeps_the_choice(server, cl
 def test_pool_picker_first_chooses_a_pool_a_worker_serves(client):
     client.create_work_pool("a-docker", "docker")  # no worker serves it here
     client.create_work_pool("z-local", "process")  # the embedded worker does
-    until(lambda: client.read_work_pool("z-local")["workers_online"], "the embedded worker")
+    wait_for(lambda: client.read_work_pool("z-local")["workers_online"], "the embedded worker")
     picker = nbw.pool_picker(client=client)
     assert [v for _, v in picker.dropdown.options] == ["a-docker", "z-local"]
     assert picker.value == "z-local"
@@ -390,16 +368,16 @@ def test_run_logs_shows_lines_while_the_run_executes_and_caps_them(bare_server):
     run = client.create_flow_run_from_deployment(deployment["id"])
 
     view = nbw.run_logs(run["id"], client=client, max_lines=5)
-    until(lambda: view.state == "SCHEDULED", "the first state")
+    wait_for(lambda: view.state == "SCHEDULED", "the first state")
     assert "no log lines yet" in view.log_view.value
 
     [claimed] = client.claim("remote", "test-worker", limit=1)
     assert claimed["flow_run"]["id"] == run["id"]
     client.set_flow_run_state(run["id"], "RUNNING")
-    until(lambda: view.state == "RUNNING", "RUNNING")
+    wait_for(lambda: view.state == "RUNNING", "RUNNING")
 
     client.write_logs(run["id"], ["step 1 <starting>", "step 2"])
-    until(lambda: view.lines == ["step 1 <starting>", "step 2"], "the first lines")
+    wait_for(lambda: view.lines == ["step 1 <starting>", "step 2"], "the first lines")
     assert "step 1 &lt;starting&gt;" in view.log_view.value
     assert not view.done
     assert view.show_all_button.layout.display == "none"
@@ -407,7 +385,7 @@ def test_run_logs_shows_lines_while_the_run_executes_and_caps_them(bare_server):
     client.write_logs(
         run["id"], [f"row {i}" for i in range(10)] + [{"message": "boom", "source": "stderr"}]
     )
-    until(lambda: view.line_count == 13, "the second batch")
+    wait_for(lambda: view.line_count == 13, "the second batch")
     assert view.lines == ["row 6", "row 7", "row 8", "row 9", "boom"]
     assert "8 earlier lines not shown" in view.log_view.value
     assert view.show_all_button.layout.display == ""

@@ -10,11 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -23,24 +22,12 @@ from nbflows.workers import get_worker_class
 from nbflows.workers.process import ProcessWorker
 
 from .servers import DATA, Server
+from .waiting import wait_for
 
-T = TypeVar("T")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def state_of(run: dict[str, Any]) -> str:
@@ -89,7 +76,7 @@ def kernel_pid(server: Server, run_id: str) -> int:
         return None
 
     try:
-        return wait_for(printed, f"the kernel pid in the log of run {run_id}")
+        return wait_for(printed, f"the kernel pid in the log of run {run_id}", timeout=120)
     except pytest.fail.Exception:
         with server.client() as api:
             run = api.read_flow_run(run_id)
@@ -176,6 +163,7 @@ def wait_online(server: Server, pool: str, count: int) -> None:
         wait_for(
             lambda: sum(w["status"] == "ONLINE" for w in api.list_workers(pool)) >= count,
             f"{count} worker(s) online in pool {pool}",
+            timeout=120,
         )
 
 
@@ -306,7 +294,7 @@ def test_cancelling_a_running_run_kills_its_kernel(server: Server) -> None:
     assert cancelled.returncode == 0, cancelled.stderr
     run = wait_state(server, run_id, TERMINAL)
     assert state_of(run) == "CANCELLED", run["state"]
-    wait_for(lambda: gone(pid), f"kernel {pid} to be gone")
+    wait_for(lambda: gone(pid), f"kernel {pid} to be gone", timeout=120)
     notebook = server.http("GET", f"flow_runs/{run_id}/notebook").json()
     outputs = [out for cell in notebook["cells"] for out in cell.get("outputs", [])]
     assert [x.get("text") for x in outputs if x["output_type"] == "stream"] == [
@@ -358,9 +346,16 @@ def test_flow_cells_of_a_notebook_run_become_child_runs(server: Server) -> None:
     assert state_of(run) == "COMPLETED", run["state"]
     with server.client() as api:
         children = api.list_flow_runs(parent_run_id=run_id)
-    assert [(c["flow_name"], state_of(c)) for c in children] == [("get_repo_info", "COMPLETED")]
-    child_lines = messages(server, children[0]["id"])
+    by_name = {c["flow_name"]: c for c in children}
+    assert sorted((c["flow_name"], state_of(c)) for c in children) == [
+        ("get_repo_info", "COMPLETED"),
+        ("summarize_repos", "COMPLETED"),
+    ]
+    child_lines = messages(server, by_name["get_repo_info"]["id"])
     assert "Stars 🌠 : 16200" in child_lines
+    assert "5 repositories, 50900 stars, 13780 forks" in messages(
+        server, by_name["summarize_repos"]["id"]
+    )
     assert "Stars 🌠 : 16200" in messages(server, run_id, "stdout")
 
 

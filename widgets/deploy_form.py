@@ -21,9 +21,9 @@ from traitlets import Dict, Unicode
 
 from nbflows.client import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
+from nbflows.presentation import format_timestamp, parse_timestamp
 
 from .pool_picker import PoolPicker
-from .run_logs import format_timestamp
 
 __all__ = ["CRON_PRESETS", "INTERVAL_PRESETS", "DeployForm", "deploy_form", "parameter_input"]
 
@@ -188,7 +188,16 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
 
     body = {
         key: kwargs[key]
-        for key in ("name", "work_pool_name", "work_queue_name", "parameters", "job_variables", "tags", "paused", "description")
+        for key in (
+            "name",
+            "work_pool_name",
+            "work_queue_name",
+            "parameters",
+            "job_variables",
+            "tags",
+            "paused",
+            "description",
+        )
         if kwargs.get(key) is not None
     }
     body["path"] = path
@@ -592,8 +601,6 @@ class DeployForm(widgets.VBox):
 
 def _in_zone(value: str | None, zone: str) -> str:
     from zoneinfo import ZoneInfo
-
-    from .run_logs import parse_timestamp
 
     moment = parse_timestamp(value)
     if moment is None:

@@ -16,14 +16,15 @@ from traitlets import List, Unicode
 
 from nbflows.client import Client, get_client
 from nbflows.errors import NBFlowsError
-
-from .run_logs import (
+from nbflows.presentation import (
     STATE_COLOURS,
-    dashboard_link,
+    UNKNOWN_STATE_COLOUR,
     format_duration,
     format_timestamp,
     state_badge,
 )
+
+from .run_logs import dashboard_link
 
 __all__ = ["RunHistory", "run_history", "timeline_svg"]
 
@@ -59,7 +60,7 @@ def timeline_svg(runs: Sequence[Mapping[str, Any]]) -> str:
     bars = []
     for i, run in enumerate(ordered):
         state = run.get("state") or {}
-        colour = STATE_COLOURS.get(str(state.get("type")), "#9e9e9e")
+        colour = STATE_COLOURS.get(str(state.get("type")), UNKNOWN_STATE_COLOUR)
         duration = run.get("duration")
         # A run that has not started is a short stub, so it still shows (and has a tooltip).
         height = max(3.0, float(duration) / longest * (_CHART_HEIGHT - 4)) if duration else 3.0

@@ -7,9 +7,6 @@ which is safe from any thread, so the view keeps moving while the kernel runs ot
 Each page of lines is one update of one HTML widget holding at most `max_lines` lines (the
 last ones): `Output.append_stdout` would re-send every earlier line with each new one. A
 "show all" button fetches the whole log from the server when the user asks for it.
-
-This module also holds the small vocabulary every run view shares (state colours, badges,
-durations, timestamps).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -28,30 +25,13 @@ from traitlets import Bool, Dict, Int, Unicode
 
 from nbflows.client import MAX_WAIT, TERMINAL_STATES, Client, get_client
 from nbflows.errors import NBFlowsError, NotFound
+from nbflows.presentation import format_duration, format_timestamp, parse_timestamp, state_badge
 
 __all__ = [
-    "STATE_COLOURS",
     "RunLogs",
     "dashboard_link",
-    "format_duration",
-    "format_timestamp",
     "run_logs",
-    "state_badge",
 ]
-
-#: Badge colour of each state type (the dashboard's CSS uses the same palette).
-STATE_COLOURS = {
-    "SCHEDULED": "#5c6bc0",
-    "PENDING": "#78909c",
-    "RUNNING": "#1e88e5",
-    "COMPLETED": "#2e7d32",
-    "FAILED": "#c62828",
-    "CRASHED": "#d84315",
-    "CANCELLING": "#8d6e63",
-    "CANCELLED": "#757575",
-    "PAUSED": "#f9a825",
-}
-_LATE_COLOUR = "#ef6c00"
 
 #: Lines shown by default; the rest stay on the server until "show all".
 DEFAULT_MAX_LINES = 500
@@ -67,54 +47,6 @@ _SOURCE_STYLES = {
     "error": "color: var(--jp-error-color1, #c62828); font-weight: 600",
     "worker": "color: var(--jp-ui-font-color2, #757575); font-style: italic",
 }
-
-
-def state_badge(state: Mapping[str, Any] | None) -> str:
-    """HTML of a coloured badge for a run's `state` (`{"type", "name", ...}`)."""
-    state = state or {}
-    kind = str(state.get("type") or "UNKNOWN")
-    name = str(state.get("name") or kind.title())
-    colour = _LATE_COLOUR if name == "Late" else STATE_COLOURS.get(kind, "#9e9e9e")
-    return (
-        f'<span class="nbflows-state" title="{html.escape(kind)}" style="background:{colour};'
-        "color:white;border-radius:10px;padding:1px 8px;font-size:90%;font-weight:600;"
-        f'white-space:nowrap">{html.escape(name)}</span>'
-    )
-
-
-def format_duration(seconds: float | None) -> str:
-    """`0.25 s`, `12.3 s`, `4 min 05 s`, `2 h 03 min`; an em dash when unknown."""
-    if seconds is None:
-        return "—"
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    """An API timestamp (ISO 8601, UTC) as an aware datetime."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def format_timestamp(value: str | None, *, seconds: bool = True) -> str:
-    """`2024-05-01 06:00:03 UTC` from an API timestamp; an em dash when there is none."""
-    moment = parse_timestamp(value)
-    if moment is None:
-        return "—"
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return moment.astimezone(timezone.utc).strftime(fmt) + " UTC"
 
 
 def dashboard_link(client: Client, *parts: str) -> str:

@@ -27,10 +27,11 @@ import socket
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from nbflows.client import TERMINAL_STATES, Client
@@ -45,6 +46,7 @@ __all__ = [
     "POOL_REFRESH_INTERVAL",
     "BaseWorker",
     "ClaimedRun",
+    "DeploymentNotebooks",
     "Outcome",
     "default_worker_name",
 ]
@@ -61,6 +63,8 @@ CLAIM_WAIT = 20.0
 POOL_REFRESH_INTERVAL = 2.0
 #: How long a state change is retried while the server cannot be reached.
 STATE_RETRY_FOR = 60.0
+#: Frozen notebooks of this many (deployment, version) pairs are kept in memory.
+NOTEBOOK_CACHE_SIZE = 32
 #: How long cancelled runs may take to stop when the worker shuts down before they are given up.
 CANCEL_TIMEOUT = 30.0
 
@@ -112,6 +116,13 @@ class ClaimedRun:
             text += f" of {self.flow_run['deployment_name']}"
         return text
 
+    @property
+    def deployment_version(self) -> int | None:
+        """The deployment version the run was claimed with (the deployment's current one when
+        the run does not say)."""
+        version = self.flow_run.get("deployment_version") or (self.deployment or {}).get("version")
+        return int(version) if version is not None else None
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -123,6 +134,35 @@ class Outcome:
     state: EndState
     message: str = ""
     notebook: Mapping[str, Any] | None = None
+
+
+NotebookT = TypeVar("NotebookT")
+
+
+class DeploymentNotebooks(Generic[NotebookT]):
+    """The deployment notebooks a worker has read, by (deployment id, version): a version's
+    notebook never changes, so runs of the same version read it once. Thread-safe; keeps the
+    `NOTEBOOK_CACHE_SIZE` most recently used."""
+
+    def __init__(self) -> None:
+        self._notebooks: OrderedDict[tuple[str, int | None], NotebookT] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, claimed: ClaimedRun, load: Callable[[str, int | None], NotebookT]) -> NotebookT:
+        """The notebook of the version `claimed` runs, from `load(deployment_id, version)` when
+        it is not kept yet; what `load` raises propagates and nothing is kept."""
+        key = (str((claimed.deployment or {})["id"]), claimed.deployment_version)
+        with self._lock:
+            cached = self._notebooks.get(key)
+            if cached is not None:
+                self._notebooks.move_to_end(key)
+                return cached
+        notebook = load(*key)
+        with self._lock:
+            self._notebooks[key] = notebook
+            while len(self._notebooks) > NOTEBOOK_CACHE_SIZE:
+                self._notebooks.popitem(last=False)
+        return notebook
 
 
 @dataclass(eq=False)
@@ -202,6 +242,12 @@ class BaseWorker:
         raised here makes the run CRASHED.
         """
         raise NotImplementedError
+
+    def without_deployment(self) -> Outcome:
+        """How a claimed run without a deployment ends: pool types run deployments only."""
+        return Outcome(
+            "FAILED", f"the run has no deployment: a {self.type} worker has nothing to run"
+        )
 
     def teardown(self) -> None:
         """Release the infrastructure once no run executes any more."""

@@ -52,7 +52,6 @@ import sys
 import tarfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,7 +59,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import NBFlowsError
-from nbflows.workers.base import BaseWorker, ClaimedRun, EndState, Outcome
+from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
 if TYPE_CHECKING:
@@ -91,8 +90,6 @@ STOP_TIMEOUT = 10
 TIMEOUT_MARGIN = 30.0
 #: How often a running container is checked for cancellation, timeout and exit.
 POLL_INTERVAL = 0.2
-#: Frozen notebooks of this many (deployment, version) pairs are kept in memory.
-NOTEBOOK_CACHE_SIZE = 32
 #: Lines of a container's plain output kept to explain an exit that left no result.
 _TAIL_LINES = 20
 
@@ -125,8 +122,7 @@ class DockerWorker(BaseWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._notebooks: OrderedDict[tuple[str, int | None], dict[str, Any]] = OrderedDict()
-        self._notebooks_lock = threading.Lock()
+        self._notebooks: DeploymentNotebooks[dict[str, Any]] = DeploymentNotebooks()
 
     def setup(self) -> None:
         from nbflows.images import docker_client
@@ -142,9 +138,7 @@ class DockerWorker(BaseWorker):
         config = claimed.job_configuration
         deployment = claimed.deployment
         if deployment is None:
-            return Outcome(
-                "FAILED", "the run has no deployment: a docker worker has nothing to run"
-            )
+            return self.without_deployment()
         reference = config.get("image") or (deployment.get("image") or {}).get("reference")
         if not reference:
             return Outcome(
@@ -253,7 +247,7 @@ class DockerWorker(BaseWorker):
         )
         reporter.log(
             f"worker '{self.name}' runs {deployment.get('full_name')} (version "
-            f"{claimed.flow_run.get('deployment_version') or deployment.get('version')}, attempt "
+            f"{claimed.deployment_version}, attempt "
             f"{claimed.flow_run.get('attempt', 1)}) in container {container.name} from image "
             f"{container.attrs['Config']['Image']}" + (f" ({limits})" if limits else "")
         )
@@ -348,28 +342,15 @@ class DockerWorker(BaseWorker):
     def _notebook(self, claimed: ClaimedRun, reporter: RunReporter) -> dict[str, Any] | None:
         """The deployment's notebook as frozen in the run's version; None (the image's copy
         runs) when the API cannot give it."""
-        deployment = claimed.deployment or {}
-        version = claimed.flow_run.get("deployment_version") or deployment.get("version")
-        key = (str(deployment["id"]), int(version) if version is not None else None)
-        with self._notebooks_lock:
-            cached = self._notebooks.get(key)
-            if cached is not None:
-                self._notebooks.move_to_end(key)
-                return cached
         try:
-            notebook = self.client.read_deployment_notebook(key[0], key[1])
+            return self._notebooks.get(claimed, self.client.read_deployment_notebook)
         except NBFlowsError as exc:
             reporter.log(
-                f"could not read version {version} of the deployment's notebook ({exc}); "
-                "running the notebook baked into the image",
+                f"could not read version {claimed.deployment_version} of the deployment's "
+                f"notebook ({exc}); running the notebook baked into the image",
                 logging.WARNING,
             )
             return None
-        with self._notebooks_lock:
-            self._notebooks[key] = notebook
-            while len(self._notebooks) > NOTEBOOK_CACHE_SIZE:
-                self._notebooks.popitem(last=False)
-        return notebook
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,11 +13,10 @@ import logging
 import os
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nbflows.workers.base import BaseWorker, ClaimedRun, EndState, Outcome
+from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
 if TYPE_CHECKING:
@@ -27,9 +26,6 @@ if TYPE_CHECKING:
     from nbflows.kernel_pool import KernelPool
 
 __all__ = ["ProcessWorker", "run_environment"]
-
-#: Executed notebooks of this many (deployment, version) pairs are kept in memory.
-NOTEBOOK_CACHE_SIZE = 32
 
 _OUTCOMES: dict[str, EndState] = {
     "completed": "COMPLETED",
@@ -67,8 +63,7 @@ class ProcessWorker(BaseWorker):
         super().__init__(*args, **kwargs)
         self.max_spare_kernels = max_spare_kernels
         self._kernels: KernelPool | None = None
-        self._notebooks: OrderedDict[tuple[str, int | None], NotebookNode] = OrderedDict()
-        self._notebooks_lock = threading.Lock()
+        self._notebooks: DeploymentNotebooks[NotebookNode] = DeploymentNotebooks()
 
     def setup(self) -> None:
         # papermill, nbclient and jupyter_client load here (about 2 s), not in the first run
@@ -91,9 +86,7 @@ class ProcessWorker(BaseWorker):
         config = claimed.job_configuration
         deployment = claimed.deployment
         if deployment is None:
-            return Outcome(
-                "FAILED", "the run has no deployment: a process worker has nothing to run"
-            )
+            return self.without_deployment()
         if config.get("command"):
             return Outcome(
                 "FAILED",
@@ -106,7 +99,7 @@ class ProcessWorker(BaseWorker):
         kernel_name = config.get("kernel_name") or None
         reporter.log(
             f"worker '{self.name}' runs {deployment.get('full_name')} "
-            f"(version {claimed.flow_run.get('deployment_version') or deployment.get('version')}, "
+            f"(version {claimed.deployment_version}, "
             f"attempt {claimed.flow_run.get('attempt', 1)}) in {cwd}"
         )
         result = execute(
@@ -128,22 +121,12 @@ class ProcessWorker(BaseWorker):
         """The deployment's notebook as frozen in the version the run was claimed with."""
         import nbformat
 
-        deployment = claimed.deployment or {}
-        version = claimed.flow_run.get("deployment_version") or deployment.get("version")
-        key = (str(deployment["id"]), int(version) if version is not None else None)
-        with self._notebooks_lock:
-            cached = self._notebooks.get(key)
-            if cached is not None:
-                self._notebooks.move_to_end(key)
-                return cached
-        # Through the JSON reader: it joins the line lists of the file format into strings.
-        text = json.dumps(self.client.read_deployment_notebook(key[0], key[1]))
-        notebook = nbformat.reads(text, as_version=4)
-        with self._notebooks_lock:
-            self._notebooks[key] = notebook
-            while len(self._notebooks) > NOTEBOOK_CACHE_SIZE:
-                self._notebooks.popitem(last=False)
-        return notebook
+        def load(deployment_id: str, version: int | None) -> NotebookNode:
+            # Through the JSON reader: it joins the line lists of the file format into strings.
+            text = json.dumps(self.client.read_deployment_notebook(deployment_id, version))
+            return nbformat.reads(text, as_version=4)
+
+        return self._notebooks.get(claimed, load)
 
     def _working_dir(self, claimed: ClaimedRun, reporter: RunReporter) -> str:
         configured = claimed.job_configuration.get("working_dir")
