@@ -27,7 +27,7 @@ run: setup
 
 ## The same without JupyterLab's UI: `nbflows server`.
 server: setup
-	$(BIN)/nbflows server --port $(PORT) --root-dir notebooks
+	$(BIN)/nbflows server --port $(PORT) --root-dir notebooks $(ROOT_FLAG)
 
 test: setup
 	$(BIN)/ruff check .
