@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -53,12 +54,46 @@ def _new_kernel_manager(kernel_name: str) -> AsyncKernelManager:
     runtime = jupyter_runtime_dir()
     os.makedirs(runtime, mode=0o700, exist_ok=True)
     name = f"nbflows-{uuid.uuid4().hex[:12]}"
+    sockets = _socket_dir(runtime)
+    if sockets is None:  # no short enough private folder: TCP on loopback after all
+        return AsyncKernelManager(
+            kernel_name=kernel_name, connection_file=os.path.join(runtime, f"{name}.json")
+        )
     return AsyncKernelManager(
         kernel_name=kernel_name,
         transport="ipc",
-        ip=os.path.join(runtime, f"{name}-ipc"),
+        ip=os.path.join(sockets, f"{name}-ipc"),
         connection_file=os.path.join(runtime, f"{name}.json"),
     )
+
+
+#: `<dir>/nbflows-<12 hex>-ipc-<port>` must fit in sun_path (107 bytes on Linux).
+_SOCKET_NAME_ROOM = len("/nbflows-0123456789ab-ipc-99999")
+_SUN_PATH_MAX = 107
+
+
+def _socket_dir(runtime: str) -> str | None:
+    """A private folder for kernel sockets whose paths fit in a Unix socket address.
+
+    The Jupyter runtime dir when its path is short enough; otherwise a folder of this process
+    under the system temp dir (deep runtime dirs are common: tests, containers, home dirs).
+    """
+    if len(runtime) + _SOCKET_NAME_ROOM <= _SUN_PATH_MAX:
+        return runtime
+    return _private_socket_dir()
+
+
+@functools.lru_cache(maxsize=1)
+def _private_socket_dir() -> str | None:
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="nbflows-k")  # mode 0700
+    if len(folder) + _SOCKET_NAME_ROOM > _SUN_PATH_MAX:
+        os.rmdir(folder)
+        return None
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def new_client(km: AsyncKernelManager) -> Any:

@@ -502,3 +502,15 @@ def test_papermill_can_load_the_engine_from_its_entry_point(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "NBFlowsEngine"
+
+
+def test_kernels_start_under_a_deep_runtime_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unix socket paths cannot exceed ~107 bytes: a deep JUPYTER_RUNTIME_DIR must not stop kernels.
+    deep = tmp_path / ("runtime-" + "d" * 100)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(deep))
+    rec = Recorder()
+    result = run(notebook("print('deep ok')"), tmp_path, None, rec)
+    assert result.status == "completed", result.message
+    assert ("stdout", "deep ok", 0) in rec.triples()
