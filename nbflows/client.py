@@ -462,13 +462,28 @@ class Client:
         return cast(list[dict[str, Any]], result)
 
     def heartbeat(
-        self, pool: str, worker: str, running: Iterable[str], limit: int | None = None
+        self,
+        pool: str,
+        worker: str,
+        running: Iterable[str],
+        limit: int | None = None,
+        heartbeat_interval: float | None = None,
+        wait: float = 0,
     ) -> dict[str, Any]:
-        """Report the runs this worker is executing; the answer lists runs it must cancel."""
+        """Report the runs this worker is executing; the answer lists runs it must cancel.
+
+        With `wait`, the server holds the request up to that long and answers as soon as one of
+        the worker's runs is to be cancelled (so cancellation does not wait for the next beat).
+        """
         body: dict[str, Any] = {"name": worker, "running": list(running)}
         if limit is not None:
             body["limit"] = limit
-        return cast(dict[str, Any], self._post(f"work_pools/{_seg(pool)}/workers/heartbeat", body))
+        if heartbeat_interval is not None:
+            body["heartbeat_interval"] = heartbeat_interval
+        if wait:
+            body["wait"] = wait
+        path = f"work_pools/{_seg(pool)}/workers/heartbeat"
+        return cast(dict[str, Any], self._post(path, body, timeout=self._long_timeout(wait)))
 
     def list_workers(self, pool: str) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], self._get(f"work_pools/{_seg(pool)}/workers"))

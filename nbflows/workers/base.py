@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
-from urllib.parse import quote
 
 from nbflows.client import TERMINAL_STATES, Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
@@ -569,20 +568,14 @@ class BaseWorker:
     def _beat(self, pool: _ServedPool, wait: float = 0) -> dict[str, Any] | None:
         with self._slots:
             running = [i for i, a in self._active.items() if a.claimed.pool == pool.name]
-        body: dict[str, Any] = {
-            "name": self.name,
-            "running": running,
-            "limit": self.limit,
-            "heartbeat_interval": self.heartbeat_interval,
-        }
-        if wait:
-            body["wait"] = wait
         try:
-            answer = self.client.request(
-                "POST",
-                f"work_pools/{quote(pool.name, safe='')}/workers/heartbeat",
-                json_body=body,
-                timeout=self.client.timeout + wait,
+            answer = self.client.heartbeat(
+                pool.name,
+                self.name,
+                running,
+                limit=self.limit,
+                heartbeat_interval=self.heartbeat_interval,
+                wait=wait,
             )
         except NotFound:
             pool.stopped.set()
