@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -35,11 +36,14 @@ class NBFlowsHandler(APIHandler):
         if value is None or value == "":
             return default
         try:
-            return cast(value)
+            parsed = cast(value)
         except ValueError:
             raise BadRequest(
                 f"query parameter '{name}' must be {cast.__name__}, not {value!r}"
             ) from None
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise BadRequest(f"query parameter '{name}' must be a finite number, not {value!r}")
+        return parsed
 
     def reply(self, data: Any, status: int = 200, location: str | None = None) -> None:
         self.set_status(status)

@@ -228,9 +228,13 @@ class Claim(NBFlowsHandler):
 
 def _hand_back(s: Session, run_ids: list[str]) -> None:
     for run_id in run_ids:
-        flow_runs.set_state(
-            s, run_id, SetState(type="SCHEDULED", message="handed back: the worker hung up")
-        )
+        run = flow_runs.get_flow_run(s, run_id, lock=True)
+        if run.state_type == StateType.PENDING.value:
+            flow_runs.transition(
+                run, StateType.SCHEDULED, message="handed back: the worker hung up"
+            )
+        elif run.state_type == StateType.CANCELLING.value:  # cancelled meanwhile, never started
+            flow_runs.transition(run, StateType.CANCELLED, message="cancelled before it started")
 
 
 class Heartbeat(NBFlowsHandler):
@@ -239,9 +243,10 @@ class Heartbeat(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, pool: str) -> None:
-        data = self.body()
-        wait = float(data.pop("wait", 0) or 0) if isinstance(data, dict) else 0.0
-        req = parse(HeartbeatRequest, data)
+        req = parse(HeartbeatRequest, self.body())
+        # Never hold a beat longer than the worker's own interval: the scheduler counts
+        # missed beats from the last one recorded.
+        wait = min(req.wait, req.heartbeat_interval or heartbeats.DEFAULT_INTERVAL, MAX_WAIT)
 
         def beat(s: Session) -> tuple[str, dict[str, Any]]:
             return pools.get_work_pool(s, pool).id, heartbeats.heartbeat(s, pool, req)
@@ -251,7 +256,7 @@ class Heartbeat(NBFlowsHandler):
             pool_id, out = await self.orch.call(beat)
             self.orch.pool_ids[pool] = pool_id
             if not out["cancel"] and wait > 0 and pool_id == known_id:
-                await sub.wait(min(wait, MAX_WAIT))
+                await sub.wait(wait)
                 out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
         self.reply(out)
 

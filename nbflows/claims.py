@@ -115,9 +115,13 @@ def _candidates(s: Session, queue: t.WorkQueue, now: datetime, take: int) -> lis
 def next_due_time(s: Session, pool_name: str) -> datetime | None:
     """When the pool's earliest future SCHEDULED run becomes due (for long-poll wake-ups)."""
     pool = get_work_pool(s, pool_name)
+    # Only future runs: a due run that cannot be claimed (paused, at a concurrency limit) is
+    # waited for through notifications, not by polling the store.
     return s.scalar(
         select(func.min(t.FlowRun.expected_start_time)).where(
-            t.FlowRun.work_pool_id == pool.id, t.FlowRun.state_type == StateType.SCHEDULED.value
+            t.FlowRun.work_pool_id == pool.id,
+            t.FlowRun.state_type == StateType.SCHEDULED.value,
+            t.FlowRun.expected_start_time > t.utcnow(),
         )
     )
 

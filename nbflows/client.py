@@ -612,8 +612,11 @@ class Client:
         name: str | None = None,
         message: str | None = None,
         retry: bool = False,
+        worker: str | None = None,
     ) -> dict[str, Any]:
-        body = _drop_none({"type": type, "name": name, "message": message})
+        """Change a run's state; a `worker` reporting is refused (Conflict) once it no longer
+        holds the run (it was crashed and retried elsewhere, say)."""
+        body = _drop_none({"type": type, "name": name, "message": message, "worker": worker})
         if retry:
             body["retry"] = True
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/set_state", body))

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import job_templates
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from .states import StateType, check_transition
 from .store import tables as t
@@ -120,6 +120,8 @@ def list_flow_runs(
 ) -> list[t.FlowRun]:
     if not 1 <= limit <= MAX_LIST:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST}, not {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must be 0 or more, not {offset}")
     query = select(t.FlowRun).order_by(t.FlowRun.created.desc()).limit(limit).offset(offset)
     if state:
         valid = {x.value for x in StateType}
@@ -149,6 +151,12 @@ def set_state(s: Session, run_id: str, req: SetState) -> t.FlowRun:
         valid = ", ".join(x.value for x in StateType)
         raise InvalidInput(f"unknown state '{req.type}'; valid states: {valid}") from None
     run = get_flow_run(s, run_id, lock=True)
+    if req.worker is not None and run.worker_name != req.worker:
+        holder = f"worker '{run.worker_name}'" if run.worker_name else "no worker"
+        raise Conflict(
+            f"worker '{req.worker}' no longer holds run '{run_id}' ({run.state_type}, held by "
+            f"{holder}); its report is refused"
+        )
     transition(run, proposed, name=req.name, message=req.message, retry=req.retry)
     s.flush()
     return run
@@ -222,11 +230,17 @@ def run_json(s: Session, run: t.FlowRun) -> dict[str, Any]:
         queue = s.get(t.WorkQueue, run.work_queue_id)
         queue_name = queue.name if queue else None
     body = flow_run_json(run, deployment_name=dep_name, pool_name=pool_name, queue_name=queue_name)
-    if run.job_variables and run.work_pool_id:
-        pool = s.get(t.WorkPool, run.work_pool_id)
-        if pool is not None:
-            body["job_variables"] = job_templates.redact(run.job_variables, pool.base_job_template)
+    if run.job_variables:
+        pool = s.get(t.WorkPool, run.work_pool_id) if run.work_pool_id else None
+        body["job_variables"] = job_templates.redact(run.job_variables, _template_of(pool))
     return body
+
+
+def _template_of(pool: t.WorkPool | None) -> dict[str, Any]:
+    """The template secrets are judged by; without a pool, the env-name rule alone applies."""
+    if pool is None:
+        return {"job_configuration": {}, "variables": {"type": "object", "properties": {}}}
+    return pool.base_job_template
 
 
 def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
@@ -261,8 +275,8 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
             pool_name=pool.name if pool else None,
             queue_name=queues.get(r.work_queue_id or ""),
         )
-        if pool is not None and r.job_variables:
-            body["job_variables"] = job_templates.redact(r.job_variables, pool.base_job_template)
+        if r.job_variables:
+            body["job_variables"] = job_templates.redact(r.job_variables, _template_of(pool))
         out.append(body)
     return out
 

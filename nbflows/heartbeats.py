@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .flow_runs import transition
 from .schemas import HeartbeatRequest, iso
-from .states import StateType
+from .states import TERMINAL, StateType
 from .store import tables as t
 from .work_pools import ACTIVE_STATES, get_work_pool
 
@@ -27,14 +27,28 @@ def heartbeat(s: Session, pool_name: str, req: HeartbeatRequest) -> dict[str, An
     worker.last_heartbeat = t.utcnow()
     worker.heartbeat_interval = req.heartbeat_interval or DEFAULT_INTERVAL
     worker.limit = req.limit
-    cancel = s.scalars(
-        select(t.FlowRun.id).where(
-            t.FlowRun.worker_name == req.name,
-            t.FlowRun.work_pool_id == pool.id,
-            t.FlowRun.state_type == StateType.CANCELLING.value,
+    cancel = set(
+        s.scalars(
+            select(t.FlowRun.id).where(
+                t.FlowRun.worker_name == req.name,
+                t.FlowRun.work_pool_id == pool.id,
+                t.FlowRun.state_type == StateType.CANCELLING.value,
+            )
         )
-    ).all()
-    return {"cancel": list(cancel), "heartbeat_interval": worker.heartbeat_interval}
+    )
+    if req.running:
+        # Runs the worker still executes but no longer holds (crashed while it was cut off,
+        # then retried, perhaps by another worker): it must stop them. Finished runs are left
+        # alone: the worker is only reporting their end.
+        lost = s.scalars(
+            select(t.FlowRun.id).where(
+                t.FlowRun.id.in_(req.running),
+                t.FlowRun.state_type.not_in([x.value for x in TERMINAL]),
+                or_(t.FlowRun.worker_name.is_(None), t.FlowRun.worker_name != req.name),
+            )
+        )
+        cancel |= set(lost)
+    return {"cancel": sorted(cancel), "heartbeat_interval": worker.heartbeat_interval}
 
 
 def list_workers(s: Session, pool_name: str) -> list[dict[str, Any]]:
@@ -74,13 +88,14 @@ def crash_runs_of_lost_workers(s: Session) -> list[t.FlowRun]:
         silence = now - w.last_heartbeat
         if silence <= timedelta(seconds=MISSED_BEATS * w.heartbeat_interval):
             continue
-        runs = s.scalars(
-            select(t.FlowRun).where(
-                t.FlowRun.work_pool_id == w.work_pool_id,
-                t.FlowRun.worker_name == w.name,
-                t.FlowRun.state_type.in_(ACTIVE_STATES),
-            )
-        ).all()
+        query = select(t.FlowRun).where(
+            t.FlowRun.work_pool_id == w.work_pool_id,
+            t.FlowRun.worker_name == w.name,
+            t.FlowRun.state_type.in_(ACTIVE_STATES),
+        )
+        if s.get_bind().dialect.name == "postgresql":  # not under a concurrent state change
+            query = query.with_for_update(skip_locked=True)
+        runs = s.scalars(query).all()
         for run in runs:
             message = (
                 f"worker '{w.name}' stopped heartbeating "

@@ -205,7 +205,7 @@ def mark_late_runs(s: Session, now: datetime | None = None) -> PassResult:
     """Scheduled runs past their time become Late; deployments' catch-up policies then apply."""
     now = now or t.utcnow()
     result = PassResult(pools=set())
-    late = s.scalars(
+    query = (
         select(t.FlowRun)
         .where(
             t.FlowRun.state_type == StateType.SCHEDULED.value,
@@ -213,7 +213,10 @@ def mark_late_runs(s: Session, now: datetime | None = None) -> PassResult:
             t.FlowRun.expected_start_time < now - LATE_AFTER,
         )
         .order_by(t.FlowRun.expected_start_time)
-    ).all()
+    )
+    if s.get_bind().dialect.name == "postgresql":  # a run being claimed right now is skipped
+        query = query.with_for_update(skip_locked=True)
+    late = s.scalars(query).all()
     by_deployment: dict[str, list[t.FlowRun]] = {}
     for run in late:
         transition(run, StateType.SCHEDULED, name="Late", message="past its scheduled start time")

@@ -104,6 +104,8 @@ class SetState(Body):
     name: str | None = None
     message: str | None = None
     retry: bool = False
+    #: The reporting worker: refused (409) unless it still holds the run.
+    worker: str | None = None
 
 
 class LogIn(BaseModel):
@@ -125,7 +127,8 @@ class HeartbeatRequest(Body):
     name: str = Field(min_length=1, max_length=200)
     running: list[str] = Field(default_factory=list)
     limit: int | None = None
-    heartbeat_interval: float | None = Field(default=None, gt=0)
+    heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
+    wait: float = Field(default=0.0, ge=0, le=30)
 
 
 def parse(model: type[BaseModel], data: Any) -> Any:

@@ -698,3 +698,60 @@ def test_every_route_is_authorized_on_the_nbflows_resource(tmp_path: Path) -> No
         assert server.http("GET", "work_pools").json() == []
     finally:
         server.stop()
+
+
+def test_reports_of_a_worker_that_lost_its_run_are_refused(srv: Server) -> None:
+    make_pool(srv, "lost")
+    d = ok(deploy(srv, path="trivial.ipynb", name="lost", work_pool_name="lost", retries=1), 201)
+    run = new_run(srv, d)
+    claim(srv, "lost", worker="a")
+    ok(set_state(srv, run["id"], "RUNNING", worker="a"))
+    # Worker a is cut off: its attempt is crashed and retried, and worker b takes it.
+    retried = ok(set_state(srv, run["id"], "CRASHED", message="worker 'a' stopped heartbeating"))
+    assert retried["state"]["name"] == "AwaitingRetry" and retried["attempt"] == 2
+    claim(srv, "lost", worker="b")
+    ok(set_state(srv, run["id"], "RUNNING", worker="b"))
+    # a comes back still running attempt 1: told to stop, and its report changes nothing.
+    beat = ok(
+        srv.http(
+            "POST", "work_pools/lost/workers/heartbeat", json={"name": "a", "running": [run["id"]]}
+        )
+    )
+    assert beat["cancel"] == [run["id"]]
+    error(set_state(srv, run["id"], "COMPLETED", worker="a"), 409, "no longer holds")
+    assert ok(srv.http("GET", f"flow_runs/{run['id']}"))["state"]["type"] == "RUNNING"
+    beat = ok(
+        srv.http(
+            "POST", "work_pools/lost/workers/heartbeat", json={"name": "b", "running": [run["id"]]}
+        )
+    )
+    assert beat["cancel"] == []
+
+
+def test_malformed_query_and_heartbeat_values_are_4xx(srv: Server) -> None:
+    make_pool(srv, "values")
+    d = ok(deploy(srv, path="trivial.ipynb", name="values", work_pool_name="values"), 201)
+    run = new_run(srv, d)
+    error(srv.http("GET", f"flow_runs/{run['id']}/logs", params={"wait": "nan"}), 400, "finite")
+    error(srv.http("GET", "flow_runs", params={"offset": "-1"}), 422, "offset")
+    error(
+        srv.http("POST", "work_pools/values/workers/heartbeat", json={"name": "w", "wait": "soon"}),
+        422,
+        "wait",
+    )
+
+
+def test_secrets_stay_hidden_after_the_pool_is_gone(srv: Server) -> None:
+    make_pool(srv, "secret")
+    d = ok(deploy(srv, path="trivial.ipynb", name="secret", work_pool_name="secret"), 201)
+    run = new_run(srv, d, job_variables={"env": {"API_TOKEN": "s3cr3t", "MODE": "x"}})
+    assert run["job_variables"]["env"] == {"API_TOKEN": "********", "MODE": "x"}
+    claim(srv, "secret")
+    ok(set_state(srv, run["id"], "RUNNING"))
+    ok(set_state(srv, run["id"], "COMPLETED"))
+    ok(srv.http("DELETE", f"deployments/{d['id']}"), 204)
+    ok(srv.http("DELETE", "work_pools/secret"), 204)
+    again = ok(srv.http("GET", f"flow_runs/{run['id']}"))
+    assert again["work_pool_name"] is None
+    assert again["job_variables"]["env"] == {"API_TOKEN": "********", "MODE": "x"}
+    assert "s3cr3t" not in srv.http("GET", "flow_runs", params={"limit": 1000}).text

@@ -421,7 +421,9 @@ class BaseWorker:
     def _hand_back(self, claimed: ClaimedRun, reason: str) -> None:
         message = f"handed back by worker '{self.name}' before it started ({reason})"
         try:
-            self.client.set_flow_run_state(claimed.id, "SCHEDULED", message=message)
+            self.client.set_flow_run_state(
+                claimed.id, "SCHEDULED", message=message, worker=self.name
+            )
         except Conflict:
             self._settle_unstarted(claimed.id)
         except NBFlowsError as exc:
@@ -475,7 +477,7 @@ class BaseWorker:
             self._set_state(claimed.id, "CANCELLED", "cancelled before it started")
             return False
         try:
-            self.client.set_flow_run_state(claimed.id, "RUNNING")
+            self.client.set_flow_run_state(claimed.id, "RUNNING", worker=self.name)
         except Conflict:
             self._settle_unstarted(claimed.id)
             return False
@@ -534,7 +536,9 @@ class BaseWorker:
         delay = 0.2
         while True:
             try:
-                return self.client.set_flow_run_state(run_id, state, message=message)
+                return self.client.set_flow_run_state(
+                    run_id, state, message=message, worker=self.name
+                )
             except Conflict as exc:
                 if quiet_conflict:
                     raise
