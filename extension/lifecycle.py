@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from nbflows import heartbeats, scheduling
 from nbflows.orchestrator import Orchestrator
+from nbflows.store.db import begin_write
 
 log = logging.getLogger("nbflows")
 
@@ -28,6 +29,7 @@ def scheduler_pass(s: Session) -> set[str]:
     postgres = s.get_bind().dialect.name == "postgresql"
     if postgres and not s.execute(text("SELECT pg_try_advisory_xact_lock(7262350)")).scalar():
         return set()
+    begin_write(s)  # SQLite: no claim or state change between this pass's reads and writes
     changed: set[str] = set()
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()

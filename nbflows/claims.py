@@ -14,6 +14,7 @@ from .errors import NotFound
 from .flow_runs import runs_json
 from .states import StateType
 from .store import tables as t
+from .store.db import begin_write
 from .work_pools import ACTIVE_STATES, get_work_pool
 
 
@@ -26,9 +27,13 @@ def claim_next_runs(
     claim atomic: a run another worker took in the meantime is simply not returned. PostgreSQL
     additionally skips rows another transaction holds (FOR UPDATE SKIP LOCKED).
     """
+    # Claims of one pool are serialized, so concurrency limits hold under concurrent claims.
+    begin_write(s)
     pool = get_work_pool(s, pool_name)
     if pool.paused:
         return []
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(t.WorkPool.id).where(t.WorkPool.id == pool.id).with_for_update())
     now = t.utcnow()
     room = limit
     if pool.concurrency_limit is not None:

@@ -15,6 +15,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from .states import StateType, check_transition
 from .store import tables as t
+from .store.db import begin_write
 
 MAX_LIST = 1000
 
@@ -98,9 +99,12 @@ def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
 
 
 def get_flow_run(s: Session, run_id: str, *, lock: bool = False) -> t.FlowRun:
+    """The run; with `lock`, held against concurrent changes until the transaction ends."""
     query = select(t.FlowRun).where(t.FlowRun.id == run_id)
-    if lock and s.bind is not None and s.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock:
+        begin_write(s)
+        if s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
     run = s.scalar(query)
     if run is None:
         raise NotFound(f"no flow run with id '{run_id}'")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,3 +83,16 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def begin_write(session: Session) -> None:
+    """On SQLite, take the database's write lock now, before reading what will be changed.
+
+    pysqlite starts a transaction only at the first write, so a read-then-write (check a run's
+    state, then change it) could act on a state another writer has replaced meanwhile. A write
+    that matches no row takes the lock at once; later reads in this transaction then see the
+    latest committed state and no other writer can slip in. PostgreSQL uses row locks
+    (SELECT ... FOR UPDATE) instead, so this does nothing there.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE work_pools SET paused = paused WHERE 0"))
