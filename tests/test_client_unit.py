@@ -348,14 +348,17 @@ def test_parse_key_values_keeps_text_for_string_parameters() -> None:
 
 
 def test_interval_text() -> None:
-    from nbflows.cli.output import fmt_interval
+    from nbflows.cli.output import schedule_text
 
-    assert [fmt_interval(v) for v in (3600, 90, 86400 + 60, 0.5, 45)] == [
-        "1h",
-        "1m30s",
-        "1d1m",
-        "0.5s",
-        "45s",
+    texts = [
+        schedule_text({"kind": "interval", "interval": v}) for v in (3600, 90, 86400 + 60, 0.5, 45)
+    ]
+    assert texts == [
+        "every 1h",
+        "every 1m30s",
+        "every 1d1m",
+        "every 0.5s",
+        "every 45s",
     ]
 
 

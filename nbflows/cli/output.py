@@ -99,23 +99,6 @@ def fmt_duration(seconds: Any) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def fmt_interval(seconds: Any) -> str:
-    """A schedule interval the way people say it: 90 → 1m30s, 3600 → 1h, 86400 → 1d."""
-    try:
-        total = float(seconds)
-    except (TypeError, ValueError):
-        return str(seconds)
-    if not total.is_integer():
-        return f"{total:g}s"
-    rest = int(total)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
-
-
 def state_text(state: Mapping[str, Any] | None) -> Text:
     """A run's state as coloured text: the name, and the type when the name differs."""
     state = state or {}
@@ -138,19 +121,10 @@ def fmt_value(value: Any) -> str:
 
 
 def schedule_text(schedule: Mapping[str, Any]) -> str:
-    kind = schedule.get("kind")
-    tz = schedule.get("timezone") or "UTC"
-    if kind == "cron":
-        text = f"cron '{schedule.get('cron')}' ({tz})"
-    elif kind == "interval":
-        text = f"every {fmt_interval(schedule.get('interval'))}"
-    elif kind == "rrule":
-        text = f"rrule '{schedule.get('rrule')}' ({tz})"
-    else:
-        text = json.dumps(dict(schedule), default=str)
-    if schedule.get("active") is False:
-        text += " [inactive]"
-    return text
+    """A deployment's schedule as the API returns it, in words (the schedule's own `describe`)."""
+    from nbflows.schedules import parse_schedule
+
+    return parse_schedule(schedule).describe()
 
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
