@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -145,7 +144,3 @@ def many_runs(db: Database, count: int, deployments: int = 100) -> list[str]:
 def _bulk(s: Session, model: type, rows: list[dict[str, object]]) -> None:
     if rows:
         s.execute(insert(_table(model)), rows)
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value)

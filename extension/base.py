@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
-from tornado import web
 
 from nbflows.errors import BadRequest, NBFlowsError
 from nbflows.orchestrator import Orchestrator
@@ -75,7 +74,3 @@ class NBFlowsHandler(APIHandler):
 
         base = self.base_url.rstrip("/") + "/nbflows/api"
         return "/".join([base, *(quote(p, safe="") for p in parts)])
-
-
-def not_found_route(path: str) -> web.HTTPError:
-    return web.HTTPError(404, f"no nbflows API route {path}")

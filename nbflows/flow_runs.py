@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -222,22 +222,7 @@ def cancel(s: Session, run_id: str) -> t.FlowRun:
 
 
 def run_json(s: Session, run: t.FlowRun) -> dict[str, Any]:
-    dep_name = pool_name = queue_name = None
-    if run.deployment_id:
-        d = s.get(t.Deployment, run.deployment_id)
-        if d is not None:
-            dep_name = f"{d.flow_name}/{d.name}"
-    if run.work_pool_id:
-        pool = s.get(t.WorkPool, run.work_pool_id)
-        pool_name = pool.name if pool else None
-    if run.work_queue_id:
-        queue = s.get(t.WorkQueue, run.work_queue_id)
-        queue_name = queue.name if queue else None
-    body = flow_run_json(run, deployment_name=dep_name, pool_name=pool_name, queue_name=queue_name)
-    if run.job_variables:
-        pool = s.get(t.WorkPool, run.work_pool_id) if run.work_pool_id else None
-        body["job_variables"] = job_templates.redact(run.job_variables, _template_of(pool))
-    return body
+    return runs_json(s, [run])[0]
 
 
 def _template_of(pool: t.WorkPool | None) -> dict[str, Any]:
@@ -301,7 +286,3 @@ def read_notebook(s: Session, run_id: str) -> str:
     if row is None:
         raise NotFound(f"flow run '{run_id}' has no executed notebook (yet)")
     return row.notebook
-
-
-def is_due(run: t.FlowRun, now: datetime) -> bool:
-    return run.expected_start_time is None or run.expected_start_time <= now

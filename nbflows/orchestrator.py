@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
 from .errors import ServiceUnavailable
 from .store.db import Database
 
@@ -67,11 +65,6 @@ class Notifier:
         """Use as `with notifier.subscribe([...]) as sub: <read state>; await sub.wait(t)`."""
         return Subscription(self, topics)
 
-    async def wait(self, topics: list[str], timeout: float) -> bool:
-        """Wait for a notification from now on (True), or time out (False)."""
-        with self.subscribe(topics) as sub:
-            return await sub.wait(timeout)
-
 
 class Orchestrator:
     """Runs service functions `fn(session, *args)` in a transaction on a worker thread."""
@@ -101,9 +94,6 @@ class Orchestrator:
     def wake_scheduler(self) -> None:
         """Ask for a scheduler pass now (a deployment or its schedules changed)."""
         self.scheduler_wakeup.set()
-
-    def call_sync(self, fn: Callable[[Session], T]) -> T:
-        return self._in_session(fn)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
