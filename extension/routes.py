@@ -293,8 +293,8 @@ class Deployments(NBFlowsHandler):
         root = self.orch.root_dir
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
-            d, created = deployments.deploy(s, req, root)
-            return deployments.deployment_json(d), created
+            d, created, changes = deployments.redeploy(s, req, root)
+            return {**deployments.deployment_json(d), "changes": changes}, created
 
         out, created = await self.orch.call(deploy)
         self.orch.wake_scheduler()

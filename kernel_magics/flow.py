@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
+from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from IPython.core.error import UsageError
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
 from nbflows.kernel_magics.context import KernelContext, current_context
+from nbflows.kernel_magics.executed import CodeAsRun, ExecutedCell, code_as_run, executed_cells
 from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
 
 if TYPE_CHECKING:
@@ -88,7 +90,9 @@ def flow(name: str) -> Flow:
     shell = get_ipython()
     found = shell.user_ns.get(name) if shell is not None else None
     if not isinstance(found, Flow):
-        raise NameError(f"no flow named {name!r} in this kernel: run its `%%flow {name}` cell first")
+        raise NameError(
+            f"no flow named {name!r} in this kernel: run its `%%flow {name}` cell first"
+        )
     return found
 
 
@@ -124,6 +128,7 @@ class Flow:
         *,
         shell: InteractiveShell,
         magic_line: str | None = None,
+        cell: ExecutedCell | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -133,6 +138,10 @@ class Flow:
         # Tracebacks of later calls still name the cell that defined the flow. The display
         # hook knows the running cell's number (IPython 9 counts the next cell during a cell).
         self._cell_number = shell.displayhook.prompt_count
+        #: The cell that defined the flow, as it ran: what deploying freezes.
+        self.cell = cell or ExecutedCell(
+            source=f"{self._magic_line}\n{source}", execution_count=self._cell_number
+        )
         self._programs: dict[bool, _Program] = {}
 
     def __repr__(self) -> str:
@@ -326,20 +335,27 @@ class Flow:
         rrule: str | None = None,
         timezone: str | None = None,
         schedules: list[Schedule | Mapping[str, Any]] | None = None,
-        paused: bool = False,
+        paused: bool | None = None,
         tags: list[str] | None = None,
         description: str | None = None,
         version: str | None = None,
         image: DeploymentImage | str | None = None,
         build: bool = True,
         push: bool = False,
+        move_pool: bool = False,
     ) -> dict[str, Any] | None:
         """Deploy this flow as `NAME/name` to `work_pool_name`; returns the deployment.
 
-        The server extracts the flow from the *saved* notebook (its parameters cell, the code
-        cells above the flow, the flow cell) and freezes it as a new version. `cron`,
-        `interval` (seconds) or `rrule`, in `timezone`, make one schedule; `schedules` adds
-        more. `tags`, `description`, retries and retry delay default to the cell's options.
+        What is frozen as the new version is the code this kernel ran: the flow cell as it
+        ran, the parameters cell and the code cells above the flow cell (each as it last ran
+        when the front end names its cells, as JupyterLab does; else as saved). The summary
+        printed says which run of the flow cell was deployed and how the saved file differs.
+
+        `cron`, `interval` (seconds) or `rrule`, in `timezone`, make one schedule; `schedules`
+        adds more (`schedules=[]` removes them all). Deploying again keeps whatever is not given
+        (schedules, parameters, job variables, queue, paused, image, and tags, description and
+        retries unless the cell's options set them) and says what changed. A deployment stays
+        on its work pool: deploying it to another pool is refused unless `move_pool=True`.
         `image` (a `DeploymentImage` or "name[:tag]") runs the flow in a Docker image on a
         docker work pool: the image is built here, from the saved notebook's project folder,
         before the deployment is made (so a failed build deploys nothing), unless
@@ -350,22 +366,28 @@ class Flow:
         if ctx.headless:
             _say_skipped(ctx, f"{self.name}.deploy()")
             return None
+        given_schedules = schedules is not None or any(
+            value is not None for value in (cron, interval, rrule)
+        )
         all_schedules = _schedules(cron, interval, rrule, timezone, schedules)
+        options = self.options
         body: dict[str, Any] = {
             "path": None,
             "flow_name": self.name,
             "name": name,
             "work_pool_name": work_pool_name,
             "work_queue_name": work_queue_name,
-            "parameters": dict(parameters or {}),
-            "job_variables": dict(job_variables or {}),
-            "schedules": [_schedule_dict(s) for s in all_schedules],
+            "parameters": None if parameters is None else dict(parameters),
+            "job_variables": None if job_variables is None else dict(job_variables),
+            "schedules": [_schedule_dict(s) for s in all_schedules] if given_schedules else None,
             "paused": paused,
-            "tags": list(self.options.tags) if tags is None else list(tags),
-            "description": self.options.description if description is None else description,
+            # The cell's options are the flow's own; what neither they nor the call set is kept.
+            "tags": list(tags) if tags is not None else (list(options.tags) or None),
+            "description": description if description is not None else options.description,
             "version": version,
-            "retries": self.options.retries,
-            "retry_delay": self.options.retry_delay,
+            "retries": options.retries or None,
+            "retry_delay": options.retry_delay or None,
+            "move_pool": move_pool or None,
         }
         chosen = _deployment_image(image)
         with _server_client("Deploying") as client:
@@ -377,13 +399,23 @@ class Flow:
                     f"--pool {work_pool_name}"
                 )
             body["path"] = ctx.notebook_path
+            as_run = self._code_as_run(client, ctx.notebook_path)
+            body["notebook"] = as_run.notebook
             if chosen is not None:
                 body["image"] = _package_image(
                     client, ctx.notebook_path, self.name, chosen, body, build=build, push=push
                 )
             deployment = _call_server(client, "Deploying", lambda: client.deploy(**body))
-        print(_deploy_summary(deployment, all_schedules, ctx.notebook_path))
+        print(_deploy_summary(deployment, ctx.notebook_path, as_run.report()))
         return deployment
+
+    def _code_as_run(self, client: Client, notebook_path: str) -> CodeAsRun:
+        """The saved notebook with the sources this kernel ran (see `kernel_magics.executed`)."""
+        from nbflows.notebooks import load_notebook
+
+        path = _notebook_file(client, notebook_path)
+        _, saved = load_notebook(path)
+        return code_as_run(saved, self.name, self.cell, executed_cells(self._shell))
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -647,6 +679,17 @@ def _deployment_image(image: DeploymentImage | str | None) -> DeploymentImage | 
     return DeploymentImage(name=image)
 
 
+def _notebook_file(client: Client, notebook_path: str) -> Path:
+    """The notebook's file: JPY_SESSION_NAME may be relative to the server's root."""
+    path = Path(notebook_path)
+    if not path.is_absolute():
+        root = client.root_dir or _call_server(
+            client, "Deploying", lambda: client.health().get("root_dir")
+        )
+        path = Path(str(root or ".")) / path
+    return path
+
+
 def _package_image(
     client: Client,
     notebook_path: str,
@@ -659,18 +702,11 @@ def _package_image(
 ) -> dict[str, Any]:
     """Build (and push) the deployment's image here, where the notebook and the Docker engine
     are, showing the build's progress in the cell; returns the deploy request's `image`."""
-    from pathlib import Path
-
     from nbflows.packaging import build_for_deploy
 
     pool_name = str(body["work_pool_name"])
     pool = _call_server(client, "Deploying", lambda: client.read_work_pool(pool_name))
-    path = Path(notebook_path)
-    if not path.is_absolute():  # JPY_SESSION_NAME may be relative to the server's root
-        root = client.root_dir or _call_server(
-            client, "Deploying", lambda: client.health().get("root_dir")
-        )
-        path = Path(str(root or ".")) / path
+    path = _notebook_file(client, notebook_path)
     with _BuildProgress() as progress:
         return build_for_deploy(
             path,
@@ -763,20 +799,27 @@ def _call_server(client: Client, action: str, request: Any) -> Any:
         raise NoServerError(_no_server_message(action, exc)) from None
 
 
-def _deploy_summary(
-    deployment: Mapping[str, Any], schedules: list[Schedule], notebook_path: str
-) -> str:
+def _deploy_summary(deployment: Mapping[str, Any], notebook_path: str, code: str) -> str:
+    from nbflows.presentation import change_text
+    from nbflows.schedules import parse_schedule
+
     full_name = deployment.get("full_name") or f"{deployment.get('flow_name')}/{deployment['name']}"
     lines = [
         f"Deployed {full_name!r} (version {deployment.get('version')}) from {notebook_path} "
         f"to work pool {deployment.get('work_pool_name')!r}, "
-        f"queue {deployment.get('work_queue_name') or 'default'!r}."
+        f"queue {deployment.get('work_queue_name') or 'default'!r}.",
+        code,
     ]
+    changes = deployment.get("changes") or []
+    if changes:
+        lines.append(f"Changed since version {deployment.get('version', 1) - 1}:")
+        lines.extend(f"  {change_text(change)}" for change in changes)
     image = deployment.get("image") or {}
     if image.get("reference"):
         lines.append(f"Image: {image['reference']}")
     now = datetime.now(timezone.utc)
-    for schedule in schedules:
+    for data in deployment.get("schedules") or []:
+        schedule = parse_schedule(data)
         times = schedule.next_times(now, now + timedelta(days=400), limit=3)
         shown = ", ".join(_local_time(t, schedule.timezone) for t in times) or "none"
         lines.append(f"Schedule {schedule.describe()}: next runs {shown}")

@@ -16,6 +16,7 @@ from nbflows.errors import NBFlowsError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+from nbflows.kernel_magics.executed import executed_cells
 from nbflows.kernel_magics.flow import Flow, FlowOptions
 
 __all__ = ["FlowMagics", "parse_flow_line"]
@@ -142,7 +143,16 @@ class FlowMagics(Magics):
         __tracebackhide__ = True
         name, options = parse_flow_line(line)
         shell = self._shell
-        flow = Flow(name, cell, options, shell=shell, magic_line=f"%%flow {line}")
+        ran = executed_cells(shell).current
+        flow = Flow(
+            name,
+            cell,
+            options,
+            shell=shell,
+            magic_line=f"%%flow {line}",
+            # The cell as the kernel ran it (with its id, in JupyterLab): what deploy freezes.
+            cell=ran if ran is not None and ran.defines_flow(name) else None,
+        )
         # Compiled before binding: a cell with a syntax error changes nothing, like any cell.
         flow.compile(display=True)
         shell.user_ns[name] = flow
@@ -167,12 +177,25 @@ class FlowMagics(Magics):
         help="a default parameter (repeatable); V is a Python literal or else text",
     )
     @magic_arguments.argument(
+        "--no-schedule",
+        action="store_true",
+        help="remove the deployment's schedules (deploying again keeps them otherwise)",
+    )
+    @magic_arguments.argument(
+        "--move-pool",
+        action="store_true",
+        help="move an existing deployment to --pool (refused otherwise)",
+    )
+    @magic_arguments.argument(
         "--image", default=None, metavar="NAME[:TAG]", help="run in this Docker image (built)"
     )
     @no_var_expand
     @line_magic
     def deploy(self, line: str) -> None:
         """Deploy the flow NAME to a work pool, as NAME.deploy(...) does, and say what it did.
+
+        The code deployed is the code this kernel ran (the flow cell as it last ran). Deploying
+        again keeps what is not given (schedules, parameters...) and says what changed.
 
         Examples
         --------
@@ -189,12 +212,16 @@ class FlowMagics(Magics):
                 f"`%%flow {args.flow}` cell first"
             )
         parameters = dict(_parse_param(text) for text in args.param)
+        if args.no_schedule and (args.cron or args.interval or args.rrule):
+            raise UsageError("%deploy: --no-schedule removes the schedules; give no --cron too")
         try:
             flow.deploy(
                 name=args.name,
                 work_pool_name=args.pool,
                 work_queue_name=args.queue,
-                parameters=parameters,
+                parameters=parameters or None,
+                schedules=[] if args.no_schedule else None,
+                move_pool=args.move_pool,
                 cron=args.cron,
                 interval=args.interval,
                 rrule=args.rrule,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import job_templates
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .schemas import DeploymentUpdate, DeployRequest, iso
 from .states import StateType
 from .store import tables as t
@@ -18,17 +19,30 @@ from .work_pools import get_work_pool, get_work_queue
 
 
 def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Deployment, bool]:
-    """Create or update `flow/name`, freezing the notebook as a new version.
+    """Create or update `flow/name`, freezing the notebook as a new version (see `redeploy`)."""
+    deployment, created, _ = redeploy(s, req, root_dir)
+    return deployment, created
 
-    Everything is checked before anything is written, so a refused deploy changes nothing.
+
+def redeploy(
+    s: Session, req: DeployRequest, root_dir: str | None
+) -> tuple[t.Deployment, bool, list[dict[str, str]]]:
+    """Create or update `flow/name`, freezing the notebook as a new version; returns the
+    deployment, whether it was created, and what changed (`{"field", "old", "new"}` in words).
+
+    Deploying again keeps what the request does not give (schedules, parameters, job
+    variables, queue, paused, tags, description, retries, catch-up, image); the version label
+    belongs to the version and is not kept. A deployment stays on its work pool unless the
+    request says `move_pool`. Everything is checked before anything is written, so a refused
+    deploy changes nothing.
     """
     from .extraction import extract_flow_notebook, whole_notebook_snapshot
     from .notebooks import load_notebook, notebook_to_json
     from .parameters import parameter_schema, validate_parameters
     from .schedules import parse_schedule, schedule_to_dict
 
+    given = {key for key, value in req.model_dump(exclude_unset=True).items() if value is not None}
     pool = get_work_pool(s, req.work_pool_name)
-    queue = get_work_queue(s, pool.name, req.work_queue_name)
     if req.notebook is not None:
         import nbformat
 
@@ -42,19 +56,48 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     else:
         frozen = whole_notebook_snapshot(source)
         kind, flow_name = "notebook", path.stem
-    schema = parameter_schema(frozen)
-    validate_parameters(schema.get("properties", {}), req.parameters)
-    job_templates.check_job_variables(pool.base_job_template, req.job_variables)
-    image = deployment_image(req.image)
-    schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
-
-    rel = os.path.relpath(path, root_dir) if root_dir else str(path)
-    entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
     deployment = s.scalar(
         select(t.Deployment).where(
             t.Deployment.flow_name == flow_name, t.Deployment.name == req.name
         )
     )
+    old: t.Deployment | None = deployment
+    if old is not None and old.pool.name != pool.name and not req.move_pool:
+        raise Conflict(
+            f"deployment '{flow_name}/{req.name}' runs on work pool '{old.pool.name}'; deploying "
+            f"it to '{pool.name}' would move it there, with its schedules. Deploy it under "
+            "another name, or move it on purpose: --move-pool (move_pool=True in Python)",
+            work_pool_name=old.pool.name,
+        )
+
+    def kept(key: str, default: Any) -> Any:
+        if key in given or old is None:
+            return getattr(req, key) if key in given else default
+        return getattr(old, key)
+
+    same_pool = old is not None and old.pool.name == pool.name
+    queue_name = req.work_queue_name or (old.queue.name if same_pool and old else None)
+    queue = get_work_queue(s, pool.name, queue_name)
+    schema = parameter_schema(frozen)
+    parameters = kept("parameters", {})
+    job_variables = kept("job_variables", {})
+    since = f" (kept from version {old.version}; give them again to change them)" if old else ""
+    try:
+        validate_parameters(schema.get("properties", {}), parameters)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message + ("" if "parameters" in given else since)) from None
+    try:
+        job_templates.check_job_variables(pool.base_job_template, job_variables)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message + ("" if "job_variables" in given else since)) from None
+    image = deployment_image(req.image) if "image" in given or old is None else old.image
+    schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
+
+    rel = os.path.relpath(path, root_dir) if root_dir else str(path)
+    entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
+    before = describe(s, old) if old is not None else {}
+    old_version = old.version if old is not None else 0
+    moved = old is not None and (old.pool.id != pool.id or old.queue.id != queue.id)
     created = deployment is None
     if deployment is None:
         deployment = t.Deployment(flow_name=flow_name, name=req.name, version=0)
@@ -65,17 +108,17 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     deployment.working_dir = str(path.parent)
     deployment.pool = pool
     deployment.queue = queue
-    deployment.parameters = req.parameters
+    deployment.parameters = parameters
     deployment.parameter_schema = schema
-    deployment.job_variables = req.job_variables
-    deployment.paused = req.paused
+    deployment.job_variables = job_variables
+    deployment.paused = kept("paused", False)
     deployment.version = (deployment.version or 0) + 1
     deployment.version_label = req.version
-    deployment.tags = req.tags
-    deployment.description = req.description
-    deployment.retries = req.retries
-    deployment.retry_delay = req.retry_delay
-    deployment.catchup = req.catchup
+    deployment.tags = kept("tags", [])
+    deployment.description = kept("description", None)
+    deployment.retries = kept("retries", 0)
+    deployment.retry_delay = kept("retry_delay", 0.0)
+    deployment.catchup = kept("catchup", "latest")
     deployment.image = image
     s.flush()
     s.add(
@@ -85,9 +128,60 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
             notebook=notebook_to_json(frozen),
         )
     )
-    _replace_schedules(s, deployment, schedules)
+    if moved:
+        # Scheduled runs not yet started were made for the old pool/queue: the scheduler makes
+        # them again for the new one.
+        _drop_scheduled_runs(s, deployment.id)
+    if "schedules" in given or created:
+        _replace_schedules(s, deployment, schedules)
     s.flush()
-    return deployment, created
+    changes = [] if old is None else _changes(before, describe(s, deployment), old_version)
+    return deployment, created, changes
+
+
+def describe(s: Session, d: t.Deployment) -> dict[str, str]:
+    """What a person compares between two versions of a deployment, in words."""
+    from .schedules import parse_schedule
+
+    def listed(values: Any) -> str:
+        return ", ".join(map(str, values)) if values else "none"
+
+    def mapping(values: dict[str, Any]) -> str:
+        return json.dumps(values, sort_keys=True, default=str) if values else "none"
+
+    version = s.get(t.DeploymentVersion, (d.id, d.version))
+    return {
+        "work pool": d.pool.name,
+        "queue": d.queue.name,
+        "schedules": listed(
+            parse_schedule(x.schedule).describe() + ("" if x.active else " (inactive)")
+            for x in d.schedules
+        ),
+        "parameters": mapping(d.parameters),
+        "job variables": mapping(job_templates.redact(d.job_variables, d.pool.base_job_template)),
+        "paused": "yes" if d.paused else "no",
+        "tags": listed(d.tags),
+        "description": d.description or "none",
+        "retries": f"{d.retries} (retry delay {d.retry_delay:g} s)",
+        "catch-up": d.catchup,
+        "image": (d.image or {}).get("reference") or "none",
+        "code": version.notebook if version is not None else "",
+    }
+
+
+def _changes(
+    before: dict[str, str], after: dict[str, str], old_version: int
+) -> list[dict[str, str]]:
+    changes = []
+    for field, new in after.items():
+        old = before.get(field, "")
+        if old == new:
+            continue
+        if field == "code":  # the frozen notebooks differ: say so, not their JSON
+            changes.append({"field": "code", "old": f"version {old_version}", "new": "changed"})
+        else:
+            changes.append({"field": field, "old": old, "new": new})
+    return changes
 
 
 #: What a deployment's `image` may say (what `nbflows.packaging.build_for_deploy` returns).

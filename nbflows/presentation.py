@@ -16,6 +16,7 @@ __all__ = [
     "LATE_COLOUR",
     "STATE_COLOURS",
     "UNKNOWN_STATE_COLOUR",
+    "change_text",
     "format_duration",
     "format_timestamp",
     "parse_timestamp",
@@ -91,3 +92,8 @@ def format_timestamp(value: datetime | str | None, *, seconds: bool = True) -> s
         return "—"
     fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     return moment.astimezone(timezone.utc).strftime(fmt) + " UTC"
+
+
+def change_text(change: Mapping[str, Any]) -> str:
+    """One change a re-deploy made (`{"field", "old", "new"}` of the deploy answer), in words."""
+    return f"{change.get('field')}: {change.get('old')} → {change.get('new')}"

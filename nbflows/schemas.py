@@ -66,6 +66,8 @@ class DeployRequest(Body):
     catchup: Literal["all", "latest", "skip"] = "latest"
     image: dict[str, Any] | None = None
     notebook: dict[str, Any] | None = None
+    #: Deploying an existing deployment to another work pool moves it only when this is true.
+    move_pool: bool = False
 
 
 class DeploymentUpdate(Body):

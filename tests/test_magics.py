@@ -687,3 +687,26 @@ def test_kernel_side_imports_stay_light(tmp_path):
         check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading the extension
+
+
+def test_load_ext_makes_nbflows_available_as_the_readme_uses_it(ip):
+    import nbflows
+
+    ip.user_ns.pop("nbflows", None)
+    ip.run_line_magic("reload_ext", "nbflows")
+    assert ip.user_ns["nbflows"] is nbflows
+    # The README's notebook cells call `nbflows.widgets...` right after `%load_ext nbflows`.
+    assert ip.run_cell("picker_factory = nbflows.widgets.pool_picker").success
+
+
+def test_load_ext_leaves_a_users_own_nbflows_variable_alone(ip):
+    ip.user_ns["nbflows"] = "mine"
+    try:
+        ip.run_line_magic("reload_ext", "nbflows")
+        assert ip.user_ns["nbflows"] == "mine"
+    finally:
+        ip.user_ns.pop("nbflows")

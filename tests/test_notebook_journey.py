@@ -139,3 +139,117 @@ def test_bad_input_in_cells_is_a_clear_message_and_creates_nothing(
     assert client.list_flow_runs(flow_name="broken") == []
     with pytest.raises(CellExecutionError):
         run_notebook(path, kernel_env)  # and the notebook does fail where a cell fails
+
+
+class LabKernel:
+    """A kernel for one notebook, sent cells as JupyterLab sends them: each execute request
+    names its cell (`metadata.cellId`), and nothing is saved to the file."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env={**env, "JPY_SESSION_NAME": str(path)}, cwd=str(path.parent))
+        self.kc = self.km.blocking_client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str, cell_id: str | None = None, timeout: float = 120) -> str:
+        """Execute `code` (as cell `cell_id`); its output as text. Fails when the cell fails."""
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        msg = self.kc.session.msg(
+            "execute_request", content, metadata={"cellId": cell_id} if cell_id else {}
+        )
+        self.kc.shell_channel.send(msg)
+        parts: list[str] = []
+        while True:
+            out = self.kc.get_iopub_msg(timeout=timeout)
+            if out["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            kind, data = out["msg_type"], out["content"]
+            if kind == "stream":
+                parts.append(data["text"])
+            elif kind in ("execute_result", "display_data"):
+                parts.append(str(data["data"].get("text/plain", "")))
+            elif kind == "error":
+                parts.append(f"{data['ename']}: {data['evalue']}")
+            elif kind == "status" and data["execution_state"] == "idle":
+                break
+        text = "".join(parts)
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        assert reply["content"]["status"] == "ok", text
+        return text
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def test_deploying_from_the_notebook_deploys_the_code_the_kernel_ran(
+    server: Server, kernel_env: dict[str, str]
+) -> None:
+    """Defect 6: a flow cell edited and run, but not saved, is what gets deployed, and the
+    deploy says so (with and without the cell ids JupyterLab sends)."""
+    client = server.client()
+    client.create_work_pool("my-pool", "process")
+    path = server.root / "repo_info.ipynb"
+    saved = nbformat.read(path, as_version=4)
+    saved_text = path.read_text()
+    cells = {c.source.splitlines()[0]: c for c in saved.cells if c.cell_type == "code"}
+    flow_cell = cells["%%flow get_repo_info --log-prints"]
+    kernel = LabKernel(path, kernel_env)
+    try:
+        for cell in saved.cells[: saved.cells.index(flow_cell) + 1]:
+            if cell.cell_type == "code":
+                kernel.run(cell.source, cell.id)
+        # The user edits the flow cell and runs it again; the file is not saved.
+        edited = flow_cell.source.replace("Forks 🍴", "Forks, edited in the kernel 🍴")
+        assert edited != flow_cell.source
+        shown = kernel.run(edited, flow_cell.id)
+        assert "Forks, edited in the kernel 🍴 : 4900" in shown
+        said = kernel.run(
+            'get_repo_info.deploy(name="as-run", work_pool_name="my-pool")', "deploy-cell"
+        )
+        assert path.read_text() == saved_text  # nothing saved the notebook meanwhile
+        deployed = client.read_deployment("get_repo_info/as-run")
+        frozen = client.read_deployment_notebook(deployed["id"])
+        assert source(frozen["cells"][-1]) == edited
+        # The deploy says which code it deployed and how the saved file differs.
+        assert "the flow cell as you ran it In [" in said, said
+        assert "The saved file differs" in said, said
+        assert "Forks, edited in the kernel 🍴" in said, said
+        run = client.create_flow_run_from_deployment(deployed["id"])
+        final = client.watch_flow_run(run["id"], timeout=120)
+        assert final["state"]["type"] == "COMPLETED", final["state"]
+        lines = [x["message"] for x in client.read_logs(run["id"])["items"]]
+        assert any("Forks, edited in the kernel 🍴" in line for line in lines), lines
+
+        # A front end that names no cells (nbclient, plain kernels): the flow cell is still
+        # the one the kernel ran, found by its flow's name; `%deploy` says the same.
+        again = edited.replace("Stars 🌠", "Stars, edited again 🌠")
+        kernel.run(again)
+        said = kernel.run("%deploy get_repo_info --name as-run --pool my-pool")
+        frozen = client.read_deployment_notebook(deployed["id"])
+        assert source(frozen["cells"][-1]) == again
+        assert "Stars, edited again 🌠" in said and "The saved file differs" in said, said
+        assert "code: version 1 → changed" in said, said
+
+        # A cell above the flow, edited and run (JupyterLab names it): deployed as run too.
+        params = cells['repo_name = "jupyter/notebook"']
+        kernel.run('repo_name = "nteract/papermill"', params.id)
+        said = kernel.run(
+            'get_repo_info.deploy(name="as-run", work_pool_name="my-pool")', "deploy-cell"
+        )
+        frozen = client.read_deployment_notebook(deployed["id"])
+        assert source(frozen["cells"][0]) == 'repo_name = "nteract/papermill"'
+        schema = client.read_deployment(deployed["id"])["parameter_schema"]
+        assert schema["properties"]["repo_name"]["default"] == "nteract/papermill"
+        assert 'repo_name = "nteract/papermill"' in said, said
+    finally:
+        kernel.close()
+    assert path.read_text() == saved_text
