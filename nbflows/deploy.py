@@ -23,23 +23,28 @@ def deploy(
     interval: float | timedelta | None = None,
     rrule: str | None = None,
     timezone: str | None = None,
-    paused: bool = False,
+    schedules: list[Any] | None = None,
+    paused: bool | None = None,
     tags: list[str] | None = None,
     description: str | None = None,
-    retries: int = 0,
-    retry_delay: float = 0.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
     image: DeploymentImage | str | None = None,
     build: bool = True,
     push: bool = False,
+    move_pool: bool = False,
     client: Any = None,
 ) -> dict[str, Any]:
     """Deploy `notebook` (whole, or its `%%flow flow_name` cell) to a work pool; return the deployment.
 
     The same request as `nbflows deploy PATH[:FLOW] ...`: the server freezes the notebook as a new
     version; with `image`, the image is built here first (nothing is deployed if the build fails).
+    Deploying again keeps what is not given (`schedules=[]` removes the schedules); the answer's
+    `changes` say what changed. An existing deployment moves to another pool only with
+    `move_pool=True`.
     """
     from nbflows.client import get_client
-    from nbflows.schedules import make_schedule, schedule_to_dict
+    from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
 
     client = client or get_client()
     path = Path(notebook).resolve()
@@ -49,17 +54,21 @@ def deploy(
         "name": name,
         "work_pool_name": work_pool_name,
         "work_queue_name": work_queue_name,
-        "parameters": dict(parameters or {}),
-        "job_variables": dict(job_variables or {}),
+        "parameters": None if parameters is None else dict(parameters),
+        "job_variables": None if job_variables is None else dict(job_variables),
         "paused": paused,
-        "tags": list(tags or []),
+        "tags": None if tags is None else list(tags),
         "description": description,
         "retries": retries,
         "retry_delay": retry_delay,
+        "move_pool": move_pool or None,
     }
+    chosen = [schedule_to_dict(parse_schedule(s)) for s in schedules or []]
     if cron is not None or interval is not None or rrule is not None:
         schedule = make_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
-        body["schedules"] = [schedule_to_dict(schedule)]
+        chosen.append(schedule_to_dict(schedule))
+    if chosen or schedules is not None:
+        body["schedules"] = chosen
     if image is not None:
         from nbflows.packaging import build_for_deploy
 

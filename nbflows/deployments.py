@@ -97,7 +97,6 @@ def redeploy(
     entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
     before = describe(s, old) if old is not None else {}
     old_version = old.version if old is not None else 0
-    moved = old is not None and (old.pool.id != pool.id or old.queue.id != queue.id)
     created = deployment is None
     if deployment is None:
         deployment = t.Deployment(flow_name=flow_name, name=req.name, version=0)
@@ -128,12 +127,10 @@ def redeploy(
             notebook=notebook_to_json(frozen),
         )
     )
-    if moved:
-        # Scheduled runs not yet started were made for the old pool/queue: the scheduler makes
-        # them again for the new one.
-        _drop_scheduled_runs(s, deployment.id)
     if "schedules" in given or created:
         _replace_schedules(s, deployment, schedules)
+    if old is not None:
+        _reschedule(s, deployment)
     s.flush()
     changes = [] if old is None else _changes(before, describe(s, deployment), old_version)
     return deployment, created, changes
@@ -154,8 +151,10 @@ def describe(s: Session, d: t.Deployment) -> dict[str, str]:
         "work pool": d.pool.name,
         "queue": d.queue.name,
         "schedules": listed(
-            parse_schedule(x.schedule).describe() + ("" if x.active else " (inactive)")
-            for x in d.schedules
+            [
+                parse_schedule(x.schedule).describe() + ("" if x.active else " (inactive)")
+                for x in d.schedules
+            ]
         ),
         "parameters": mapping(d.parameters),
         "job variables": mapping(job_templates.redact(d.job_variables, d.pool.base_job_template)),
@@ -281,6 +280,23 @@ def _replace_schedules(s: Session, d: t.Deployment, schedules: list[dict[str, An
         d.schedules.append(
             t.DeploymentSchedule(schedule=data, active=bool(data.get("active", True)))
         )
+
+
+def _reschedule(s: Session, d: t.Deployment) -> None:
+    """Future scheduled runs hold the pool, queue, parameters and retries of the version that
+    made them: drop them and have the scheduler make them again (same times, same keys) for
+    this one. Runs already due (Late) stay as they are."""
+    s.execute(
+        delete(t.FlowRun).where(
+            t.FlowRun.deployment_id == d.id,
+            t.FlowRun.state_type == StateType.SCHEDULED.value,
+            t.FlowRun.attempt == 1,
+            t.FlowRun.idempotency_key.like("schedule:%"),
+            t.FlowRun.expected_start_time > t.utcnow(),
+        )
+    )
+    for row in d.schedules:
+        row.scheduled_until = None
 
 
 def _drop_scheduled_runs(s: Session, deployment_id: str, schedule_id: str | None = None) -> None:

@@ -454,3 +454,47 @@ def test_run_history_tables_runs_with_who_ran_them_and_a_timeline(bare_server):
     unknown = nbw.run_history(deployment="trivial/nope", client=client)
     assert unknown.runs == [] and "no deployment 'trivial/nope'" in unknown.error
     client.close()
+
+
+def test_deploy_form_redeploy_keeps_the_schedule_says_what_changed_and_moves_only_when_asked(
+    client, server
+):
+    client.create_work_pool("etl", "process")
+    client.create_work_pool("other", "process")
+    form = nbw.deploy_form(server.root / "trivial.ipynb", client=client)
+    form.name.value = "nightly"
+    form.pool.value = "etl"
+    form.schedule_kind.value = "cron"
+    form.cron_preset.value = "0 6 * * *"
+    form.deploy_button.click()
+    assert form.error == ""
+
+    # Deployed again as the form opens ("keep"), with a parameter: the schedule stays.
+    again = nbw.deploy_form(server.root / "trivial.ipynb", client=client)
+    assert again.schedule_kind.value == "keep"
+    again.name.value = "nightly"
+    again.pool.value = "etl"
+    again.parameters["x"].value = 7
+    again.deploy_button.click()
+    assert again.error == ""
+    deployment = client.read_deployment("trivial/nightly")
+    assert [s["cron"] for s in deployment["schedules"]] == ["0 6 * * *"]
+    assert re.search(r"Next runs: \d{4}-\d\d-\d\d 06:00 UTC", again.status.value)
+    assert "Changed: parameters: none → {&quot;x&quot;: 7}" in again.status.value
+
+    # Another pool: refused with what to do, then moved when the box is ticked.
+    again.pool.value = "other"
+    again.deploy_button.click()
+    assert "runs on work pool 'etl'" in again.error and "move" in again.error
+    assert client.read_deployment("trivial/nightly")["work_pool_name"] == "etl"
+    again.move_pool.value = True
+    again.deploy_button.click()
+    assert again.error == ""
+    assert client.read_deployment("trivial/nightly")["work_pool_name"] == "other"
+    assert "work pool: etl → other" in again.status.value
+
+    # "none" removes the schedules.
+    again.schedule_kind.value = "none"
+    again.deploy_button.click()
+    assert client.read_deployment("trivial/nightly")["schedules"] == []
+    assert "No schedule" in again.status.value

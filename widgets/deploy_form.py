@@ -1,10 +1,11 @@
 """`deploy_form(flow)`: deploy a flow (or a whole notebook) from a form instead of code.
 
-The form holds what `Flow.deploy(...)` takes: a name, a pool (the pool picker) and queue, a
-schedule (none, cron or interval, from presets or typed, in a time zone), the parameters of the
-notebook's parameters cell with an input of the right type each, and image options. Its Deploy
-button sends `build_request()` -- the keyword arguments of `Flow.deploy` -- to the `deploy`
-callable, then says what was deployed and when it runs next, or shows the server's refusal.
+The form holds what `Flow.deploy(...)` takes: a name, a pool (the pool picker, and whether an
+existing deployment may move to it) and queue, a schedule (keep the deployment's, none, cron or
+interval, from presets or typed, in a time zone), the parameters of the notebook's parameters
+cell with an input of the right type each, and image options. Its Deploy button sends
+`build_request()` -- the keyword arguments of `Flow.deploy` -- to the `deploy` callable, then says
+what was deployed, what changed and when it runs next, or shows the server's refusal.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from traitlets import Dict, Unicode
 
 from nbflows.client import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
-from nbflows.presentation import format_timestamp, parse_timestamp
+from nbflows.presentation import change_text, format_timestamp, parse_timestamp
 
 from .pool_picker import PoolPicker
 
@@ -184,7 +185,7 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
 
     An image is built here, before the request, as `Flow.deploy` and the CLI do.
     """
-    from nbflows.schedules import make_schedule, schedule_to_dict
+    from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
 
     body = {
         key: kwargs[key]
@@ -197,6 +198,7 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
             "tags",
             "paused",
             "description",
+            "move_pool",
         )
         if kwargs.get(key) is not None
     }
@@ -205,6 +207,8 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
     if given:
         schedule = make_schedule(**given, timezone=kwargs.get("timezone"))
         body["schedules"] = [schedule_to_dict(schedule)]
+    elif kwargs.get("schedules") is not None:
+        body["schedules"] = [schedule_to_dict(parse_schedule(x)) for x in kwargs["schedules"]]
     image = kwargs.get("image")
     if image is not None:
         from nbflows.images import DeploymentImage
@@ -266,11 +270,29 @@ class DeployForm(widgets.VBox):
         self.queue = widgets.Dropdown(description="Queue", style=_LABEL, layout=_WIDE)
         self.pool.observe(lambda _: self._update_queues(), names=["value", "pools"])
 
+        self.move_pool = widgets.Checkbox(
+            description="if it runs on another pool, move it to this one",
+            value=False,
+            indent=True,
+            style=_LABEL,
+        )
+        # Deploying again keeps the schedules unless the form says otherwise.
         self.schedule_kind = widgets.ToggleButtons(
-            options=[("no schedule", "none"), ("cron", "cron"), ("interval", "interval")],
-            value="none",
+            options=[
+                ("keep", "keep"),
+                ("none", "none"),
+                ("cron", "cron"),
+                ("interval", "interval"),
+            ],
+            value="keep",
             description="Schedule",
-            style={**_LABEL, "button_width": "7em"},
+            tooltips=[
+                "the deployment's schedules as they are (a new deployment has none)",
+                "no schedule: removes the deployment's schedules",
+                "a cron schedule, replacing the deployment's schedules",
+                "an interval schedule, replacing the deployment's schedules",
+            ],
+            style={**_LABEL, "button_width": "6em"},
         )
         self.cron_preset = widgets.Dropdown(
             options=CRON_PRESETS,
@@ -373,6 +395,7 @@ class DeployForm(widgets.VBox):
                 self.title,
                 self.name,
                 self.pool,
+                self.move_pool,
                 self.queue,
                 self.schedule_kind,
                 self.schedule_box,
@@ -413,6 +436,8 @@ class DeployForm(widgets.VBox):
                 "choose a work pool" + (f" ({self.pool.error})" if self.pool.error else "")
             )
         request: dict[str, Any] = {"name": name, "work_pool_name": self.pool.value}
+        if self.move_pool.value:
+            request["move_pool"] = True
         if self.queue.value:
             request["work_queue_name"] = self.queue.value
         parameters = self._parameter_values()
@@ -485,8 +510,10 @@ class DeployForm(widgets.VBox):
 
     def _schedule(self) -> dict[str, Any]:
         kind = self.schedule_kind.value
-        if kind == "none":
+        if kind == "keep":
             return {}
+        if kind == "none":
+            return {"schedules": []}
         if kind == "cron":
             expression = self.cron_preset.value
             if expression == CUSTOM:
@@ -553,7 +580,7 @@ class DeployForm(widgets.VBox):
             children.append(self.interval_preset)
             if self.interval_preset.value == CUSTOM:
                 children.append(self.interval)
-        if kind != "none":
+        if kind in ("cron", "interval"):
             children.append(self.timezone)
         self.schedule_box.children = children
 
@@ -575,15 +602,18 @@ class DeployForm(widgets.VBox):
             parts.append(f" (version {html.escape(str(version))})")
         parts.append(f" to pool <b>{html.escape(str(request['work_pool_name']))}</b>.")
         deployment_id = _field(deployment, "id")
-        if deployment_id and ("cron" in request or "interval" in request):
+        schedules = _field(deployment, "schedules") or []
+        if deployment_id and schedules:
+            zone = str(schedules[0].get("timezone") or "UTC")
             times = self._next_runs(str(deployment_id))
-            shown = ", ".join(
-                _in_zone(run.get("expected_start_time"), str(request.get("timezone") or "UTC"))
-                for run in times
-            )
+            shown = ", ".join(_in_zone(run.get("expected_start_time"), zone) for run in times)
             parts.append(f" Next runs: {html.escape(shown) if shown else 'being scheduled'}.")
         elif deployment_id:
             parts.append(" No schedule: run it with <code>nbflows deployment run</code>.")
+        changes = _field(deployment, "changes") or []
+        if changes:
+            listed = "; ".join(change_text(change) for change in changes)
+            parts.append(f" Changed: {html.escape(listed)}.")
         return '<span style="color:var(--jp-success-color1,#2e7d32)">' + "".join(parts) + "</span>"
 
     def _next_runs(self, deployment_id: str, attempts: int = 15) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from nbflows.cli import output as out
 from nbflows.cli.common import client, parse_json_object, parse_key_values
 from nbflows.errors import InvalidInput
+from nbflows.presentation import change_text
 
 
 class Catchup(str, Enum):
@@ -151,6 +152,16 @@ def deploy(
         None, "--catchup", help="Late scheduled runs: run all, only the latest, or skip them."
     ),
     paused: bool = typer.Option(False, "--paused", help="Deploy with schedules paused."),
+    no_schedule: bool = typer.Option(
+        False,
+        "--no-schedule",
+        help="Remove the deployment's schedules (deploying again keeps them otherwise).",
+    ),
+    move_pool: bool = typer.Option(
+        False,
+        "--move-pool",
+        help="Move an existing deployment to --pool (refused otherwise: it keeps its pool).",
+    ),
     image: str | None = typer.Option(
         None, "--image", help="Build an image NAME[:TAG] for docker pools."
     ),
@@ -165,10 +176,20 @@ def deploy(
 ) -> None:
     """Deploy a notebook (or one of its %%flow cells) to a work pool.
 
+    Deploying again makes a new version and keeps what is not given (schedules, parameters, job
+    variables, queue, tags, description, retries...); the output says what changed.
+
     Example: nbflows deploy notebooks/repo_info.ipynb:get_repo_info --name my-first-deployment
     --pool my-pool
     """
     path, flow_name = split_entrypoint(entrypoint)
+    schedules = build_schedules(cron, interval, rrule, timezone)
+    if no_schedule:
+        if schedules:
+            raise InvalidInput(
+                "--no-schedule removes the schedules: give no --cron, --interval or --rrule with it"
+            )
+        schedules = []
     parameters = {**parse_json_object(params, "--params"), **parse_key_values(param, "--param")}
     body: dict[str, Any] = {
         "path": absolute_path(path),
@@ -178,7 +199,7 @@ def deploy(
         "work_queue_name": queue,
         "parameters": parameters or None,
         "job_variables": parse_key_values(job_variable, "--job-variable") or None,
-        "schedules": build_schedules(cron, interval, rrule, timezone),
+        "schedules": schedules,
         "tags": list(tag) if tag else None,
         "description": description,
         "version": version,
@@ -189,6 +210,8 @@ def deploy(
     }
     if paused:
         body["paused"] = True
+    if move_pool:
+        body["move_pool"] = True
     if body["image"] is not None:
         # Built here, where the notebook and the Docker engine are, before the deploy request:
         # a failed build leaves no deployment behind.
@@ -205,6 +228,13 @@ def deploy(
         f"Deployment '{escape(str(full_name))}' successfully {verb} "
         f"(version {deployment.get('version')}) with id '{deployment.get('id')}'."
     )
+    changes = deployment.get("changes") or []
+    if changes:
+        out.info(f"Changed since version {deployment.get('version', 1) - 1}:")
+        for change in changes:
+            out.info("  " + escape(change_text(change)))
+    elif verb == "updated":
+        out.info(f"Nothing changed since version {deployment.get('version', 1) - 1}.")
     image_ref = (deployment.get("image") or {}).get("reference")
     if image_ref:
         out.info(f"Image: {escape(str(image_ref))}")
