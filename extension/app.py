@@ -90,6 +90,14 @@ class NBFlowsExtension(ExtensionApp):
                 list(self.embedded_worker_args),
             )
             self.worker.start()
+        self.log.info("nbflows dashboard: %s", self.dashboard_url)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's URL to show a person: with `?token=...` standing for the token of
+        Jupyter's own URL, never the token itself (logs are kept and shared)."""
+        url = self.server.connection_url.rstrip("/") + "/nbflows/"
+        return url + "?token=..." if self.server.identity_provider.token else url
 
     async def stop_extension(self) -> None:
         if self.worker is not None:
