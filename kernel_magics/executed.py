@@ -137,17 +137,15 @@ class CodeAsRun:
 
     def report(self) -> str:
         """What was deployed, in words: the code run, and how the saved file differs."""
-        head = f"Code: the flow cell as you ran it {self.flow_cell.label()}"
+        head = f"Code deployed: as you ran it (flow cell {self.flow_cell.label()})"
         if not self.differences and not self.not_run:
             return head + ", the same as the saved file."
-        lines = [head + "."]
-        if self.differences:
-            lines.append(
-                "The saved file differs (not saved since the run); the code you ran was deployed:"
-            )
-            for difference in self.differences:
-                lines.append(f"  {difference.label}:")
-                lines.extend(f"    {line}" for line in _diff_lines(difference))
+        lines = [
+            head + ("; the saved file differs (not saved since):" if self.differences else ".")
+        ]
+        for difference in self.differences:
+            lines.append(f"  {difference.label}:")
+            lines.extend(f"    {line}" for line in _diff_lines(difference))
         if self.not_run:
             lines.append(
                 "Deployed as saved, though this kernel has not run that text (run the cell, "

@@ -96,6 +96,17 @@ def flow(name: str) -> Flow:
     return found
 
 
+class Deployed(dict[str, Any]):
+    """A deployment as the API returns it; a cell shows it as one line (the summary printed
+    by `Flow.deploy` says the rest)."""
+
+    def __repr__(self) -> str:
+        return f"<deployment {self.get('full_name')!r}, version {self.get('version')}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 class RunList(list[dict[str, Any]]):
     """Runs as plain dicts; in a notebook they display as the run-history widget."""
 
@@ -407,7 +418,7 @@ class Flow:
                 )
             deployment = _call_server(client, "Deploying", lambda: client.deploy(**body))
         print(_deploy_summary(deployment, ctx.notebook_path, as_run.report()))
-        return deployment
+        return Deployed(deployment)
 
     def _code_as_run(self, client: Client, notebook_path: str) -> CodeAsRun:
         """The saved notebook with the sources this kernel ran (see `kernel_magics.executed`)."""

@@ -60,6 +60,9 @@ def test_tutorial_notebook_end_to_end(server: Server, kernel_env: dict[str, str]
 
     flow_cell = next(c for c in nb.cells if c.source.startswith("%%flow get_repo_info"))
     assert "Stars 🌠 : 11600" in text_of(flow_cell)  # output shows as in a plain cell
+    deploy_cell = next(c for c in nb.cells if c.source.startswith("get_repo_info.deploy("))
+    assert "Code deployed: as you ran it (flow cell In [" in text_of(deploy_cell)
+    assert "the same as the saved file" in text_of(deploy_cell)
 
     [interactive] = client.list_flow_runs(flow_name="get_repo_info")
     assert interactive["kind"] == "interactive" and interactive["state"]["type"] == "COMPLETED"
@@ -220,8 +223,8 @@ def test_deploying_from_the_notebook_deploys_the_code_the_kernel_ran(
         frozen = client.read_deployment_notebook(deployed["id"])
         assert source(frozen["cells"][-1]) == edited
         # The deploy says which code it deployed and how the saved file differs.
-        assert "the flow cell as you ran it In [" in said, said
-        assert "The saved file differs" in said, said
+        assert "Code deployed: as you ran it (flow cell In [" in said, said
+        assert "the saved file differs (not saved since)" in said, said
         assert "Forks, edited in the kernel 🍴" in said, said
         run = client.create_flow_run_from_deployment(deployed["id"])
         final = client.watch_flow_run(run["id"], timeout=120)
@@ -236,7 +239,9 @@ def test_deploying_from_the_notebook_deploys_the_code_the_kernel_ran(
         said = kernel.run("%deploy get_repo_info --name as-run --pool my-pool")
         frozen = client.read_deployment_notebook(deployed["id"])
         assert source(frozen["cells"][-1]) == again
-        assert "Stars, edited again 🌠" in said and "The saved file differs" in said, said
+        assert (
+            "Stars, edited again 🌠" in said and "the saved file differs (not saved since)" in said
+        ), said
         assert "code: version 1 → changed" in said, said
 
         # A cell above the flow, edited and run (JupyterLab names it): deployed as run too.
@@ -250,6 +255,16 @@ def test_deploying_from_the_notebook_deploys_the_code_the_kernel_ran(
         schema = client.read_deployment(deployed["id"])["parameter_schema"]
         assert schema["properties"]["repo_name"]["default"] == "nteract/papermill"
         assert 'repo_name = "nteract/papermill"' in said, said
+        assert path.read_text() == saved_text
+
+        # A cell saved above the flow but never run here: deployed as saved (nothing else is
+        # known of it), and the deploy says this kernel did not run it.
+        saved.cells.insert(saved.cells.index(flow_cell), new_code_cell("limit = 10"))
+        nbformat.write(saved, path)
+        said = kernel.run("%deploy get_repo_info --name as-run --pool my-pool")
+        assert "Deployed as saved, though this kernel has not run that text" in said, said
+        assert "  cell 'limit = 10'" in said, said
+        frozen = client.read_deployment_notebook(deployed["id"])
+        assert [source(c) for c in frozen["cells"]][-2:] == ["limit = 10", again]
     finally:
         kernel.close()
-    assert path.read_text() == saved_text
