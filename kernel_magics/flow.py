@@ -411,22 +411,29 @@ class Flow:
                 )
             body["path"] = ctx.notebook_path
             as_run = self._code_as_run(client, ctx.notebook_path)
-            body["notebook"] = as_run.notebook
+            if as_run is not None:
+                body["notebook"] = as_run.notebook
             if chosen is not None:
                 body["image"] = _package_image(
                     client, ctx.notebook_path, self.name, chosen, body, build=build, push=push
                 )
             deployment = _call_server(client, "Deploying", lambda: client.deploy(**body))
-        print(_deploy_summary(deployment, ctx.notebook_path, as_run.report()))
+        code = as_run.report() if as_run is not None else "Code deployed: the saved file."
+        print(_deploy_summary(deployment, ctx.notebook_path, code))
         return Deployed(deployment)
 
-    def _code_as_run(self, client: Client, notebook_path: str) -> CodeAsRun:
-        """The saved notebook with the sources this kernel ran (see `kernel_magics.executed`)."""
-        from nbflows.notebooks import load_notebook
+    def _code_as_run(self, client: Client, notebook_path: str) -> CodeAsRun | None:
+        """The saved notebook with the sources this kernel ran (see `kernel_magics.executed`);
+        None when the file cannot be read here (the server then says what is wrong with it)."""
+        from nbflows.notebooks import notebook_from_json
 
-        path = _notebook_file(client, notebook_path)
-        _, saved = load_notebook(path)
-        return code_as_run(saved, self.name, self.cell, executed_cells(self._shell))
+        try:
+            text = _notebook_file(client, notebook_path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return code_as_run(
+            notebook_from_json(text), self.name, self.cell, executed_cells(self._shell)
+        )
 
     # -- serving ---------------------------------------------------------------------------------
 

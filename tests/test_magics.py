@@ -446,6 +446,8 @@ def test_deploy_magic_checks_its_arguments(ip, recorder):
     run_flow(ip, "params", "1")
     with pytest.raises(UsageError, match="NAME=VALUE"):
         ip.run_line_magic("deploy", "params --name d --pool p --param novalue")
+    with pytest.raises(UsageError, match="--no-schedule removes the schedules"):
+        ip.run_line_magic("deploy", "params --name d --pool p --no-schedule --cron '0 6 * * *'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -301,7 +301,7 @@ def test_deploy_form_shows_the_servers_refusal_next_to_the_form(client, server):
     assert client.list_deployments() == []
 
 
-def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch):
+def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch, capsys):
     from IPython.testing.globalipapp import get_ipython
 
     from nbflows.kernel_magics import Flow
@@ -317,7 +317,11 @@ def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch):
         for c in nb["cells"]
         if "".join(c["source"]).startswith("%%flow")
     )
-    flow = Flow("get_repo_info", source, shell=get_ipython())
+    # The flow as the kernel ran it, one line changed since the file was saved.
+    ran = source.replace("Forks 🍴", "Forks, as run 🍴")
+    flow = Flow(
+        "get_repo_info", ran, shell=get_ipython(), magic_line="%%flow get_repo_info --log-prints"
+    )
 
     form = nbw.deploy_form(flow, client=client)
     assert list(form.parameters) == ["repo_name"]
@@ -331,6 +335,11 @@ def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch):
     deployment = client.read_deployment("get_repo_info/from-the-form")
     assert deployment["kind"] == "cell"
     assert deployment["parameters"] == {"repo_name": "jupyter/lab"}
+    # What the form deploys is the code run (defect 6), and it says so.
+    frozen = client.read_deployment_notebook(deployment["id"])
+    assert "".join(frozen["cells"][-1]["source"]).endswith(ran.rstrip("\n"))
+    said = capsys.readouterr().out
+    assert "the saved file differs (not saved since)" in said and "Forks, as run 🍴" in said
 
 
 # --------------------------------------------------------------------------------------------
