@@ -193,6 +193,7 @@ class LabKernel:
         self.km.shutdown_kernel(now=True)
 
 
+@pytest.mark.slow
 def test_deploying_from_the_notebook_deploys_the_code_the_kernel_ran(
     server: Server, kernel_env: dict[str, str]
 ) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from .servers import Server
+
+pytestmark = pytest.mark.slow
 
 ENTRY = "repo_info.ipynb:get_repo_info"
 
