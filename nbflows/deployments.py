@@ -43,7 +43,7 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
         frozen = whole_notebook_snapshot(source)
         kind, flow_name = "notebook", path.stem
     schema = parameter_schema(frozen)
-    validate_parameters(schema.get("properties", {}), req.parameters)
+    validate_parameters(schema, req.parameters)
     job_templates.check_job_variables(pool.base_job_template, req.job_variables)
     image = deployment_image(req.image)
     schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
@@ -242,7 +242,7 @@ def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployme
     d = get_deployment(s, ref)
     fields = req.model_dump(exclude_unset=True)
     if fields.get("parameters") is not None:
-        validate_parameters(d.parameter_schema.get("properties", {}), fields["parameters"])
+        validate_parameters(d.parameter_schema, fields["parameters"])
         d.parameters = fields["parameters"]
     if fields.get("job_variables") is not None:
         job_templates.check_job_variables(d.pool.base_job_template, fields["job_variables"])

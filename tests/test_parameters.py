@@ -191,12 +191,14 @@ def test_validate_rejects_unknown_names_listing_valid_ones(schema):
         validate_parameters(schema, {"repo": "x"})
 
 
-def test_validate_without_parameters_cell_says_so():
+@pytest.mark.parametrize("cell", [None, "# no assignment yet"], ids=["no cell", "empty cell"])
+def test_validate_without_parameters_says_so(cell):
     with pytest.raises(InvalidInput) as info:
-        validate_parameters(parameter_schema(_notebook(None)), {"repo_name": "x"})
-    assert info.value.message.startswith("Unknown parameter 'repo_name': the notebook has no ")
-    assert "parameters cell" in info.value.message
-    assert "tagged 'parameters'" in info.value.message
+        validate_parameters(parameter_schema(_notebook(cell)), {"repo_name": "x"})
+    assert info.value.message == (
+        "Unknown parameter 'repo_name': the notebook defines no parameters (they are the "
+        "assignments of its code cell tagged 'parameters'), so it accepts none"
+    )
 
 
 def test_validate_rejects_non_mapping(schema):
