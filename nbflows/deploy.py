@@ -31,12 +31,14 @@ def deploy(
     image: DeploymentImage | str | None = None,
     build: bool = True,
     push: bool = False,
+    kernel: str | None = None,
     client: Any = None,
 ) -> dict[str, Any]:
     """Deploy `notebook` (whole, or its `%%flow flow_name` cell) to a work pool; return the deployment.
 
     The same request as `nbflows deploy PATH[:FLOW] ...`: the server freezes the notebook as a new
     version; with `image`, the image is built here first (nothing is deployed if the build fails).
+    `kernel` names the kernel to run it in (papermill's `-k`; default: the notebook's own).
     """
     from nbflows.client import get_client
     from nbflows.schedules import make_schedule, schedule_to_dict
@@ -56,6 +58,7 @@ def deploy(
         "description": description,
         "retries": retries,
         "retry_delay": retry_delay,
+        "kernel_name": kernel,
     }
     if cron is not None or interval is not None or rrule is not None:
         schedule = make_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)

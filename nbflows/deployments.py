@@ -23,7 +23,7 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     Everything is checked before anything is written, so a refused deploy changes nothing.
     """
     from .extraction import extract_flow_notebook, whole_notebook_snapshot
-    from .notebooks import load_notebook, notebook_to_json
+    from .notebooks import load_notebook, notebook_to_json, with_kernel
     from .parameters import parameter_schema, validate_parameters
     from .schedules import parse_schedule, schedule_to_dict
 
@@ -34,8 +34,10 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
 
         path = _resolve_inside(req.path, root_dir)
         source = nbformat.from_dict(req.notebook)
+        if req.kernel_name:
+            source = with_kernel(source, req.kernel_name)
     else:
-        path, source = load_notebook(req.path, root_dir)
+        path, source = load_notebook(req.path, root_dir, req.kernel_name)
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
         kind, flow_name = "cell", req.flow_name

@@ -66,6 +66,8 @@ class DeployRequest(Body):
     catchup: Literal["all", "latest", "skip"] = "latest"
     image: dict[str, Any] | None = None
     notebook: dict[str, Any] | None = None
+    #: The kernel to run the notebook in (papermill's `-k`), e.g. for a notebook without one.
+    kernel_name: str | None = None
 
 
 class DeploymentUpdate(Body):

@@ -151,6 +151,12 @@ def deploy(
         None, "--catchup", help="Late scheduled runs: run all, only the latest, or skip them."
     ),
     paused: bool = typer.Option(False, "--paused", help="Deploy with schedules paused."),
+    kernel: str | None = typer.Option(
+        None,
+        "--kernel",
+        "-k",
+        help="Kernel to run the notebook in (default: the notebook's own), e.g. python3.",
+    ),
     image: str | None = typer.Option(
         None, "--image", help="Build an image NAME[:TAG] for docker pools."
     ),
@@ -186,6 +192,7 @@ def deploy(
         "retry_delay": retry_delay,
         "catchup": catchup.value if catchup else None,
         "image": build_image(image, dockerfile, base_image, push),
+        "kernel_name": kernel,
     }
     if paused:
         body["paused"] = True
