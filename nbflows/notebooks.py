@@ -84,8 +84,8 @@ def load_notebook(
     if not kernel_name(nb):
         raise InvalidInput(
             f"{resolved} has no kernel (metadata.kernelspec.name is missing): name the kernel to "
-            "run it in (nbflows deploy --kernel python3), or open it in Jupyter, pick a kernel "
-            "and save it",
+            "run it in (nbflows deploy --kernel python3), or open it in Jupyter and pick a kernel, "
+            "then save it, or set metadata.kernelspec in the notebook file",
             path=str(resolved),
         )
     return resolved, nb

@@ -270,6 +270,8 @@ def test_run_parameters_are_the_deployments_overridden_by_the_runs():
 
 
 # -- through a real server and its embedded worker ---------------------------------------------
+# The tests that use the module's server share one xdist worker (`--dist loadgroup`).
+SERVER_GROUP = pytest.mark.xdist_group("parameters-server")
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +318,7 @@ COMPUTED = [
 ]
 
 
+@SERVER_GROUP
 @pytest.mark.slow
 def test_manual_runs_keep_the_notebooks_computed_defaults(server: Server) -> None:
     deployment = _deploy(server, "params_python.ipynb", "manual", parameters={"n": 4})
@@ -336,6 +339,7 @@ def test_manual_runs_keep_the_notebooks_computed_defaults(server: Server) -> Non
                        "labels = [1, [2, 'three']] (list)"]  # fmt: skip
 
 
+@SERVER_GROUP
 @pytest.mark.slow
 def test_scheduled_runs_keep_the_notebooks_computed_defaults(server: Server) -> None:
     deployment = _deploy(
@@ -353,6 +357,7 @@ def test_scheduled_runs_keep_the_notebooks_computed_defaults(server: Server) -> 
     assert all(r["parameters"] == {"labels": ["x"]} for r in upcoming)
 
 
+@SERVER_GROUP
 def test_run_parameters_are_still_validated_against_the_notebook(server: Server) -> None:
     deployment = _deploy(server, "params_python.ipynb", "validated")
     runs = f"deployments/{deployment['id']}/runs"
@@ -378,6 +383,7 @@ def test_nbformat_v3_notebooks_are_read_as_v4() -> None:
     assert parameter_schema(nb)["properties"] == {"x": {"type": "integer", "default": 1}}
 
 
+@SERVER_GROUP
 @pytest.mark.slow
 def test_nbformat_v3_notebooks_deploy_and_run(server: Server) -> None:
     deployment = _deploy(server, "nb_v3.ipynb", "v3")
@@ -387,6 +393,7 @@ def test_nbformat_v3_notebooks_deploy_and_run(server: Server) -> None:
     assert printed == ["x = 7"]
 
 
+@SERVER_GROUP
 @pytest.mark.slow
 def test_the_kernel_name_python_runs_in_python3_as_in_jupyter(server: Server) -> None:
     deployment = _deploy(server, "nb_kernel_python.ipynb", "python")
@@ -395,6 +402,7 @@ def test_the_kernel_name_python_runs_in_python3_as_in_jupyter(server: Server) ->
     assert printed == ["x = 2"]
 
 
+@SERVER_GROUP
 @pytest.mark.slow
 def test_a_notebook_without_kernelspec_deploys_with_a_named_kernel(server: Server) -> None:
     refused = server.http(
@@ -432,6 +440,7 @@ def test_a_notebook_without_kernelspec_deploys_with_a_named_kernel(server: Serve
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
 
+@SERVER_GROUP
 def test_nbflows_deploy_names_the_kernel(server: Server) -> None:
     import nbflows
 

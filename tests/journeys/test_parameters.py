@@ -28,7 +28,8 @@ COMPUTED = [
     "pair = (1, 2) (tuple)",
 ]
 
-pytestmark = pytest.mark.slow
+# One server for the module: keep its tests on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parameters-journey")]
 
 
 @pytest.fixture(scope="module")
