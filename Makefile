@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[test]"
+	$(BIN)/python -m bash_kernel.install --sys-prefix
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
 	cp jupyter-config/jupyter_server_config.d/nbflows.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $(STAMP)

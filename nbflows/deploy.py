@@ -33,6 +33,7 @@ def deploy(
     build: bool = True,
     push: bool = False,
     move_pool: bool = False,
+    kernel: str | None = None,
     client: Any = None,
 ) -> dict[str, Any]:
     """Deploy `notebook` (whole, or its `%%flow flow_name` cell) to a work pool; return the deployment.
@@ -42,6 +43,7 @@ def deploy(
     Deploying again keeps what is not given (`schedules=[]` removes the schedules); the answer's
     `changes` say what changed. An existing deployment moves to another pool only with
     `move_pool=True`.
+    `kernel` names the kernel to run it in (papermill's `-k`; default: the notebook's own).
     """
     from nbflows.client import get_client
     from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
@@ -62,6 +64,7 @@ def deploy(
         "retries": retries,
         "retry_delay": retry_delay,
         "move_pool": move_pool or None,
+        "kernel_name": kernel,
     }
     chosen = [schedule_to_dict(parse_schedule(s)) for s in schedules or []]
     if cron is not None or interval is not None or rrule is not None:

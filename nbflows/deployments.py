@@ -37,7 +37,7 @@ def redeploy(
     deploy changes nothing.
     """
     from .extraction import extract_flow_notebook, whole_notebook_snapshot
-    from .notebooks import load_notebook, notebook_to_json
+    from .notebooks import load_notebook, notebook_to_json, with_kernel
     from .parameters import parameter_schema, validate_parameters
     from .schedules import parse_schedule, schedule_to_dict
 
@@ -48,8 +48,10 @@ def redeploy(
 
         path = _resolve_inside(req.path, root_dir)
         source = nbformat.from_dict(req.notebook)
+        if req.kernel_name:
+            source = with_kernel(source, req.kernel_name)
     else:
-        path, source = load_notebook(req.path, root_dir)
+        path, source = load_notebook(req.path, root_dir, req.kernel_name)
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
         kind, flow_name = "cell", req.flow_name
@@ -83,7 +85,7 @@ def redeploy(
     job_variables = kept("job_variables", {})
     since = f" (kept from version {old.version}; give them again to change them)" if old else ""
     try:
-        validate_parameters(schema.get("properties", {}), parameters)
+        validate_parameters(schema, parameters)
     except InvalidInput as exc:
         raise InvalidInput(exc.message + ("" if "parameters" in given else since)) from None
     try:
@@ -352,7 +354,7 @@ def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployme
     d = get_deployment(s, ref)
     fields = req.model_dump(exclude_unset=True)
     if fields.get("parameters") is not None:
-        validate_parameters(d.parameter_schema.get("properties", {}), fields["parameters"])
+        validate_parameters(d.parameter_schema, fields["parameters"])
         d.parameters = fields["parameters"]
     if fields.get("job_variables") is not None:
         job_templates.check_job_variables(d.pool.base_job_template, fields["job_variables"])

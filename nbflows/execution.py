@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import logging
 import re
 import signal
@@ -42,7 +41,9 @@ from papermill.log import logger as papermill_logger
 from papermill.parameterize import parameterize_notebook
 from papermill.version import version as papermill_version
 
+from nbflows.errors import InvalidInput
 from nbflows.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
+from nbflows.notebooks import installed_kernelspec, resolve_kernel_name
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
@@ -495,14 +496,16 @@ def execute(
 ) -> ExecutionResult:
     """Execute `notebook` (not modified) with papermill in a fresh kernel; block until done.
 
-    * `parameters` are injected papermill-style (an "injected-parameters" cell after the cell
-      tagged "parameters"); `kernel_name` overrides the notebook's kernelspec.
+    * `parameters` are injected papermill-style, with papermill's translator for the kernel's
+      language (an "injected-parameters" cell after the cell tagged "parameters"); parameters not
+      given keep the notebook's code. `kernel_name` overrides the notebook's kernelspec
+      (`python` is `python3`, as in Jupyter).
     * The kernel runs in `cwd` with `env` added to this process's environment. With a
       `kernel_pool` a warm kernel for (kernel_name, cwd, env) is used; without one a kernel is
       started for this run. Either way the kernel is killed when the run ends.
-    * `run_env`: variables that differ on every run (e.g. the flow run id). They are put into the
-      kernel's `os.environ` before the first cell instead of into the process environment, so
-      they do not defeat the warm-kernel match on `env`. Python kernels only.
+    * `run_env`: variables that differ on every run (e.g. the flow run id). A Python kernel gets
+      them in its `os.environ` before the first cell rather than at launch, so they do not defeat
+      the warm-kernel match on `env`; a kernel of another language is started with them.
     * `timeout` (seconds) limits the execution of the cells, kernel start-up not included.
     * `on_output` receives each output line as the kernel sends it; `on_cell(index, event)` is
       called with "start" and "end" around each code cell. Both run on the calling thread and
@@ -534,10 +537,15 @@ def execute(
             message="The notebook has no kernelspec and no kernel_name was given; "
             "set the notebook's kernel (e.g. python3) and deploy again.",
         )
+    name = resolve_kernel_name(name)
     try:
-        language = _kernel_language(name)
+        language = installed_kernelspec(name)["language"]
+    except InvalidInput as exc:
+        return ExecutionResult(notebook, "failed", message=exc.message)
     except Exception as exc:
-        return ExecutionResult(notebook, "failed", message=_no_kernel_message(name, exc))
+        return ExecutionResult(
+            notebook, "failed", message=f"Cannot read the kernelspec {name!r}: {exc}"
+        )
     try:
         nb = _prepare(notebook, dict(parameters), name, language)
     except Exception as exc:
@@ -548,6 +556,9 @@ def execute(
         return ExecutionResult(nb, "cancelled", message="Cancelled before the notebook started.")
 
     pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0)
+    # A warm Python kernel takes the run's own variables in its os.environ; other languages have
+    # no one way to set them, so their kernel starts with them (and is never a warm spare).
+    python = language.lower() == "python"
     try:
         return _execute_on_pool(
             nb,
@@ -561,6 +572,7 @@ def execute(
             cancel_event,
             run_env or {},
             on_event,
+            set_in_kernel=python,
         )
     finally:
         if kernel_pool is None:
@@ -579,9 +591,14 @@ def _execute_on_pool(
     cancel_event: threading.Event | None,
     run_env: Mapping[str, str],
     on_event: Callable[[Any, int], None] | None = None,
+    *,
+    set_in_kernel: bool = True,
 ) -> ExecutionResult:
+    launch_env = None if set_in_kernel else run_env
     try:
-        km = pool.acquire(kernel_name, cwd, env, cancel_event=cancel_event)
+        km = pool.acquire(
+            kernel_name, cwd, env, cancel_event=cancel_event, launch_env=launch_env or None
+        )
     except AcquireCancelled:
         return ExecutionResult(nb, "cancelled", message="Cancelled before the notebook started.")
     except FileNotFoundError as exc:
@@ -591,7 +608,8 @@ def _execute_on_pool(
     except Exception as exc:
         return ExecutionResult(nb, "crashed", message=f"The kernel could not be started: {exc}")
 
-    run = _Run(km, pool, on_output, on_cell, cancel_event, timeout, run_env, on_event)
+    in_kernel = run_env if set_in_kernel else {}
+    run = _Run(km, pool, on_output, on_cell, cancel_event, timeout, in_kernel, on_event)
     unexpected: BaseException | None = None
     try:
         papermill_engines.execute_notebook_with_engine(
@@ -739,22 +757,6 @@ async def _exit_code(km: AsyncKernelManager) -> int | None:
     except Exception:
         pass
     return None
-
-
-@functools.lru_cache(maxsize=64)
-def _kernel_language(kernel_name: str) -> str:
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return str(KernelSpecManager().get_kernel_spec(kernel_name).language)
-
-
-def _no_kernel_message(kernel_name: str, exc: Exception) -> str:
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    if isinstance(exc, NoSuchKernel):
-        names = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
-        return f"No kernel named {kernel_name!r} is installed here (installed kernels: {names})."
-    return f"Cannot read the kernelspec {kernel_name!r}: {exc}"
 
 
 def _prepare(

@@ -32,19 +32,15 @@ def create_deployment_run(
     idempotency_key: str | None = None,
 ) -> tuple[t.FlowRun, bool]:
     """A SCHEDULED run of `deployment`; returns (run, created). Same idempotency key → same run."""
-    from .parameters import merge_parameters, validate_parameters
+    from .parameters import run_parameters, validate_parameters
 
     key = req.idempotency_key or idempotency_key
     if key:
         existing = s.scalar(select(t.FlowRun).where(t.FlowRun.idempotency_key == key))
         if existing is not None:
             return existing, False
-    validate_parameters(deployment.parameter_schema.get("properties", {}), req.parameters)
+    validate_parameters(deployment.parameter_schema, req.parameters)
     job_templates.check_job_variables(deployment.pool.base_job_template, req.job_variables)
-    defaults = {
-        name: spec.get("default")
-        for name, spec in deployment.parameter_schema.get("properties", {}).items()
-    }
     run = t.FlowRun(
         name=run_name(deployment.flow_name),
         flow_name=deployment.flow_name,
@@ -54,7 +50,7 @@ def create_deployment_run(
         work_queue_id=deployment.work_queue_id,
         state_type=StateType.SCHEDULED.value,
         state_name="Scheduled",
-        parameters=merge_parameters(defaults, deployment.parameters, req.parameters),
+        parameters=run_parameters(deployment.parameters, req.parameters),
         job_variables=req.job_variables,
         max_retries=deployment.retries,
         retry_delay=deployment.retry_delay,

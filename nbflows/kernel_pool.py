@@ -144,6 +144,11 @@ async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> N
         return
 
 
+def _is_python(km: AsyncKernelManager) -> bool:
+    spec = km.kernel_spec
+    return spec is not None and str(spec.language).lower() == "python"
+
+
 class AcquireCancelled(Exception):
     """`KernelPool.acquire` gave up because its `cancel_event` was set."""
 
@@ -200,21 +205,28 @@ class KernelPool:
         env: Mapping[str, str],
         *,
         cancel_event: threading.Event | None = None,
+        launch_env: Mapping[str, str] | None = None,
     ) -> AsyncKernelManager:
         """A started kernel, ready for requests, running in `cwd` with `env` added to its
         environment (on top of this process's). The caller owns it: give it back with `release`
         (or `kill`) when the run is over; it is never handed out twice.
 
         Returns the warm spare when one matches (and starts its replacement), else starts one.
+        `launch_env` adds variables of this kernel alone (e.g. a run's id, for a kernel that
+        cannot take them once started): it is started for the call, and no spare is kept for them.
         Raises `jupyter_client.kernelspec.NoSuchKernel` for an unknown kernel name, `RuntimeError`
         if the kernel does not start, `AcquireCancelled` if `cancel_event` is set meanwhile.
         """
         key = KernelKey.of(kernel_name, cwd, env)
+        own_env = dict(launch_env or {})
         with self._lock:
             self._check_open()
             self._env[key] = dict(env)
-            spare = self._spares.pop(key, None)
-            if spare is not None:
+            spare = None if own_env else self._spares.pop(key, None)
+            if own_env:
+                log.debug("kernel pool: starting a kernel of its own for %s", key)
+                own = self._start_kernel(key, launch_env=own_env)
+            elif spare is not None:
                 log.debug("kernel pool: warm hit for %s", key)
                 own = spare
                 self._add_spare(key, self._start_kernel(key))
@@ -233,7 +245,7 @@ class KernelPool:
                 self._starts.discard(own)
                 self._dispose(km)
                 self._check_open()
-                own = self._start_kernel(key)
+                own = self._start_kernel(key, launch_env=own_env)
             km = self._wait(own, cancel_event)
         with self._lock:
             # Tracked as "starting" until here, so that shutdown() kills it in any case.
@@ -372,10 +384,13 @@ class KernelPool:
         return self._loop
 
     def _start_kernel(
-        self, key: KernelKey, after: concurrent.futures.Future[Any] | None = None
+        self,
+        key: KernelKey,
+        after: concurrent.futures.Future[Any] | None = None,
+        launch_env: Mapping[str, str] | None = None,
     ) -> concurrent.futures.Future[AsyncKernelManager]:
         # Called with self._lock held.
-        fut = self._submit(self._start(key, after))
+        fut = self._submit(self._start(key, after, launch_env))
         self._starts.add(fut)
         fut.add_done_callback(self._start_done)
         return fut
@@ -461,23 +476,31 @@ class KernelPool:
                     raise RuntimeError("the kernel did not start in time") from None
 
     async def _start(
-        self, key: KernelKey, after: concurrent.futures.Future[Any] | None = None
+        self,
+        key: KernelKey,
+        after: concurrent.futures.Future[Any] | None = None,
+        launch_env: Mapping[str, str] | None = None,
     ) -> AsyncKernelManager:
         if after is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(after)
         km = _new_kernel_manager(key.kernel_name)
-        env = {**os.environ, **self._env.get(key, {})}
+        env = {**os.environ, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
         kc = new_client(km)
         try:
             await wait_until_ready(kc, km, self.startup_timeout)
-            # The first execution in a new kernel is several times slower than later ones (lazy
-            # set-up in IPython); pay that now. Silent: no history, no execution count, no output.
-            await kc.execute(
-                "pass", silent=True, store_history=False, reply=True, timeout=self.startup_timeout
-            )
+            if _is_python(km):
+                # The first execution in a new IPython kernel is several times slower than later
+                # ones (lazy set-up); pay that now. Silent: no history, no count, no output.
+                await kc.execute(
+                    "pass",
+                    silent=True,
+                    store_history=False,
+                    reply=True,
+                    timeout=self.startup_timeout,
+                )
         except BaseException:
             kc.stop_channels()
             await self._kill(km)

@@ -1,14 +1,15 @@
-"""Loading, checking and (de)serialising notebooks.
+"""Loading, checking and (de)serialising notebooks, and the kernels they run in.
 
 Every notebook nbflows runs or freezes into a deployment goes through `load_notebook` or
 `notebook_from_json`, so bad input (a path outside the server's root, a missing file, a file that
 is not a notebook, a notebook without a kernel) is refused in one place, with a message that says
-what to do.
+what to do. Notebooks of every nbformat version are read as version 4.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -19,25 +20,30 @@ from nbformat.corpus.words import generate_corpus_id
 from nbflows.errors import InvalidInput, NotFound
 
 __all__ = [
+    "installed_kernelspec",
     "kernel_name",
     "load_notebook",
     "notebook_from_json",
     "notebook_to_json",
+    "resolve_kernel_name",
     "strip_outputs",
+    "with_kernel",
 ]
 
 
 def load_notebook(
-    path: str | Path, root_dir: str | Path | None = None
+    path: str | Path, root_dir: str | Path | None = None, kernel: str | None = None
 ) -> tuple[Path, NotebookNode]:
     """Read the notebook at `path` and return `(resolved_path, notebook)`.
 
     A relative `path` is taken relative to `root_dir` when given (else to the current directory).
     With a `root_dir`, a path that resolves outside it (also through `..` or a symlink) is refused.
+    `kernel` names the kernel to run the notebook in (papermill's `-k`): the notebook's
+    kernelspec becomes that kernel's (see `with_kernel`).
 
     Raises `InvalidInput` for a path outside `root_dir`, a directory, a file that is not a
-    `.ipynb` notebook or cannot be read, and a notebook without `metadata.kernelspec.name`;
-    `NotFound` for a missing file.
+    `.ipynb` notebook or cannot be read, a `kernel` that is not installed, and a notebook without
+    `metadata.kernelspec.name` when no `kernel` is given; `NotFound` for a missing file.
     """
     candidate = Path(path).expanduser()
     root: Path | None = None
@@ -73,13 +79,62 @@ def load_notebook(
     except InvalidInput as exc:
         raise InvalidInput(f"{resolved}: {exc.message}", path=str(resolved)) from exc
 
+    if kernel:
+        nb = with_kernel(nb, kernel)
     if not kernel_name(nb):
         raise InvalidInput(
-            f"{resolved} has no kernel (metadata.kernelspec.name is missing): open it in Jupyter "
-            "and pick a kernel, then save it, or set metadata.kernelspec in the notebook file",
+            f"{resolved} has no kernel (metadata.kernelspec.name is missing): name the kernel to "
+            "run it in (nbflows deploy --kernel python3), or open it in Jupyter and pick a kernel, "
+            "then save it, or set metadata.kernelspec in the notebook file",
             path=str(resolved),
         )
     return resolved, nb
+
+
+def with_kernel(nb: NotebookNode, kernel: str) -> NotebookNode:
+    """A copy of `nb` whose kernelspec is the installed kernel `kernel`'s (papermill's `-k`).
+
+    `InvalidInput` naming the installed kernels when there is no such kernel.
+    """
+    spec = installed_kernelspec(kernel)
+    changed = copy.deepcopy(nb)
+    changed.setdefault("metadata", nbformat.from_dict({}))["kernelspec"] = nbformat.from_dict(spec)
+    return changed
+
+
+def resolve_kernel_name(name: str) -> str:
+    """`name` as Jupyter reads it: `python` is the native Python kernel, `python3`.
+
+    jupyter_client's KernelManager maps the name so, but its KernelSpecManager does not.
+    """
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+
+    return NATIVE_KERNEL_NAME if name == "python" else name
+
+
+def installed_kernelspec(name: str) -> dict[str, str]:
+    """`{"name", "display_name", "language"}` of the installed kernel `name` (`python` is
+    `python3`). `InvalidInput` naming the installed kernels when there is none."""
+    return dict(_installed_kernelspec(resolve_kernel_name(name)))
+
+
+@functools.lru_cache(maxsize=64)
+def _installed_kernelspec(name: str) -> dict[str, str]:
+    # Kernelspecs are read from disk; a worker asks once per run. Misses are not cached.
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        spec = manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        installed = sorted(manager.find_kernel_specs())
+        raise InvalidInput(
+            f"No kernel named {name!r} is installed here "
+            f"(installed kernels: {', '.join(installed) or 'none'}).",
+            kernel=name,
+            installed=installed,
+        ) from None
+    return {"name": name, "display_name": spec.display_name, "language": spec.language}
 
 
 def kernel_name(nb: NotebookNode) -> str | None:
@@ -124,7 +179,8 @@ def notebook_from_json(text: str | bytes) -> NotebookNode:
         if major not in nbformat.versions:
             raise InvalidInput(f"not a valid notebook: unsupported nbformat version {major!r}")
         nb = nbformat.versions[major].to_notebook_json(data, minor=minor)
-        nb = nbformat.convert(nb, 4)
+        # Each nbformat version has its own NotebookNode class: take the v4 one.
+        nb = nbformat.from_dict(nbformat.convert(nb, 4))
         _repair_cell_ids(nb)
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:

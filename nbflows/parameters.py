@@ -2,8 +2,10 @@
 
 A notebook's parameters are the assignments in its cell tagged `parameters`, read with papermill's
 own inspection (so `name: type = default  # help` and `# type:` comments mean what they mean to
-papermill). Deployment parameters override the defaults and run parameters override those; names
-the notebook does not define and values of the wrong JSON type are refused.
+papermill). As with papermill, a run injects only the parameters its deployment or the run itself
+sets (run over deployment); every other parameter keeps the parameters cell's own code, so
+`start = datetime.date(2024, 1, 1)` stays a date and `(1, 2)` a tuple. Names the notebook does not
+define and values of the wrong JSON type are refused.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from nbflows.errors import InvalidInput
 
 __all__ = [
     "PARAMETERS_TAG",
-    "default_values",
     "infer_parameters",
-    "merge_parameters",
     "parameter_schema",
     "parameters_cell_index",
     "parse_param_assignments",
+    "run_parameters",
     "validate_parameters",
 ]
 
@@ -65,23 +66,9 @@ def infer_parameters(nb: NotebookNode) -> dict[str, dict[str, Any]]:
     a Python literal (`ast.literal_eval`; tuples become lists), else None. A notebook without a
     parameters cell, or in a language papermill cannot inspect, has no parameters: `{}`.
     """
-    # Papermill is heavy to import and this module is also used from kernels.
-    from papermill.exceptions import PapermillException
-    from papermill.translators import papermill_translators
-
-    index = parameters_cell_index(nb)
-    if index is None:
+    found = _inspect(nb)
+    if found is None:
         return {}
-    metadata = nb.get("metadata", {})
-    kernelspec = metadata.get("kernelspec") or {}
-    kernel = kernelspec.get("name") or "python3"
-    language = kernelspec.get("language") or (metadata.get("language_info") or {}).get("name")
-    try:
-        translator = papermill_translators.find_translator(kernel, language or "python")
-        found = translator.inspect(nb.cells[index])
-    except (PapermillException, NotImplementedError):
-        return {}
-
     params: dict[str, dict[str, Any]] = {}
     for param in found:
         default = _literal_default(param.default)
@@ -109,7 +96,9 @@ def parameter_schema(nb: NotebookNode) -> dict[str, Any]:
     """A JSON schema (`type: object`, no `required`) describing `nb`'s parameters.
 
     Each property has `type` when known, `default` when it is a literal other than None, and
-    `description` when the parameters cell gives help text.
+    `description` when the parameters cell gives help text. `additionalProperties` is true only
+    for a parameters cell papermill cannot inspect (a language other than Python): its names are
+    unknown, so any parameter is accepted and injected, as papermill does.
     """
     properties: dict[str, Any] = {}
     for name, info in infer_parameters(nb).items():
@@ -121,36 +110,40 @@ def parameter_schema(nb: NotebookNode) -> dict[str, Any]:
         if info["help"]:
             prop["description"] = info["help"]
         properties[name] = prop
-    return {"type": "object", "properties": properties}
-
-
-def default_values(schema_props: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The literal defaults of the parameters (from `infer_parameters` or a schema's properties).
-
-    Parameters whose default is not a literal are left out: the notebook computes them itself.
-    """
     return {
-        name: prop["default"]
-        for name, prop in schema_props.items()
-        if prop.get("default") is not None
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": _inspect(nb) is None,
     }
 
 
-def validate_parameters(
-    schema_props: Mapping[str, Any], values: Mapping[str, Any]
+def run_parameters(
+    deployment: Mapping[str, Any] | None, run: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Check `values` against the parameters described by `schema_props` and return them.
+    """The parameters a run injects: the deployment's, overridden by the run's.
 
-    `schema_props` is a schema's `properties` (or `infer_parameters` output). Raises `InvalidInput`
-    for names the notebook does not define (listing the valid ones) and for values whose JSON type
-    differs from the parameter's (an integer is accepted for a number; a boolean is not an integer).
-    Parameters of unknown type accept any value.
+    The notebook's defaults are not among them: a parameter neither sets keeps the code of the
+    parameters cell (papermill's semantics), so a computed default is computed by the run.
+    """
+    return {**(deployment or {}), **(run or {})}
+
+
+def validate_parameters(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `values` against the parameter schema `schema` and return them.
+
+    `schema` is a `parameter_schema` (a deployment's `parameter_schema`). Raises `InvalidInput` for
+    names the notebook does not define (listing the valid ones), unless the schema allows any
+    name (`additionalProperties: true`), and for values whose JSON type differs from the
+    parameter's (an integer is accepted for a number; a boolean is not an integer). Parameters of
+    unknown type accept any value.
     """
     if not isinstance(values, Mapping):
         raise InvalidInput(
             f"Parameters must be an object mapping names to values, got {_show(values)}"
         )
-    unknown = [name for name in values if name not in schema_props]
+    schema_props: Mapping[str, Any] = schema.get("properties") or {}
+    any_name = schema.get("additionalProperties") is True
+    unknown = [name for name in values if name not in schema_props and not any_name]
     if unknown:
         listed = ", ".join(repr(name) for name in unknown)
         noun = "parameter" if len(unknown) == 1 else "parameters"
@@ -159,16 +152,15 @@ def validate_parameters(
             message = f"Unknown {noun} {listed}. Valid parameters: {valid}"
         else:
             message = (
-                f"Unknown {noun} {listed}: the notebook has no parameters cell (a code cell tagged "
-                "'parameters' that assigns them), so it accepts no parameters"
+                f"Unknown {noun} {listed}: the notebook defines no parameters (they are the "
+                "assignments of its code cell tagged 'parameters'), so it accepts none"
             )
         raise InvalidInput(message, unknown=unknown, valid=list(schema_props))
 
     errors = []
     for name, value in values.items():
-        expected = (
-            schema_props[name].get("type") if isinstance(schema_props[name], Mapping) else None
-        )
+        prop = schema_props.get(name)
+        expected = prop.get("type") if isinstance(prop, Mapping) else None
         if expected is None or _matches(value, expected):
             continue
         wanted = expected if isinstance(expected, list) else [expected]
@@ -215,17 +207,25 @@ def parse_param_assignments(
     return values
 
 
-def merge_parameters(
-    defaults: Mapping[str, Any] | None,
-    deployment: Mapping[str, Any] | None,
-    run: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """Effective parameters: notebook defaults, overridden by the deployment's, then the run's."""
-    merged: dict[str, Any] = {}
-    for layer in (defaults, deployment, run):
-        if layer:
-            merged.update(layer)
-    return merged
+def _inspect(nb: NotebookNode) -> list[Any] | None:
+    """papermill's `Parameter`s of `nb`'s parameters cell: `[]` without such a cell, None when
+    papermill cannot inspect the notebook's language (it can only Python's)."""
+    # Papermill is heavy to import and this module is also used from kernels.
+    from papermill.exceptions import PapermillException
+    from papermill.translators import papermill_translators
+
+    index = parameters_cell_index(nb)
+    if index is None:
+        return []
+    metadata = nb.get("metadata", {})
+    kernelspec = metadata.get("kernelspec") or {}
+    kernel = kernelspec.get("name") or "python3"
+    language = kernelspec.get("language") or (metadata.get("language_info") or {}).get("name")
+    try:
+        translator = papermill_translators.find_translator(kernel, language or "python")
+        return list(translator.inspect(nb.cells[index]))
+    except (PapermillException, NotImplementedError):
+        return None
 
 
 def _literal_default(text: str) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .flow_runs import transition
+from .parameters import run_parameters
 from .states import StateType
 from .store import tables as t
 
@@ -58,7 +59,6 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
             dep.c.work_pool_id,
             dep.c.work_queue_id,
             dep.c.parameters,
-            dep.c.parameter_schema,
             dep.c.retries,
             dep.c.retry_delay,
             dep.c.tags,
@@ -83,7 +83,6 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         pool_id,
         queue_id,
         params,
-        schema,
         retries,
         delay,
         tags,
@@ -101,8 +100,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         filled.append({"sid": sid, "until": max(times[-1], horizon_end) if times else horizon_end})
         if not times:
             continue
-        defaults = {k: v.get("default") for k, v in (schema or {}).get("properties", {}).items()}
-        parameters = {**defaults, **(params or {})}
+        parameters = run_parameters(params, None)
         run_tags = [*(tags or []), "auto-scheduled"]
         no_job_variables: dict[str, Any] = {}
         for when in times:

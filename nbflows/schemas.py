@@ -68,6 +68,8 @@ class DeployRequest(Body):
     notebook: dict[str, Any] | None = None
     #: Deploying an existing deployment to another work pool moves it only when this is true.
     move_pool: bool = False
+    #: The kernel to run the notebook in (papermill's `-k`), e.g. for a notebook without one.
+    kernel_name: str | None = None
 
 
 class DeploymentUpdate(Body):

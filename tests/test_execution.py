@@ -17,7 +17,10 @@ from nbformat import NotebookNode
 from nbflows.execution import ENGINE_NAME, EVENT_MIME, NBFlowsEngine, OutputLine, execute
 from nbflows.kernel_pool import KernelKey, KernelPool
 
+from .kernel_support import require_kernel
+
 KERNEL = "python3"
+DATA = Path(__file__).parent / "data"
 
 
 def notebook(*sources: str, parameters: str | None = None) -> NotebookNode:
@@ -514,3 +517,70 @@ def test_kernels_start_under_a_deep_runtime_dir(
     result = run(notebook("print('deep ok')"), tmp_path, None, rec)
     assert result.status == "completed", result.message
     assert ("stdout", "deep ok", 0) in rec.triples()
+
+
+# -- kernels of other languages -----------------------------------------------------------------
+
+OTHER_LANGUAGES = [
+    # (kernel, notebook, parameters, the line the notebook prints)
+    pytest.param(
+        "bash",
+        "params_bash.ipynb",
+        {"greeting": "it's me", "count": 5, "words": ["a b", "c"]},
+        "greeting=it's me count=5 words=a b c run=run-7",
+        id="bash",
+    ),
+    pytest.param(
+        "ir",
+        "params_r.ipynb",
+        {"greeting": 'say "hi"', "count": 5, "values": [1, 2, 3.5]},
+        'greeting=say "hi" count=5 total=6.5 run=run-7',
+        id="R",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kernel", "name", "parameters", "printed"), OTHER_LANGUAGES)
+def test_notebooks_of_other_languages_get_parameters_and_the_run_environment(
+    workdir: Path,
+    pool: KernelPool,
+    kernel: str,
+    name: str,
+    parameters: dict[str, object],
+    printed: str,
+) -> None:
+    require_kernel(kernel)
+    nb = nbformat.read(DATA / name, as_version=4)
+    rec = Recorder()
+    result = run(
+        nb, workdir, pool, rec, parameters=parameters, run_env={"NBFLOWS_FLOW_RUN_ID": "run-7"}
+    )
+    assert result.status == "completed", result.message
+    # papermill's translator for the language wrote the injected cell.
+    assert result.notebook.cells[1].metadata.tags == ["injected-parameters"]
+    assert [line.text for line in rec.lines] == [printed]
+    # The run's own variables were given at launch: no spare kernel is kept for one run's env.
+    assert not any(key.kernel_name == kernel for key in pool._spares)
+
+
+def test_python_kernels_keep_their_warm_spare_with_a_run_environment(workdir: Path) -> None:
+    nb = notebook("import os\nprint(os.environ['NBFLOWS_FLOW_RUN_ID'])")
+    with KernelPool(max_spares=1) as own:
+        for run_id in ("run-1", "run-2"):
+            rec = Recorder()
+            result = run(nb, workdir, own, rec, run_env={"NBFLOWS_FLOW_RUN_ID": run_id})
+            assert result.status == "completed", result.message
+            assert [line.text for line in rec.lines] == [run_id]
+        assert own.spare_ready(KERNEL, str(workdir), {}) or own.wait_spare(
+            KERNEL, str(workdir), {}, timeout=60
+        )
+
+
+def test_the_kernel_name_python_is_python3(workdir: Path, pool: KernelPool) -> None:
+    nb = notebook("print('ran')")
+    nb.metadata.kernelspec = {"name": "python", "language": "python", "display_name": "Python"}
+    rec = Recorder()
+    result = run(nb, workdir, pool, rec)
+    assert result.status == "completed", result.message
+    assert [line.text for line in rec.lines] == ["ran"]

@@ -162,6 +162,12 @@ def deploy(
         "--move-pool",
         help="Move an existing deployment to --pool (refused otherwise: it keeps its pool).",
     ),
+    kernel: str | None = typer.Option(
+        None,
+        "--kernel",
+        "-k",
+        help="Kernel to run the notebook in (default: the notebook's own), e.g. python3.",
+    ),
     image: str | None = typer.Option(
         None, "--image", help="Build an image NAME[:TAG] for docker pools."
     ),
@@ -207,6 +213,7 @@ def deploy(
         "retry_delay": retry_delay,
         "catchup": catchup.value if catchup else None,
         "image": build_image(image, dockerfile, base_image, push),
+        "kernel_name": kernel,
     }
     if paused:
         body["paused"] = True

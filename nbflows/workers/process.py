@@ -38,8 +38,8 @@ _OUTCOMES: dict[str, EndState] = {
 def run_environment(claimed: ClaimedRun) -> dict[str, str]:
     """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context).
 
-    A spare kernel starts before its run is known, so these are set inside the kernel just
-    before the notebook runs rather than in the environment it started with.
+    A spare Python kernel starts before its run is known, so these are set inside it just before
+    the notebook runs; a kernel of another language is started with them (see `execute`).
     """
     kind = (claimed.deployment or {}).get("kind")
     return {
