@@ -80,6 +80,7 @@ class NBFlowsExtension(ExtensionApp):
         # Kernels inherit the server's environment: this is how %%flow finds the API.
         os.environ["NBFLOWS_API_URL"] = self.api_url
         os.environ["NBFLOWS_API_TOKEN"] = token
+        self.orchestrator.start()
         if self.scheduler:
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
