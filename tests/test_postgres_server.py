@@ -140,3 +140,38 @@ def test_logs_and_cancellations_wake_long_polls_on_the_other_server(
     thread.join(POLL + 30)
     assert ok(got["result"])["cancel"] == [run["id"]]
     assert got["at"] - cancelled < AT_ONCE, "the heartbeat was not woken by the cancellation"
+
+
+def test_wake_ups_cross_servers_again_after_their_connections_drop(
+    servers: tuple[Server, Server],
+) -> None:
+    first, second = servers
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(first.db_url)
+    try:
+        with engine.begin() as conn:
+            dropped = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE pid <> pg_backend_pid()"
+                    " AND (query LIKE 'LISTEN nbflows%' OR query LIKE '%pg_notify%')"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert dropped, "no wake-up connection found to drop"
+    ok(first.http("POST", "work_pools", json={"name": "again", "type": "docker"}), 201)
+    body = {"path": "trivial.ipynb", "name": "again", "work_pool_name": "again"}
+    deployment = ok(first.http("POST", "deployments", json=body), 201)
+    thread, got = in_background(
+        lambda: second.http(
+            "POST", "work_pools/again/claim", json={"worker": "remote", "wait": POLL}
+        )
+    )
+    created = time.monotonic()
+    run = ok(first.http("POST", f"deployments/{deployment['id']}/runs", json={}), 201)
+    thread.join(POLL + 30)
+    assert [c["flow_run"]["id"] for c in ok(got["result"])] == [run["id"]]
+    assert got["at"] - created < AT_ONCE, "wake-ups did not come back after the connections dropped"
+    assert "cross-server wake-ups interrupted" in second.log()
