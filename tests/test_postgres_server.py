@@ -97,9 +97,7 @@ def test_a_run_created_on_one_server_wakes_a_claim_waiting_on_the_other(
     body = {"path": "trivial.ipynb", "name": "cross", "work_pool_name": "cross"}
     deployment = ok(first.http("POST", "deployments", json=body), 201)
     claim = {"worker": "remote", "wait": POLL}
-    thread, got = in_background(
-        lambda: second.http("POST", "work_pools/cross/claim", json=claim)
-    )
+    thread, got = in_background(lambda: second.http("POST", "work_pools/cross/claim", json=claim))
     created = time.monotonic()
     run = ok(first.http("POST", f"deployments/{deployment['id']}/runs", json={}), 201)
     thread.join(POLL + 30)
@@ -121,9 +119,7 @@ def test_logs_and_cancellations_wake_long_polls_on_the_other_server(
 
     # Log lines written through one server reach a follower on the other.
     logs = f"flow_runs/{run['id']}/logs"
-    thread, got = in_background(
-        lambda: second.http("GET", logs, params={"wait": POLL})
-    )
+    thread, got = in_background(lambda: second.http("GET", logs, params={"wait": POLL}))
     posted = time.monotonic()
     ok(first.http("POST", logs, json=[{"message": "hello"}]), 201)
     thread.join(POLL + 30)
