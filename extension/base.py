@@ -11,24 +11,51 @@ from jupyter_server.base.handlers import APIHandler
 from nbflows.errors import BadRequest, NBFlowsError
 from nbflows.orchestrator import Orchestrator
 
+#: Request bodies larger than this are decoded on the orchestrator's threads, not on the event
+#: loop (a 40 MB executed notebook takes the loop's whole attention for a second otherwise).
+BIG_BODY = 256 * 1024
+_UNSET = object()
+
+
+def decode_json(raw: bytes) -> Any:
+    """The request body's JSON value; BadRequest when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise BadRequest(f"the request body is not valid JSON: {err}") from None
+
 
 class NBFlowsHandler(APIHandler):
     """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`."""
 
     auth_resource = "nbflows"
+    #: Decode a big JSON body on the orchestrator's threads before the method runs; a handler
+    #: that reads `self.request.body` itself (off the loop) sets this to False.
+    decode_body_early = True
+    _body: Any = _UNSET
+    _body_error: BadRequest | None = None
 
     @property
     def orch(self) -> Orchestrator:
         return self.settings["nbflows_orchestrator"]
 
-    def body(self) -> Any:
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
         raw = self.request.body
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError as err:
-            raise BadRequest(f"the request body is not valid JSON: {err}") from None
+        # Only for a known user: nobody else gets the server to decode megabytes.
+        if self.decode_body_early and len(raw) > BIG_BODY and self.current_user is not None:
+            try:
+                self._body = await self.orch.compute(decode_json, raw)
+            except BadRequest as err:  # raised where the method asks for the body
+                self._body_error = err
+
+    def body(self) -> Any:
+        if self._body_error is not None:
+            raise self._body_error
+        if self._body is not _UNSET:
+            return self._body
+        raw = self.request.body
+        return decode_json(raw) if raw else {}
 
     def query(self, name: str, default: Any = None, cast: type = str) -> Any:
         value = self.get_query_argument(name, None)
@@ -53,6 +80,12 @@ class NBFlowsHandler(APIHandler):
             return
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
+
+    def reply_json_text(self, text: bytes | str, status: int = 200) -> None:
+        """Reply with JSON already encoded (off the loop, for big answers)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(text)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

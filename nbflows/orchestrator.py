@@ -131,6 +131,16 @@ class Orchestrator:
             raise ServiceUnavailable("the nbflows server is shutting down; try again") from None
         return await future
 
+    async def compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the same threads, without a session: CPU work too heavy for the
+        event loop (decoding, encoding or validating big payloads)."""
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, partial(fn, *args))
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            raise ServiceUnavailable("the nbflows server is shutting down; try again") from None
+        return await future
+
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.db.session() as session:
             return fn(session, *args, **kwargs)
