@@ -124,6 +124,7 @@ class LoopLagMonitor:
     def start(self) -> None:
         if self.threshold > 0:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="nbflows-lag")
+            self.log.info("nbflows: event loop lags of %g s or more are logged", self.threshold)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -33,7 +33,7 @@ from nbflows.schemas import (
 from nbflows.states import StateType
 from nbflows.store import tables as t
 
-from .base import NBFlowsHandler, decode_json
+from .base import NBFlowsHandler, decode_json, json_object_keys
 
 MAX_WAIT = 30.0
 
@@ -526,23 +526,36 @@ class FlowRunNotebook(NBFlowsHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id).encode())
-        self.reply_json_text(text)
+        await self.reply_big_json(text)
 
     @web.authenticated
     @authorized
     async def put(self, run_id: str) -> None:
         raw = self.request.body
-        await self.orch.call(lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw)))
+        checked = False
+        if len(raw) > ISOLATE_ABOVE:
+            keys = await json_object_keys(raw)
+            if keys is None or "cells" not in keys:
+                raise InvalidInput(NOT_A_NOTEBOOK)
+            checked = True
+        await self.orch.call(
+            lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw, checked))
+        )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)
 
 
-def _notebook_text(raw: bytes) -> str:
+#: Notebooks larger than this are checked in a process of their own (see `json_object_keys`).
+ISOLATE_ABOVE = 4 * 1024 * 1024
+NOT_A_NOTEBOOK = "the body must be a notebook (nbformat JSON with 'cells')"
+
+
+def _notebook_text(raw: bytes, checked: bool) -> str:
     """The body as stored: the text as sent, once it is known to be a notebook."""
-    nb = decode_json(raw) if raw else None
-    if not isinstance(nb, dict) or "cells" not in nb:
-        raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
-    del nb  # freed here, on this thread
+    if not checked:
+        nb = decode_json(raw) if raw else None
+        if not isinstance(nb, dict) or "cells" not in nb:
+            raise InvalidInput(NOT_A_NOTEBOOK)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32: stored as UTF-8 JSON

@@ -1,15 +1,18 @@
 """Nothing heavy runs on the server's event loop: while big payloads come and go, every other
 request (a health check, a worker's long poll) is still answered promptly.
 
-The server measures its own loop lag (how late a 0.1 s timer fires) and logs each lag above
-`loop_lag_warning`; these tests read the largest one from the log, which is steadier on a
-loaded machine than timing a concurrent request from outside.
+The test server runs asyncio in debug mode, which logs every callback that kept the loop busy
+for 0.1 s or more ("Executing <Task ...> took 0.512 seconds"); the tests read the longest from
+the log. That counts only the time the loop itself was busy, so it is steadier on a loaded
+machine than timing a concurrent request from outside.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import random
 import re
 import time
@@ -18,13 +21,13 @@ from typing import Any
 
 import pytest
 
+from nbflows.extension.app import LoopLagMonitor
+
 from .servers import Server, start_server
 
-pytestmark = pytest.mark.slow
-
-#: A blocked loop showed 1.2 s for a 40 MB notebook stored on this 2-core machine; off the loop,
-#: under 0.15 s (what the other threads' work holds the interpreter for).
-BLOCKED = 0.6
+#: Storing a 40 MB notebook on the loop kept it busy for 0.45 s (idle) to 1.2 s (loaded) on the
+#: 2-core development machine; off the loop the longest callback seen under load took 0.15 s.
+BLOCKED = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(
         tmp_path_factory.mktemp("loop"),
         embedded_worker=False,
-        extra_args=["--NBFlowsExtension.loop_lag_warning=0.05"],
+        env={"PYTHONASYNCIODEBUG": "1"},
     )
     try:
         yield server
@@ -71,13 +74,14 @@ def executed_notebook(megabytes: int) -> dict[str, Any]:
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
 
 
-def lags_since(srv: Server, mark: int) -> list[float]:
-    time.sleep(0.5)  # the monitor has logged the last lag by now
-    return [
-        float(x) for x in re.findall(r"event loop was blocked for ([0-9.]+) s", srv.log()[mark:])
-    ]
+def busy_since(srv: Server, mark: int) -> list[float]:
+    """How long each slow callback since `mark` kept the event loop busy."""
+    time.sleep(0.5)
+    found = re.findall(r"Executing .*? took ([0-9.]+) seconds", srv.log()[mark:])
+    return [float(x) for x in found]
 
 
+@pytest.mark.slow
 def test_a_big_executed_notebook_is_stored_and_read_without_blocking_the_loop(
     srv: Server,
 ) -> None:
@@ -94,14 +98,14 @@ def test_a_big_executed_notebook_is_stored_and_read_without_blocking_the_loop(
     for _ in range(2):
         stored = srv.http("PUT", path, content=raw)
         assert stored.status_code == 204, stored.text
-    for _ in range(2):
-        back = srv.http("GET", path)
-        assert back.status_code == 200 and len(back.content) == len(raw)
-    lags = lags_since(srv, mark)
+    back = srv.http("GET", path)
+    assert back.status_code == 200 and len(back.content) == len(raw)
+    busy = busy_since(srv, mark)
     assert json.loads(back.content) == nb
-    assert max(lags, default=0.0) < BLOCKED, f"the event loop was blocked: lags {lags}"
+    assert max(busy, default=0.0) < BLOCKED, f"the event loop was kept busy: {busy} s"
 
 
+@pytest.mark.slow
 def test_a_body_that_is_not_a_notebook_is_refused_clearly(srv: Server) -> None:
     ok = srv.http("POST", "work_pools", json={"name": "bad", "type": "process"})
     assert ok.status_code == 201, ok.text
@@ -128,3 +132,22 @@ def test_a_body_that_is_not_a_notebook_is_refused_clearly(srv: Server) -> None:
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["message"]
     page = srv.http("GET", f"flow_runs/{run['id']}/logs", params={"limit": 10_000}).json()
     assert len(page["items"]) == 3000 and page["flow_run"]["id"] == run["id"]
+
+
+def test_the_server_logs_how_long_its_event_loop_was_blocked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("test-loop-lag")
+
+    async def scenario() -> None:
+        monitor = LoopLagMonitor(0.2, log)
+        monitor.start()
+        await asyncio.sleep(0.3)
+        time.sleep(0.5)  # what a heavy request on the loop does
+        await asyncio.sleep(0.3)
+        await monitor.stop()
+
+    with caplog.at_level(logging.INFO, logger="test-loop-lag"):
+        asyncio.run(scenario())
+    lags = [float(x) for x in re.findall(r"blocked for ([0-9.]+) s", caplog.text)]
+    assert len(lags) == 1 and 0.35 <= lags[0] <= 5, caplog.text
