@@ -514,8 +514,9 @@ class FlowRunLogs(NBFlowsHandler):
 
 
 class FlowRunNotebook(NBFlowsHandler):
-    """An executed notebook (tens of MB with outputs): decoded, checked, encoded and stored
-    on the orchestrator's threads; the event loop only passes bytes on."""
+    """An executed notebook (tens of MB with outputs), stored as sent once it is known to be a
+    notebook: checked on the orchestrator's threads, or in a process of its own when big; the
+    event loop only passes bytes on."""
 
     decode_body_early = False
 
