@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from typing import Any
 
@@ -39,6 +42,11 @@ class NBFlowsExtension(ExtensionApp):
     ).tag(config=True)
     scheduler = Bool(True, help="Run the scheduler loop in this server.").tag(config=True)
     scheduler_interval = Float(5.0, help="Seconds between scheduler passes.").tag(config=True)
+    loop_lag_warning = Float(
+        0.25,
+        help="Log a warning when the server's event loop was blocked this many seconds (every "
+        "request waited that long); 0 turns the check off.",
+    ).tag(config=True)
 
     @default("database_url")
     def _default_database_url(self) -> str:
@@ -60,6 +68,7 @@ class NBFlowsExtension(ExtensionApp):
             }
         )
         self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)
+        self.loop_lag = LoopLagMonitor(self.loop_lag_warning, self.log)
         self.worker: EmbeddedWorker | None = None
         # Ports are bound after extensions load: finish start-up once the loop runs.
         IOLoop.current().add_callback(self._started)
@@ -80,6 +89,8 @@ class NBFlowsExtension(ExtensionApp):
         # Kernels inherit the server's environment: this is how %%flow finds the API.
         os.environ["NBFLOWS_API_URL"] = self.api_url
         os.environ["NBFLOWS_API_TOKEN"] = token
+        self.orchestrator.start()
+        self.loop_lag.start()
         if self.scheduler:
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
@@ -103,7 +114,41 @@ class NBFlowsExtension(ExtensionApp):
         if self.worker is not None:
             await self.worker.stop()
         await self.scheduler_loop.stop()
+        await self.loop_lag.stop()
         self.orchestrator.close()
+
+
+class LoopLagMonitor:
+    """Measures how late the event loop runs a short timer: the time everything on the loop
+    (requests, long polls, the scheduler) waited for whatever blocked it."""
+
+    interval = 0.1
+
+    def __init__(self, threshold: float, log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        self.threshold = threshold
+        self.log = log
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.threshold > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="nbflows-lag")
+            self.log.info("nbflows: event loop lags of %g s or more are logged", self.threshold)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = loop.time() - started - self.interval
+            if lag >= self.threshold:
+                self.log.warning("nbflows: the event loop was blocked for %.2f s", lag)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def _dashboard_handlers() -> list[tuple[str, Any]]:

@@ -236,21 +236,36 @@ class DashboardHandler(JupyterHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(self._render(template, **context))
 
+    async def render_big_page(self, template: str, **context: Any) -> None:
+        """`render_page` for pages that hold an executed notebook (megabytes of HTML to
+        escape and encode): rendered on the orchestrator's threads."""
+        page_context = self._page_context()  # here: it may set the _xsrf cookie
+
+        def render() -> bytes:
+            page = _templates().get_template(template).render(**page_context, **context)
+            return page.encode("utf-8")
+
+        page = await self.orch.compute(render)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(page)
+
+    def compute_etag(self) -> str | None:
+        return None  # pages are never cached (no-store): no hashing of megabytes on the loop
+
     def _render(self, template: str, **context: Any) -> str:
-        return (
-            _templates()
-            .get_template(template)
-            .render(
-                base_url=self.base_url,
-                nbflows_url=self.nbflows_url,
-                api_url=self.nbflows_url + "api/",
-                static_url=self.nbflows_url + "static/",
-                # Reading the token also sets the _xsrf cookie that the REST calls must match.
-                xsrf_token=self.xsrf_token.decode("utf-8"),
-                terminal_states=TERMINAL,
-                **context,
-            )
-        )
+        return _templates().get_template(template).render(**self._page_context(), **context)
+
+    def _page_context(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "nbflows_url": self.nbflows_url,
+            "api_url": self.nbflows_url + "api/",
+            "static_url": self.nbflows_url + "static/",
+            # Reading the token also sets the _xsrf cookie that the REST calls must match.
+            "xsrf_token": self.xsrf_token.decode("utf-8"),
+            "terminal_states": TERMINAL,
+        }
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -331,7 +346,7 @@ class RunPage(DashboardHandler):
         if text is not None:
             loop = asyncio.get_running_loop()
             notebook_html = await loop.run_in_executor(None, render_notebook_html, text)
-        self.render_page(
+        await self.render_big_page(
             "run.html",
             tab="runs",
             notebook_html=notebook_html,
@@ -347,7 +362,9 @@ class RunNotebookPage(DashboardHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         text = await self.orch.call(flow_runs.read_notebook, run_id)
-        page = await asyncio.get_running_loop().run_in_executor(None, render_notebook_html, text)
+        page = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: render_notebook_html(text).encode("utf-8")
+        )
         # Opened on its own, the page is still sandboxed: a notebook's outputs never run here.
         self.set_header("Content-Security-Policy", "sandbox")
         self.set_header("Content-Type", "text/html; charset=UTF-8")

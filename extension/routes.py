@@ -12,7 +12,7 @@ from tornado import web
 
 from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
 from nbflows import work_pools as pools
-from nbflows.errors import NotFound
+from nbflows.errors import InvalidInput, NotFound
 from nbflows.schemas import (
     ClaimRequest,
     DeploymentUpdate,
@@ -33,7 +33,7 @@ from nbflows.schemas import (
 from nbflows.states import StateType
 from nbflows.store import tables as t
 
-from .base import NBFlowsHandler
+from .base import NBFlowsHandler, decode_json, json_object_keys
 
 MAX_WAIT = 30.0
 
@@ -472,8 +472,12 @@ class FlowRunLogs(NBFlowsHandler):
         data = self.body()
         if not isinstance(data, list):
             data = [data]
-        lines = [parse(LogIn, x) for x in data]
-        out = await self.orch.call(logs.write_logs, run_id, lines)
+
+        def write(s: Session) -> dict[str, Any]:
+            # Validating thousands of lines is work for the threads, not the event loop.
+            return logs.write_logs(s, run_id, [parse(LogIn, x) for x in data])
+
+        out = await self.orch.call(write)
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(out, 201)
 
@@ -487,46 +491,76 @@ class FlowRunLogs(NBFlowsHandler):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
 
-        def read(s: Session) -> dict[str, Any]:
+        def read(s: Session) -> tuple[bool, str, str]:
             run = flow_runs.get_flow_run(s, run_id)
             lines = logs.read_logs(s, run_id, after, limit)
-            return {
+            out = {
                 "items": [log_json(x) for x in lines],
                 "next_after": lines[-1].id if lines else after,
                 "flow_run": flow_runs.run_json(s, run),
             }
+            # Encoded here: up to 10,000 lines are too much JSON for the event loop.
+            return bool(lines), run.state_type, json.dumps(out, default=str)
 
         while True:
             with self.orch.notifier.subscribe([f"run:{run_id}"]) as sub:
-                out = await self.orch.call(read)
-                state = out["flow_run"]["state"]["type"]
+                has_lines, state, text = await self.orch.call(read)
                 changed = seen_state is not None and state != seen_state
                 remaining = deadline - loop.time()
-                if out["items"] or changed or StateType(state).is_terminal or remaining <= 0:
+                if has_lines or changed or StateType(state).is_terminal or remaining <= 0:
                     break
                 await sub.wait(remaining)
-        self.reply(out)
+        self.reply_json_text(text)
 
 
 class FlowRunNotebook(NBFlowsHandler):
+    """An executed notebook (tens of MB with outputs), stored as sent once it is known to be a
+    notebook: checked on the orchestrator's threads, or in a process of its own when big; the
+    event loop only passes bytes on."""
+
+    decode_body_early = False
+
+    def compute_etag(self) -> str | None:
+        return None  # hashing megabytes on the event loop, for a body nobody revalidates
+
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        text = await self.orch.call(flow_runs.read_notebook, run_id)
-        self.set_header("Content-Type", "application/json")
-        self.finish(text)
+        text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id).encode())
+        await self.reply_big_json(text)
 
     @web.authenticated
     @authorized
     async def put(self, run_id: str) -> None:
-        nb = self.body()
-        if not isinstance(nb, dict) or "cells" not in nb:
-            from nbflows.errors import InvalidInput
-
-            raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
-        await self.orch.call(flow_runs.store_notebook, run_id, json.dumps(nb))
+        raw = self.request.body
+        checked = False
+        if len(raw) > ISOLATE_ABOVE:
+            keys = await json_object_keys(raw)
+            if keys is None or "cells" not in keys:
+                raise InvalidInput(NOT_A_NOTEBOOK)
+            checked = True
+        await self.orch.call(
+            lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw, checked))
+        )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)
+
+
+#: Notebooks larger than this are checked in a process of their own (see `json_object_keys`).
+ISOLATE_ABOVE = 4 * 1024 * 1024
+NOT_A_NOTEBOOK = "the body must be a notebook (nbformat JSON with 'cells')"
+
+
+def _notebook_text(raw: bytes, checked: bool) -> str:
+    """The body as stored: the text as sent, once it is known to be a notebook."""
+    if not checked:
+        nb = decode_json(raw) if raw else None
+        if not isinstance(nb, dict) or "cells" not in nb:
+            raise InvalidInput(NOT_A_NOTEBOOK)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32: stored as UTF-8 JSON
+        return json.dumps(json.loads(raw))
 
 
 class NotFoundRoute(NBFlowsHandler):

@@ -34,22 +34,26 @@ def server_argv(
 
 
 def _banner(app: Any) -> str:
+    """What to do next. Never the token itself: logs get copied into bug reports and CI output;
+    Jupyter's login URL above the banner (when Jupyter generated the token) or `jupyter server
+    list` show it to whoever needs it."""
     base = app.connection_url
     if not base.endswith("/"):
         base += "/"
     provider = app.identity_provider
-    token = provider.token or ""
-    shown = token if getattr(provider, "token_generated", False) else "<the token you set>"
-    query = f"?token={shown}" if token else ""
+    generated = getattr(provider, "token_generated", False)
     lines = [
         f"nbflows server: serving notebooks under {os.path.abspath(app.root_dir)}",
         f"  API:        {base}nbflows/api/",
-        f"  Dashboard:  {base}nbflows/{query}",
+        f"  Dashboard:  {base}nbflows/" + ("  (log in with the URL above)" if generated else ""),
         "  For the CLI and workers in other shells or on other machines:",
         f"    export NBFLOWS_API_URL={base}nbflows/api/",
     ]
-    if token:
-        lines.append(f"    export NBFLOWS_API_TOKEN={shown}")
+    if provider.token:
+        where = "the token in the URL above" if generated else "the token you set"
+        lines.append(
+            f"    export NBFLOWS_API_TOKEN=...   # {where}; `jupyter server list` shows it"
+        )
     lines.append("  (on this machine `nbflows` finds the server by itself)  Ctrl-C stops it.")
     return "\n".join(lines)
 

@@ -441,21 +441,53 @@ def test_logs_are_capped_and_read_incrementally(srv: Server) -> None:
     error(srv.http("POST", f"flow_runs/{run['id']}/logs", json=[{"level": 20}]), 422, "message")
 
 
+#: The longest long-poll the server grants. A poll woken by the change answers in milliseconds;
+#: one that is not woken answers only when it times out (a claim also when its run goes Late,
+#: 15 s after it was due). The wake-up tests ask for POLL and assert an answer within AT_ONCE,
+#: so that they fail when wake-ups are broken.
+POLL = 30.0
+AT_ONCE = 8.0
+
+
+def parked(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start the long-poll `call()` in a thread and give it time to park on the server; the
+    dict gets its `result` and the monotonic time `at` it was answered."""
+    got: dict[str, Any] = {}
+
+    def run() -> None:
+        got["result"] = call()
+        got["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    return thread, got
+
+
+def answered_at_once(thread: threading.Thread, got: dict[str, Any], since: float) -> Any:
+    thread.join(POLL + 30)
+    waited = got["at"] - since
+    assert waited < AT_ONCE, f"the long poll was not woken: answered after {waited:.1f} s"
+    return ok(got["result"])
+
+
 def test_logs_long_poll_wakes_on_new_lines(srv: Server) -> None:
     make_pool(srv, "follow")
     d = ok(deploy(srv, path="trivial.ipynb", name="f", work_pool_name="follow"), 201)
     run = new_run(srv, d)
-    got: dict[str, Any] = {}
-
-    def follow() -> None:
-        got["page"] = srv.http("GET", f"flow_runs/{run['id']}/logs", params={"wait": 20}).json()
-
-    thread = threading.Thread(target=follow)
-    thread.start()
-    time.sleep(0.5)
-    ok(srv.http("POST", f"flow_runs/{run['id']}/logs", json=[{"message": "hello"}]), 201)
-    thread.join(30)
-    assert [x["message"] for x in got["page"]["items"]] == ["hello"]
+    logs = f"flow_runs/{run['id']}/logs"
+    thread, got = parked(lambda: srv.http("GET", logs, params={"wait": POLL}))
+    posted = time.monotonic()
+    ok(srv.http("POST", logs, json=[{"message": "hello"}]), 201)
+    page = answered_at_once(thread, got, posted)
+    assert [x["message"] for x in page["items"]] == ["hello"]
+    # A state change wakes a follower that told the state it saw.
+    after = {"wait": POLL, "after": page["next_after"], "state": "SCHEDULED"}
+    thread, got = parked(lambda: srv.http("GET", logs, params=after))
+    changed = time.monotonic()
+    ok(srv.http("POST", f"flow_runs/{run['id']}/cancel"))
+    page = answered_at_once(thread, got, changed)
+    assert page["items"] == [] and page["flow_run"]["state"]["type"] == "CANCELLED"
 
 
 def test_executed_notebook_store(srv: Server) -> None:
@@ -492,17 +524,27 @@ def test_interactive_runs(srv: Server) -> None:
 def test_claim_long_poll_is_woken_by_a_new_run(srv: Server) -> None:
     make_pool(srv, "wake")
     d = ok(deploy(srv, path="trivial.ipynb", name="w", work_pool_name="wake"), 201)
-    got: dict[str, Any] = {}
-
-    def wait_for_work() -> None:
-        got["claimed"] = claim(srv, "wake", wait=25)
-
-    thread = threading.Thread(target=wait_for_work)
-    thread.start()
-    time.sleep(0.5)
+    body = {"worker": "w1", "wait": POLL}
+    thread, got = parked(lambda: srv.http("POST", "work_pools/wake/claim", json=body))
+    created = time.monotonic()
     run = new_run(srv, d)
-    thread.join(30)
-    assert [c["flow_run"]["id"] for c in got["claimed"]] == [run["id"]]
+    claimed = answered_at_once(thread, got, created)
+    assert [c["flow_run"]["id"] for c in claimed] == [run["id"]]
+
+
+def test_heartbeat_long_poll_is_woken_by_a_cancellation(srv: Server) -> None:
+    make_pool(srv, "beat")
+    d = ok(deploy(srv, path="trivial.ipynb", name="b", work_pool_name="beat"), 201)
+    run = new_run(srv, d)
+    claim(srv, "beat", worker="wb")
+    ok(set_state(srv, run["id"], "RUNNING", worker="wb"))
+    beat = {"name": "wb", "running": [run["id"]], "wait": POLL, "heartbeat_interval": POLL}
+    path = "work_pools/beat/workers/heartbeat"
+    assert ok(srv.http("POST", path, json=beat | {"wait": 0}))["cancel"] == []
+    thread, got = parked(lambda: srv.http("POST", path, json=beat))
+    cancelled = time.monotonic()
+    ok(srv.http("POST", f"flow_runs/{run['id']}/cancel"))
+    assert answered_at_once(thread, got, cancelled)["cancel"] == [run["id"]]
 
 
 def test_claims_follow_queue_priority_limits_and_pauses(srv: Server) -> None:
