@@ -106,7 +106,8 @@ def containers(run_id: str) -> list[tuple[str, str, str]]:
         text=True,
         check=True,
     )
-    return sorted(tuple(line.split()) for line in done.stdout.splitlines())  # type: ignore[misc]
+    rows = [[*line.split(), ""] for line in done.stdout.splitlines()]
+    return sorted((row[0], row[1], row[2]) for row in rows)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,10 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerMachine]
     journey = make_journey(tmp_path_factory.mktemp("docker-journey"))
     journey.start()
     m = DockerMachine(journey, engine, base)
+    pool_id = ""
     try:
         journey.cli("work-pool", "create", POOL, "--type", "docker", check=True)
+        pool_id = str(journey.http("GET", f"work_pools/{POOL}").json()["id"])
         m.start_worker()
         yield m
     finally:
@@ -133,6 +136,11 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerMachine]
                     proc.kill()
                     proc.wait()
         journey.stop()
+        if pool_id:  # what a failed journey may have left; this journey's pool only
+            for left in engine.containers.list(
+                all=True, filters={"label": f"org.nbflows.work-pool-id={pool_id}"}
+            ):
+                left.remove(force=True)
         for image in engine.images.list(name=IMAGE):
             for reference in image.tags:
                 remove_image(engine, reference)
