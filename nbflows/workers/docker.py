@@ -172,6 +172,7 @@ class DockerWorker(BaseWorker):
     def setup(self) -> None:
         from nbflows.images import docker_client
 
+        super().setup()
         # Fail at start, with how to fix it, rather than crash every run.
         docker_client().close()
         self._reaper_stop.clear()
@@ -184,6 +185,7 @@ class DockerWorker(BaseWorker):
         self._reaper_stop.set()
         if self._reaper is not None:
             self._reaper.join(timeout=STOP_TIMEOUT + 5)
+        super().teardown()
 
     def run(
         self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
