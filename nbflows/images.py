@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -61,6 +62,7 @@ __all__ = [
     "BuildPlan",
     "BuildResult",
     "BuildStep",
+    "ContextFiles",
     "DeploymentImage",
     "ImageBuildError",
     "ImagePushError",
@@ -70,6 +72,7 @@ __all__ = [
     "docker_client",
     "find_build_context",
     "generate_dockerfile",
+    "list_context_files",
     "nbflows_package",
     "plan_build",
     "prepare_build_context",
@@ -101,6 +104,22 @@ _ALWAYS_IGNORED = (
     "**/.ipynb_checkpoints",
     "**/__pycache__",
 )
+# Files that hold secrets of the machine that builds: the nbflows store, Jupyter's cookie
+# secret, server files holding its token, kernel connection files holding their keys. Never
+# sent, whatever `.dockerignore` says.
+_NEVER_SENT = re.compile(
+    r"^(nbflows\.db(-.*)?|jupyter_cookie_secret|(jp|nb)server-\d+(-open)?\.(json|html)"
+    r"|kernel-[0-9a-f-]{8,}\.json)$"
+)
+# Databases (a store of another set-up, a cache): left out unless a `.dockerignore` exception
+# (`!data/reference.db`) takes one back.
+_DATABASE_PATTERNS = ("**/*.db", "**/*.db-*", "**/*.sqlite", "**/*.sqlite3", "**/*.sqlite-*")
+_SPECIAL_FILES = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 _DOCKERFILE_IN_CONTEXT = f"{CONTEXT_EXTRAS_DIR}/Dockerfile"
 _TAG_LENGTH = 12
 _OUTPUT_LINES_KEPT = 30
@@ -427,7 +446,11 @@ def _wheel_from_source(source: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="nbflows-wheel-") as tmp:
         tree = Path(tmp) / "src"
         shutil.copytree(
-            source, tree, ignore=lambda _dir, names: [n for n in names if _skip_source(n)]
+            source,
+            tree,
+            ignore=lambda folder, names: [
+                n for n in names if _skip_source(n) or _is_special(os.path.join(folder, n))
+            ],
         )
         out = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # 1980-01-01, zip's epoch
@@ -454,6 +477,14 @@ def _wheel_from_source(source: Path) -> Path:
     return sorted(cache.glob("nbflows-*.whl"))[0]
 
 
+def _is_special(path: str) -> bool:
+    """A named pipe, socket or device: copying or reading one blocks or fails."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) in _SPECIAL_FILES
+    except OSError:
+        return False
+
+
 def _cache_dir() -> Path:
     configured = os.environ.get("NBFLOWS_CACHE_DIR")
     if configured:
@@ -462,10 +493,11 @@ def _cache_dir() -> Path:
 
 
 def _walk_files(root: Path, skip: Callable[[str], bool]) -> Iterator[Path]:
+    """Regular files (or links to them) under `root`: a named pipe or a socket is no source."""
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not skip(d))
         for name in sorted(files):
-            if not skip(name):
+            if not skip(name) and os.path.isfile(os.path.join(folder, name)):
                 yield Path(folder) / name
 
 
@@ -597,6 +629,8 @@ class BuildPlan:
     platform: str | None
     base_image: str | None
     labels: Mapping[str, str]
+    #: Lines to tell the user: files of the project that are not sent, and why.
+    warnings: tuple[str, ...] = ()
 
 
 def plan_build(
@@ -608,14 +642,14 @@ def plan_build(
     package: NbflowsPackage | None = None,
 ) -> BuildPlan:
     """Plan the build of `flow_notebook` (a path to the extracted `.ipynb`, or a notebook) in
-    `context`: the Dockerfile, the context files as Docker would send them (`.dockerignore`
-    honoured), and the reference. With `image.tag=None` the tag is the first 12 hex digits of a
+    `context`: the Dockerfile, the context files (`list_context_files`), and the reference. With `image.tag=None` the tag is the first 12 hex digits of a
     sha256 over the Dockerfile, every context file's path and bytes, the files nbflows adds, the
     build args and the platform: the same content always gives the same tag. `package` (default
     `nbflows_package()`) is how the generated Dockerfile installs nbflows.
     """
     notebook_name, notebook_bytes = _flow_notebook_bytes(flow_notebook)
-    files = _context_files(context.root)
+    listing = list_context_files(context.root)
+    files = listing.files
     extras: dict[str, bytes] = {f"{CONTEXT_EXTRAS_DIR}/{notebook_name}": notebook_bytes}
     base_image: str | None = None
     if image.dockerfile == "auto":
@@ -662,6 +696,7 @@ def plan_build(
         platform=image.platform,
         base_image=base_image,
         labels={LABEL_CONTEXT_HASH: context_hash},
+        warnings=listing.warnings(),
     )
 
 
@@ -683,21 +718,173 @@ def _flow_notebook_bytes(
         raise InvalidInput(f"cannot read the flow notebook {path}: {exc}") from exc
 
 
-def _context_files(root: Path) -> tuple[str, ...]:
-    """Context paths (files and folders, relative, sorted) as the docker client would send
-    them: `.dockerignore` applied with the docker SDK's own matcher, plus `_ALWAYS_IGNORED`."""
-    from docker.utils.build import exclude_paths
+@dataclass(frozen=True)
+class ContextFiles:
+    """The files of a build context that go to Docker, and those that do not and must be said."""
 
-    patterns = list(_ALWAYS_IGNORED)
+    #: Paths (files and folders, relative, sorted) sent to Docker.
+    files: tuple[str, ...]
+    #: Stores and Jupyter runtime files (or folders) left out to keep secrets out of images.
+    left_out: tuple[str, ...] = ()
+    #: (path, why) of files that cannot go into an image: named pipes, sockets, devices,
+    #: unreadable files.
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def warnings(self) -> tuple[str, ...]:
+        lines = [f"skipped {path}: {why}" for path, why in self.skipped]
+        if self.left_out:
+            shown = ", ".join(self.left_out[:10])
+            more = f" and {len(self.left_out) - 10} more" if len(self.left_out) > 10 else ""
+            lines.append(
+                f"not sent to Docker: {shown}{more} (stores, databases and Jupyter runtime "
+                "files never go into images; a '!PATH' line in .dockerignore takes a database "
+                "file back)"
+            )
+        return tuple(lines)
+
+
+def list_context_files(root: Path) -> ContextFiles:
+    """What of the folder `root` a build sends to Docker.
+
+    Left out: what `.gitignore` files ignore (at every level, and those of the enclosing git
+    work tree, with `.git/info/exclude`), what `.dockerignore` excludes (Docker's own matcher),
+    `_ALWAYS_IGNORED`, and, whatever those files say, the nbflows store and Jupyter's runtime
+    files (this machine's Jupyter data and runtime folders, cookie secret, server and kernel
+    files: they hold tokens and keys). Database files are left out unless `.dockerignore` takes
+    them back with an exception. Named pipes, sockets and devices cannot be copied into an
+    image: they are skipped (reading a pipe would block the build for ever) and said.
+    """
+    from docker.utils.build import PatternMatcher
+
+    user_patterns: list[str] = []
     dockerignore = root / ".dockerignore"
     if dockerignore.is_file():
         # Parsed as the docker SDK parses it for `build(path=...)`.
-        patterns += [
+        user_patterns = [
             line.strip()
             for line in dockerignore.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.strip().startswith("#")
         ]
-    return tuple(sorted(exclude_paths(str(root), patterns, dockerfile=_DOCKERFILE_IN_CONTEXT)))
+    docker = PatternMatcher([*_ALWAYS_IGNORED, *_DATABASE_PATTERNS, *user_patterns])
+    without_databases = PatternMatcher([*_ALWAYS_IGNORED, *user_patterns])
+    git = _GitIgnores(root)
+    private = _private_folders(root)
+    files: list[str] = []
+    left_out: list[str] = []
+    skipped: list[tuple[str, str]] = []
+
+    def walk(folder: Path, rel_folder: str) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            skipped.append((rel_folder or ".", f"cannot be read ({exc.strerror or exc})"))
+            return
+        for entry in entries:
+            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if git.ignored(rel, is_dir):
+                continue
+            if _NEVER_SENT.match(entry.name) or (is_dir and Path(entry.path) in private):
+                left_out.append(rel)
+                continue
+            if docker.matches(rel):
+                if not is_dir and not without_databases.matches(rel):
+                    left_out.append(rel)
+                if is_dir and _may_hold_exceptions(docker, rel):
+                    walk(Path(entry.path), rel)
+                continue
+            mode = entry.stat(follow_symlinks=False).st_mode
+            special = _SPECIAL_FILES.get(stat.S_IFMT(mode))
+            if special is not None:
+                skipped.append((rel, f"{special} cannot go into an image"))
+                continue
+            if stat.S_ISREG(mode) and not os.access(entry.path, os.R_OK):
+                skipped.append((rel, "cannot be read (permission denied)"))
+                continue
+            files.append(rel)
+            if is_dir:
+                walk(Path(entry.path), rel)
+
+    walk(root, "")
+    return ContextFiles(tuple(sorted(files)), tuple(left_out), tuple(skipped))
+
+
+def _may_hold_exceptions(matcher: Any, folder: str) -> bool:
+    """Whether an excluded folder must still be walked: an exception pattern (`!dir/keep`)
+    may take files inside it back (Docker's own rule)."""
+    return any(
+        pattern.exclusion and pattern.cleaned_pattern.startswith(folder)
+        for pattern in matcher.patterns
+    )
+
+
+def _private_folders(root: Path) -> set[Path]:
+    """This machine's Jupyter data folder (the nbflows store, its logs) and runtime folder, when
+    inside `root`."""
+    from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+
+    folders = {Path(jupyter_data_dir()), Path(jupyter_runtime_dir())}
+    found = set()
+    for folder in folders:
+        try:
+            resolved = folder.expanduser().resolve()
+        except OSError:
+            continue
+        if resolved.is_relative_to(root):
+            found.add(root / resolved.relative_to(root))
+    return found
+
+
+class _GitIgnores:
+    """Git's ignore rules for paths under `root`: the `.gitignore` files of every folder from
+    the enclosing git work tree's root down (deeper files win, the last matching line of a file
+    wins, `!` takes a path back), and `.git/info/exclude`."""
+
+    def __init__(self, root: Path) -> None:
+        import pathspec
+
+        self._pathspec = pathspec
+        self._root = root
+        self._specs: dict[Path, Any] = {}
+        # Folders above `root` up to its git work tree's root: their rules apply too.
+        self._above: list[Path] = []
+        stop = {Path.home().resolve(), Path(root.anchor)}
+        for folder in [root, *root.parents]:
+            if folder != root:
+                self._above.insert(0, folder)
+            if (folder / ".git").exists():
+                self._load(folder, extra=folder / ".git" / "info" / "exclude")
+                break
+            if folder in stop:
+                self._above = []
+                break
+
+    def _load(self, folder: Path, extra: Path | None = None) -> Any:
+        if folder not in self._specs:
+            lines: list[str] = []
+            for path in (extra, folder / ".gitignore"):
+                if path is not None and path.is_file():
+                    try:
+                        lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    except OSError:
+                        continue
+            self._specs[folder] = self._pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        return self._specs[folder]
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        """Whether `rel` (relative to `root`, its parent folders not ignored) is ignored."""
+        parts = rel.split("/")
+        # (folder, the path relative to it), from the outermost folder to the path's own.
+        folders = [(f, [*self._root.relative_to(f).parts, *parts]) for f in self._above]
+        folders += [(self._root.joinpath(*parts[:n]), parts[n:]) for n in range(len(parts))]
+        for folder, sub in reversed(folders):
+            spec = self._load(folder)
+            if spec is None:
+                continue
+            verdict = spec.check_file("/".join(sub) + ("/" if is_dir else "")).include
+            if verdict is not None:
+                return bool(verdict)
+        return False
 
 
 def _content_hash(
@@ -819,6 +1006,8 @@ def build_image(
     started = time.monotonic()
     say = progress or (lambda _line: None)
     plan = plan_build(image, context, flow_notebook, flow_name=flow_name, package=package)
+    for warning in plan.warnings:
+        say(warning)
     client = client or docker_client()
 
     existing = _local_image(client, plan.reference)

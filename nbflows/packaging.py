@@ -155,6 +155,8 @@ def build_for_deploy(
         spec["reference"] = chosen.reference
     else:
         plan = plan_build(chosen, context, frozen, flow_name=label, package=package)
+        for warning in plan.warnings:
+            say(warning)
         spec.update(reference=plan.reference, context_hash=plan.context_hash)
         say(f"Not building (build=False): the deployment uses the image {plan.reference}")
     spec["tag"] = str(spec["reference"]).rpartition(":")[2]

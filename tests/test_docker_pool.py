@@ -14,10 +14,12 @@ another's build context.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -26,12 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import nbformat
 import pytest
 
 from nbflows.images import nbflows_package
 from nbflows.packaging import IMAGE_WHEEL_ENV
-from nbflows.workers.docker import LABEL_FLOW_RUN
+from nbflows.workers.docker import (
+    LABEL_ATTEMPT,
+    LABEL_DEPLOYMENT,
+    LABEL_FLOW_RUN,
+    LABEL_KEEP,
+    LABEL_WORK_POOL,
+    LABEL_WORK_POOL_ID,
+    LABEL_WORKER,
+    LABEL_WORKER_PROCESS,
+    REAP_INTERVAL,
+)
 
 from .docker_support import docker_client, local_base_image, remove_image
 from .servers import DATA, NOTEBOOKS, Server, start_server
@@ -174,12 +187,14 @@ def steps_of(output: str) -> list[tuple[str, bool]]:
 
 
 @pytest.fixture(scope="module")
-def cases_pool(server: Server, base_image: str) -> str:
+def cases_pool(server: Server, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A docker pool whose template names the base image: its deployments need no
-    --base-image (the embedded worker serves docker pools created after it started too)."""
+    --base-image (the embedded worker serves docker pools created after it started too). Its
+    administrator allows bind mounts of the tests' temporary folders."""
     with server.client() as api:
         template = api.get_default_base_job_template("docker")
         template["variables"]["properties"]["base_image"]["default"] = base_image
+        template["job_configuration"]["allowed_host_paths"] = [str(tmp_path_factory.getbasetemp())]
         api.create_work_pool("cases-pool", "docker", base_job_template=template)
     return "cases-pool"
 
@@ -714,6 +729,21 @@ def test_job_configuration_reaches_the_container(
     try:
         host = kept.attrs["HostConfig"]
         assert kept.labels["team"] == "data" and kept.labels[LABEL_FLOW_RUN] == run_id
+        with server.client() as api:
+            pool_id = api.read_work_pool(cases_pool)["id"]
+        expected = {
+            "team": "data",
+            LABEL_FLOW_RUN: run_id,
+            LABEL_ATTEMPT: "1",
+            LABEL_DEPLOYMENT: "docker_env/configured",
+            LABEL_WORK_POOL: cases_pool,
+            LABEL_WORK_POOL_ID: pool_id,
+            LABEL_WORKER: run["worker_name"],
+            LABEL_KEEP: "true",
+        }
+        assert {key: kept.labels.get(key) for key in expected} == expected
+        machine, _namespace, pid = kept.labels[LABEL_WORKER_PROCESS].split(" ")
+        assert machine == socket.gethostname() and int(pid) > 0
         assert (host["NetworkMode"], host["NanoCpus"], host["Memory"]) == (
             "none",
             500_000_000,
@@ -723,3 +753,198 @@ def test_job_configuration_reaches_the_container(
         assert json.loads(json.dumps(host["Binds"])) == [f"{shared}:/data"]
     finally:
         kept.remove(force=True)
+
+
+# -- (d) containers no live attempt owns ---------------------------------------------------------
+
+
+def fake_run_container(engine: Any, base_image: str, labels: dict[str, str]) -> Any:
+    """A container labelled as a run's, that runs until stopped (and stops at once)."""
+    return engine.containers.run(
+        base_image,
+        ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+        detach=True,
+        labels=labels,
+    )
+
+
+def test_reaping_stops_only_containers_of_this_servers_pools_that_no_attempt_owns(
+    server: Server, engine: Any, base_image: str
+) -> None:
+    with server.client() as api:
+        pool_id = str(api.create_work_pool("reaped-pool", "docker")["id"])
+        ended = api.create_flow_run("reaping-case", state="RUNNING")
+        api.set_flow_run_state(str(ended["id"]), "COMPLETED")
+        active = api.create_flow_run("reaping-case", state="RUNNING")
+    here = f"{socket.gethostname()} {os.readlink('/proc/self/ns/pid')} {os.getpid()}"
+    ours = {LABEL_WORK_POOL: "reaped-pool", LABEL_WORK_POOL_ID: pool_id, LABEL_ATTEMPT: "1"}
+    cases = {
+        # This server's pool, a run that does not exist: nothing owns it.
+        "unknown run": {**ours, LABEL_FLOW_RUN: uuid.uuid4().hex, LABEL_WORKER: "ghost"},
+        # A pool of the same name on another server sharing the engine: not ours to judge.
+        "other server": {
+            **ours,
+            LABEL_WORK_POOL_ID: uuid.uuid4().hex,
+            LABEL_FLOW_RUN: uuid.uuid4().hex,
+            LABEL_WORKER: "ghost",
+        },
+        # Kept for inspection, its run over: stopped, not removed.
+        "kept, run over": {
+            **ours,
+            LABEL_FLOW_RUN: str(ended["id"]),
+            LABEL_WORKER: "ghost",
+            LABEL_KEEP: "true",
+        },
+        # Its run is active, in that attempt, held as labelled, by a process that lives.
+        "owned": {**ours, LABEL_FLOW_RUN: str(active["id"]), LABEL_WORKER_PROCESS: here},
+    }
+    made = {name: fake_run_container(engine, base_image, labels) for name, labels in cases.items()}
+    try:
+
+        def status(name: str) -> str:
+            try:
+                made[name].reload()
+            except docker.errors.NotFound:
+                return "removed"
+            return str(made[name].status)
+
+        wait_for(
+            lambda: status("unknown run") == "removed" and status("kept, run over") == "exited",
+            "the embedded docker worker to reap",
+            timeout=REAP_INTERVAL * 6 + 30,
+        )
+        assert status("other server") == "running" and status("owned") == "running"
+        said = messages(server, str(ended["id"]))
+        assert (
+            f"container {made['kept, run over'].name} of attempt 1 was still running (its run "
+            "is COMPLETED): worker "
+        ) in said[-1]
+        assert said[-1].endswith("' stopped it (kept: auto_remove is false)"), said
+    finally:
+        for container in made.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+
+# -- (e) host access: refused unless the pool's administrator allows it ---------------------------
+
+
+def deploy_body(server: Server, pool: str, name: str, **job_variables: Any) -> dict[str, Any]:
+    """A deploy request of the tutorial flow with an image reference (nothing is built)."""
+    return {
+        "path": str(server.root / "tutorial" / "repo_info.ipynb"),
+        "flow_name": "get_repo_info",
+        "name": name,
+        "work_pool_name": pool,
+        "job_variables": job_variables,
+        "image": {"name": "nbflows-test/not-built:v1"},
+    }
+
+
+def test_host_mounts_privileged_and_host_network_are_refused_with_422(server: Server) -> None:
+    with server.client() as api:
+        api.create_work_pool("plain-pool", "docker")
+    refused: dict[str, tuple[dict[str, Any], str]] = {
+        "host root": ({"volumes": ["/:/host"]}, "job variable 'volumes' mounts the host path '/'"),
+        "docker socket": (
+            {"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
+            "job variable 'volumes' mounts the container engine's socket",
+        ),
+        "privileged": ({"privileged": True}, "job variable 'privileged' is true"),
+        "host network": ({"network_mode": "host"}, "job variable 'network_mode' is 'host'"),
+    }
+    for case, (variables, said) in refused.items():
+        answer = server.http(
+            "POST", "deployments", json=deploy_body(server, "plain-pool", "host", **variables)
+        )
+        assert answer.status_code == 422, (case, answer.text)
+        message = answer.json()["message"]
+        assert said in message and "allowed: " in message, message
+        assert "pool administrator allows" in message
+    with server.client() as api:
+        assert [d["name"] for d in api.list_deployments(flow_name="get_repo_info")].count(
+            "host"
+        ) == 0
+
+    # Named volumes are not the host's: fine. A run may not ask for more than its deployment.
+    created = server.http(
+        "POST",
+        "deployments",
+        json=deploy_body(server, "plain-pool", "named", volumes=["cache:/cache"]),
+    )
+    assert created.status_code == 201, created.text
+    run = server.http(
+        "POST",
+        f"deployments/{created.json()['id']}/runs",
+        json={"job_variables": {"volumes": ["/etc:/etc-of-host:ro"]}},
+    )
+    assert run.status_code == 422
+    assert "mounts the host path '/etc'" in run.json()["message"]
+
+    # The CLI says it before any build.
+    done = server.cli(
+        "deploy",
+        "repo_info.ipynb:get_repo_info",
+        "--name",
+        "privileged",
+        "--pool",
+        "plain-pool",
+        "--image",
+        TUTORIAL_IMAGE,
+        "--job-variable",
+        "privileged=true",
+        cwd=server.root / "tutorial",
+    )
+    assert done.returncode == 1
+    assert "job variable 'privileged' is true" in done.stderr
+    assert "Building" not in done.stdout
+
+    # An administrator's allowance must be hard-coded, not a variable a deployment could set.
+    with server.client() as api:
+        template = api.get_default_base_job_template("docker")
+    template["job_configuration"]["allow_privileged"] = "{{ privileged }}"
+    answer = server.http(
+        "POST",
+        "work_pools",
+        json={"name": "loose-pool", "type": "docker", "base_job_template": template},
+    )
+    assert answer.status_code == 422
+    assert "allow_privileged must be hard-coded" in answer.json()["message"]
+
+
+def test_worker_refuses_a_container_whose_host_access_the_server_could_not_judge(
+    server: Server, engine: Any, tmp_path: Path
+) -> None:
+    allowed = tmp_path / "allowed"
+    (allowed / "data").mkdir(parents=True)
+    (allowed / "root").symlink_to("/")
+    with server.client() as api:
+        template = api.get_default_base_job_template("docker")
+        template["job_configuration"]["allowed_host_paths"] = [str(allowed)]
+        api.create_work_pool("trusting-pool", "docker", base_job_template=template)
+    for name, volume in (("link", f"{allowed}/root:/host"), ("data", f"{allowed}/data:/data")):
+        answer = server.http(
+            "POST", "deployments", json=deploy_body(server, "trusting-pool", name, volumes=[volume])
+        )
+        assert answer.status_code == 201, answer.text  # within the allowed folder, as written
+
+    # A link inside the allowed folder leads to the host's root: only the worker can see it.
+    run = run_to_end(server, "get_repo_info/link")
+    state, message = state_of(run)
+    assert state == "FAILED"
+    assert re.match(
+        rf"worker '.+' refused to create the container: job variable 'volumes' mounts the host "
+        rf"path '{re.escape(str(allowed))}/root' \(a link to /\)",
+        message,
+    ), message
+    assert containers_of(engine, str(run["id"])) == []
+
+    # The administrator withdraws the allowance: deployments made before it cannot use it.
+    with server.client() as api:
+        del template["job_configuration"]["allowed_host_paths"]
+        api.update_work_pool("trusting-pool", base_job_template=template)
+    run = run_to_end(server, "get_repo_info/data")
+    state, message = state_of(run)
+    assert state == "FAILED"
+    assert f"mounts the host path '{allowed}/data'; allowed: named volumes (" in message
+    assert containers_of(engine, str(run["id"])) == []

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ from nbflows.images import (
     prepare_build_context,
     push_image,
 )
+from nbflows.job_templates import default_base_job_template
+from nbflows.packaging import IMAGE_WHEEL_ENV, build_for_deploy
 from tests.docker_support import REPO_ROOT, docker_client, local_base_image, remove_image
 
 PROJECT = Path(__file__).resolve().parent / "data" / "img_project"
@@ -174,6 +178,145 @@ def test_only_existing_relative_paths_in_code_count_as_references(tmp_path: Path
 
 
 # --------------------------------------------------------------------------------------------
+# What goes into the build context (and what never does)
+
+
+def make_special_files(folder: Path) -> socket.socket:
+    """A named pipe `pipe` and a listening Unix socket `sock` in `folder` (the socket's file
+    lasts as long as the returned socket is open)."""
+    os.mkfifo(folder / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    return sock
+
+
+def within(seconds: float, fn: Callable[[], Any]) -> Any:
+    """`fn()`, failing the test when it has not returned after `seconds` (a read of a named
+    pipe blocks for ever; the thread is left behind as a daemon)."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still blocked after {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_build_context_honours_gitignore_and_never_holds_stores_or_runtime_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_project(tmp_path / "proj")
+    (project / ".git").mkdir()
+    files = {
+        # .gitignore at the root and in a subfolder, with an exception.
+        ".gitignore": "*.out\nsecrets/\n!keep.out\n/only-at-root.txt\n",
+        "run.out": "x",
+        "keep.out": "kept",
+        "secrets/token.txt": "s3cr3t",
+        "data/only-at-root.txt": "kept: the pattern is anchored at the root",
+        "only-at-root.txt": "x",
+        "notebooks/.gitignore": "scratch.ipynb\n",
+        "notebooks/scratch.ipynb": "{}",
+        # Stores and Jupyter runtime files, wherever they are.
+        "nbflows.db": "store",
+        "nbflows.db-wal": "store",
+        "data/cache.sqlite": "a database",
+        "data/reference.db": "re-included by a .dockerignore exception",
+        "jupyter_cookie_secret": "cookie",
+        "runtime/jpserver-42.json": '{"token": "t"}',
+        "runtime/jpserver-42-open.html": "<html>token</html>",
+        "runtime/kernel-5f1c2a8e-0d7b-4c1e-9d3a-2b6f8e4c7a10.json": '{"key": "k"}',
+        # This process's Jupyter data dir (the nbflows store and its logs) and runtime dir.
+        "jdata/nbflows/server.log": "token=abc",
+        "jrun/anything.txt": "x",
+    }
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    with open(project / ".dockerignore", "a") as fh:
+        fh.write("!data/reference.db\n")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(project / "jdata"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(project / "jrun"))
+
+    image = DeploymentImage(name="nbflows-test/ctx", base_image="base:1")
+    plan = plan_build(
+        image, prepare_build_context(project / NOTEBOOK), project / NOTEBOOK, package=RELEASED
+    )
+    sent = {f for f in plan.files if (project / f).is_file()}
+    assert sent == {
+        ".dockerignore",
+        ".gitignore",
+        "data/greeting.txt",
+        "data/only-at-root.txt",
+        "data/reference.db",
+        "keep.out",
+        "notebooks/.gitignore",
+        "notebooks/hello.ipynb",
+        "requirements.txt",
+    }
+    assert not any(f.startswith(("secrets", "jdata", "jrun")) for f in plan.files)
+    notice = " ".join(plan.warnings)
+    for left_out in ("nbflows.db", "jupyter_cookie_secret", "runtime/jpserver-42.json", "jdata"):
+        assert left_out in notice, plan.warnings
+    # What is left out does not count in the content tag.
+    (project / "run.out").write_text("changed")
+    (project / "nbflows.db").write_text("changed")
+    again = plan_build(
+        image, prepare_build_context(project / NOTEBOOK), project / NOTEBOOK, package=RELEASED
+    )
+    assert again.reference == plan.reference
+
+
+def test_special_files_are_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_project(tmp_path / "proj")
+    sock = make_special_files(project / "data")
+    try:
+        wheel = tmp_path / "nbflows-0.1.0-py3-none-any.whl"
+        wheel.write_bytes(b"not really a wheel: nothing is built here")
+        monkeypatch.setenv(IMAGE_WHEEL_ENV, str(wheel))
+        pool = {
+            "name": "p",
+            "type": "docker",
+            "base_job_template": default_base_job_template("docker"),
+        }
+        lines: list[str] = []
+        spec = within(
+            30,
+            lambda: build_for_deploy(
+                project / NOTEBOOK,
+                None,
+                DeploymentImage(name="nbflows-test/special", base_image="base:1"),
+                pool,
+                build=False,
+                progress=lines.append,
+            ),
+        )
+    finally:
+        sock.close()
+    assert spec["reference"].startswith("nbflows-test/special:")
+    assert "skipped data/pipe: a named pipe (FIFO) cannot go into an image" in lines
+    assert "skipped data/sock: a socket cannot go into an image" in lines
+    plan = plan_build(
+        DeploymentImage(name="nbflows-test/special", base_image="base:1"),
+        prepare_build_context(project / NOTEBOOK),
+        project / NOTEBOOK,
+        package=RELEASED,
+    )
+    assert "data/pipe" not in plan.files and "data/sock" not in plan.files
+
+
+# --------------------------------------------------------------------------------------------
 # The generated Dockerfile
 
 
@@ -299,8 +442,14 @@ def test_development_install_ships_a_reproducible_wheel(
     shutil.copytree(
         REPO_ROOT, source, ignore=lambda _d, names: [n for n in names if _skip_source(n)]
     )
+    # A named pipe or a socket in the source tree (a server's socket, a debugging FIFO) is no
+    # part of the wheel: reading the pipe would block the deploy for ever.
+    sock = make_special_files(source)
     monkeypatch.setenv("NBFLOWS_CACHE_DIR", str(tmp_path / "cache-1"))
-    first = _wheel_from_source(source)
+    try:
+        first = within(120, lambda: _wheel_from_source(source))
+    finally:
+        sock.close()
     assert _wheel_from_source(source) == first
     monkeypatch.setenv("NBFLOWS_CACHE_DIR", str(tmp_path / "cache-2"))
     second = _wheel_from_source(source)
@@ -525,6 +674,56 @@ def test_missing_base_image_says_how_to_choose_another(client: Any, tmp_path: Pa
     assert message.startswith("The base image nbflows-test/no-such-base:0 cannot be found")
     for advice in ("DeploymentImage(base_image=...)", "NBFLOWS_BASE_IMAGE", "work pool"):
         assert advice in message
+
+
+@pytest.mark.docker
+def test_image_gets_only_the_files_the_context_keeps(
+    client: Any, base_image: str, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path / "proj")
+    (project / ".git").mkdir()
+    (project / ".gitignore").write_text("secrets/\n")
+    (project / "secrets").mkdir()
+    (project / "secrets" / "token.txt").write_text("s3cr3t")
+    (project / "nbflows.db").write_text("store")
+    (project / "jupyter_cookie_secret").write_text("cookie")
+    (project / "Dockerfile").write_text(f"FROM {base_image}\nCOPY . /srv/project\n")
+    sock = make_special_files(project)
+    try:
+        image = DeploymentImage(name="nbflows-test/context", dockerfile="Dockerfile")
+        lines: list[str] = []
+        result = within(
+            120,
+            lambda: build_image(
+                image,
+                prepare_build_context(project / NOTEBOOK),
+                project / NOTEBOOK,
+                progress=lines.append,
+                client=client,
+            ),
+        )
+    finally:
+        sock.close()
+    try:
+        listed = run_in(client, result.reference, "cd /srv/project && find . -mindepth 1 | sort")
+    finally:
+        remove_image(client, result.reference)
+    # (.nbflows holds what nbflows adds to the context: the Dockerfile and the flow notebook.)
+    assert listed.split() == [
+        "./.dockerignore",
+        "./.gitignore",
+        "./.nbflows",
+        "./.nbflows/Dockerfile",
+        "./.nbflows/hello.ipynb",
+        "./Dockerfile",
+        "./data",
+        "./data/greeting.txt",
+        "./notebooks",
+        "./notebooks/hello.ipynb",
+        "./requirements.txt",
+    ]
+    assert "skipped pipe: a named pipe (FIFO) cannot go into an image" in lines
+    assert "skipped sock: a socket cannot go into an image" in lines
 
 
 # --------------------------------------------------------------------------------------------

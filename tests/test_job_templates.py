@@ -14,6 +14,7 @@ from nbflows.job_templates import (
     REDACTED,
     check_job_variables,
     default_base_job_template,
+    host_access_problems,
     merge_job_variables,
     redact,
     render_job_configuration,
@@ -429,3 +430,106 @@ def test_secret_values_are_not_echoed_in_errors() -> None:
     assert "'env.MY_KEY' must be string, got ********" in message
     assert "12345" not in message
     assert "67890" not in message
+
+
+# --- docker: host access is refused unless the pool allows it ------------------------------------
+
+
+def docker_template(**allowances: Any) -> dict[str, Any]:
+    """The default docker template with an administrator's hard-coded allowances."""
+    template = default_base_job_template("docker")
+    template["job_configuration"].update(allowances)
+    return validate_base_job_template(template)
+
+
+@pytest.mark.parametrize(
+    ("variables", "refusal"),
+    [
+        ({"volumes": ["/:/host"]}, "job variable 'volumes' mounts the host path '/'"),
+        (
+            {"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
+            "mounts the container engine's socket '/var/run/docker.sock'",
+        ),
+        ({"volumes": ["/srv/data/../../etc:/x:ro"]}, "mounts the host path '/etc'"),
+        ({"privileged": True}, "job variable 'privileged' is true"),
+        ({"network_mode": "host"}, "job variable 'network_mode' is 'host'"),
+        ({"network_mode": "container:db"}, "shares another container's network"),
+    ],
+)
+def test_host_access_is_refused_by_default(variables: dict[str, Any], refusal: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        check_job_variables(default_base_job_template("docker"), variables)
+    message = info.value.message
+    assert refusal in message
+    assert "pool administrator allows" in message and "base job template" in message
+
+
+def test_named_volumes_and_plain_networks_need_no_allowance() -> None:
+    template = default_base_job_template("docker")
+    for variables in (
+        {"volumes": ["cache:/cache", "pip-cache:/root/.cache/pip:ro"]},
+        {"network_mode": "none"},
+        {"network_mode": "bridge"},
+        {"network_mode": "my-network"},
+        {"privileged": False},
+    ):
+        assert check_job_variables(template, variables) == variables
+
+
+def test_pool_administrator_allows_host_paths_privileged_and_host_network() -> None:
+    template = docker_template(
+        allowed_host_paths=["/srv/data", "/var/run/docker.sock"],
+        allow_privileged=True,
+        allow_host_network=True,
+    )
+    allowed = {
+        "volumes": ["/srv/data:/data", "/srv/data/in/depth:/d:ro", "/var/run/docker.sock:/s"],
+        "privileged": True,
+        "network_mode": "host",
+    }
+    assert check_job_variables(template, allowed) == allowed
+    with pytest.raises(InvalidInput) as info:
+        check_job_variables(template, {"volumes": ["/srv/database:/db"]})
+    assert (
+        "mounts the host path '/srv/database'; allowed: named volumes and host paths under "
+        "/srv/data, /var/run/docker.sock" in info.value.message
+    )
+    # The Docker socket only when listed itself: allowing a parent folder is not enough.
+    parent = docker_template(allowed_host_paths=["/var/run"])
+    with pytest.raises(InvalidInput, match="the container engine's socket"):
+        check_job_variables(parent, {"volumes": ["/var/run/docker.sock:/s"]})
+    assert check_job_variables(parent, {"volumes": ["/var/run/lock:/l"]})
+
+
+def test_symbolic_links_are_judged_where_they_lead_when_resolvable() -> None:
+    configuration = {"allowed_host_paths": ["/srv/data"], "volumes": ["/srv/data/root:/host"]}
+    assert host_access_problems(configuration) == []
+    links = {"/srv/data/root": "/"}
+    [problem] = host_access_problems(configuration, resolve=lambda p: links.get(p, p))
+    assert "mounts the host path '/srv/data/root' (a link to /)" in problem
+
+
+@pytest.mark.parametrize(
+    ("allowances", "message"),
+    [
+        (
+            {"allow_privileged": "{{ privileged }}"},
+            "job_configuration.allow_privileged must be hard-coded",
+        ),
+        ({"allow_host_network": "yes"}, "allow_host_network must be true or false"),
+        ({"allowed_host_paths": ["data"]}, "allowed_host_paths must be a list of absolute paths"),
+    ],
+)
+def test_allowances_must_be_hard_coded_and_typed(allowances: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        docker_template(**allowances)
+
+
+def test_a_template_whose_own_defaults_reach_the_host_is_refused() -> None:
+    template = default_base_job_template("docker")
+    del template["variables"]["properties"]["privileged"]
+    template["job_configuration"]["privileged"] = True
+    with pytest.raises(InvalidInput, match="its defaults job variable 'privileged' is true"):
+        validate_base_job_template(template)
+    template["job_configuration"]["allow_privileged"] = True
+    assert validate_base_job_template(template)["job_configuration"]["privileged"] is True

@@ -35,6 +35,21 @@ A run, as `DockerWorker.run` tells it:
    is copied out (`get_archive`) before the container is removed (`auto_remove`, the default;
    without it the container is kept for inspection).
 
+Before step 2 the worker refuses a job configuration that reaches into the host beyond what
+the pool allows (host paths, privileged, host network: `nbflows.job_templates.check_host_access`,
+which the server applies at deploy and run time; here symbolic links are judged where they lead
+too), and stops any container an earlier attempt of the run left running: a retry never runs
+beside the attempt it replaces (on one engine), and the run's log says so.
+
+**Containers of lost workers.** Every container is labelled with its run, attempt, work pool
+(name and id: the id tells apart pools of the same name on other servers sharing the engine) and
+worker (name and process). When it starts, and every `REAP_INTERVAL` seconds, a docker worker
+looks at the containers of the pools it serves on its engine, and only those, and stops and
+removes the ones no live attempt owns (`orphan_reason`): the run is over or at a later attempt or
+held by another worker (the server declared a crash), or the worker that started it is a process
+of this machine that has ended. Containers kept for inspection (`auto_remove` false) are stopped,
+not removed.
+
 Docker calls block: they run in the worker's run thread (one engine connection per run), never
 on an event loop. `docker` is imported lazily, and the container side imports neither it nor
 the worker's client.
@@ -42,12 +57,14 @@ the worker's client.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import sys
 import tarfile
 import threading
@@ -58,7 +75,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from nbflows.errors import NBFlowsError
+from nbflows.errors import NBFlowsError, NotFound
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -67,11 +84,19 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 __all__ = [
+    "LABEL_ATTEMPT",
     "LABEL_DEPLOYMENT",
     "LABEL_FLOW_RUN",
+    "LABEL_KEEP",
+    "LABEL_WORKER",
+    "LABEL_WORKER_PROCESS",
+    "LABEL_WORK_POOL",
+    "LABEL_WORK_POOL_ID",
+    "REAP_INTERVAL",
     "RECORD_PREFIX",
     "RUN_DIR",
     "DockerWorker",
+    "orphan_reason",
     "run_in_container",
 ]
 
@@ -79,10 +104,23 @@ __all__ = [
 RUN_DIR = "/nbflows-run"
 #: Lines of the container's stdout starting with this carry one JSON record of the runner.
 RECORD_PREFIX = "@nbflows "
-#: Labels every run container gets (so that a run's container can be found).
+#: Labels every run container gets: its run and attempt, its deployment, its work pool (name,
+#: and id: unique to the server's database), the worker that started it (name, and process:
+#: "host pid-namespace pid").
 LABEL_FLOW_RUN = "org.nbflows.flow-run-id"
+LABEL_ATTEMPT = "org.nbflows.attempt"
 LABEL_DEPLOYMENT = "org.nbflows.deployment"
+LABEL_WORK_POOL = "org.nbflows.work-pool"
+LABEL_WORK_POOL_ID = "org.nbflows.work-pool-id"
 LABEL_WORKER = "org.nbflows.worker"
+LABEL_WORKER_PROCESS = "org.nbflows.worker-process"
+#: Set on containers kept for inspection (`auto_remove` false): reaping stops them, keeps them.
+LABEL_KEEP = "org.nbflows.keep"
+#: Seconds between two looks for containers that no live attempt owns.
+REAP_INTERVAL = 5.0
+#: Run states in which a run's current attempt may own a container.
+_ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING", "PAUSED"})
+_LIVE_CONTAINER = frozenset({"created", "running", "restarting", "paused"})
 #: Seconds a stopped container gets to save its notebook before it is killed.
 STOP_TIMEOUT = 10
 #: The worker stops a container this many seconds after the job's `timeout` if the runner inside
@@ -123,12 +161,31 @@ class DockerWorker(BaseWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._notebooks: DeploymentNotebooks[dict[str, Any]] = DeploymentNotebooks()
+        self._process = _this_process()
+        #: (run id, attempt) of the containers this worker runs or is about to create.
+        self._mine: set[tuple[str, str]] = set()
+        self._mine_lock = threading.Lock()
+        self._pool_ids: dict[str, str] = {}
+        self._reaper_stop = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     def setup(self) -> None:
         from nbflows.images import docker_client
 
+        super().setup()
         # Fail at start, with how to fix it, rather than crash every run.
         docker_client().close()
+        self._reaper_stop.clear()
+        self._reaper = threading.Thread(
+            target=self._reap_loop, name="nbflows-docker-reaper", daemon=True
+        )
+        self._reaper.start()
+
+    def teardown(self) -> None:
+        self._reaper_stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=STOP_TIMEOUT + 5)
+        super().teardown()
 
     def run(
         self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
@@ -147,6 +204,12 @@ class DockerWorker(BaseWorker):
                 "one and the job variable 'image' is not set. Deploy with an image "
                 "(nbflows deploy ... --image NAME) or set the job variable 'image'.",
             )
+        refused = self._host_access_refusal(config)
+        if refused is not None:
+            return Outcome("FAILED", refused)
+        mine = (claimed.id, str(claimed.flow_run.get("attempt") or 1))
+        with self._mine_lock:  # from here on, reaping leaves this attempt's container alone
+            self._mine.add(mine)
         engine = docker.from_env()
         try:
             policy = str(config.get("image_pull_policy") or "IfNotPresent")
@@ -156,8 +219,10 @@ class DockerWorker(BaseWorker):
             if cancel_event.is_set():
                 return Outcome("CANCELLED", "cancelled before the container started")
             notebook = self._notebook(claimed, reporter)
+            options = self._container_options(claimed, reference)
+            self._stop_earlier_attempts(engine, claimed, options["labels"], reporter)
             try:
-                container = engine.containers.create(**self._container_options(claimed, reference))
+                container = engine.containers.create(**options)
             except docker.errors.APIError as exc:
                 return Outcome(
                     "CRASHED", f"the container could not be created: {exc.explanation or exc}"
@@ -168,6 +233,22 @@ class DockerWorker(BaseWorker):
                 self._dispose(container, config, reporter)
         finally:
             engine.close()
+            with self._mine_lock:
+                self._mine.discard(mine)
+
+    def _host_access_refusal(self, config: Mapping[str, Any]) -> str | None:
+        """Why the container must not be created (host access the pool does not allow), or
+        None. The server checks too; this holds when its template changed since the deploy, or
+        when an allowed host path is a link elsewhere (seen only on the engine's machine)."""
+        from nbflows import job_templates
+
+        local = os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
+        problems = job_templates.host_access_problems(
+            config, resolve=os.path.realpath if local else None
+        )
+        if not problems:
+            return None
+        return f"worker '{self.name}' refused to create the container: " + "; ".join(problems)
 
     # -- one container ------------------------------------------------------------------------
 
@@ -185,17 +266,25 @@ class DockerWorker(BaseWorker):
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        attempt = str(claimed.flow_run.get("attempt") or 1)
+        environment["NBFLOWS_FLOW_RUN_ATTEMPT"] = attempt
         labels = {str(k): str(v) for k, v in (config.get("labels") or {}).items()}
         labels.update(
             {
                 LABEL_FLOW_RUN: claimed.id,
+                LABEL_ATTEMPT: attempt,
                 LABEL_DEPLOYMENT: str(deployment.get("full_name") or ""),
+                LABEL_WORK_POOL: claimed.pool,
+                LABEL_WORK_POOL_ID: self._pool_id(claimed),
                 LABEL_WORKER: self.name,
+                LABEL_WORKER_PROCESS: self._process,
             }
         )
+        if config.get("auto_remove") is False:
+            labels[LABEL_KEEP] = "true"
         options: dict[str, Any] = {
             "image": reference,
-            "name": f"nbflows-{claimed.id}-{claimed.flow_run.get('attempt') or 1}",
+            "name": f"nbflows-{claimed.id}-{attempt}",
             "environment": environment,
             "labels": labels,
             "detach": True,
@@ -337,6 +426,129 @@ class DockerWorker(BaseWorker):
         except Exception as exc:  # clean-up must not hide how the run ended (engine gone...)
             reporter.log(f"could not remove container {container.name}: {exc}", logging.WARNING)
 
+    # -- containers no live attempt owns --------------------------------------------------------
+
+    def _pool_id(self, claimed: ClaimedRun) -> str:
+        """The id of the claimed run's pool (told apart from pools of the same name elsewhere)."""
+        known = self._pool_ids.get(claimed.pool)
+        if known is None:
+            known = str(self.client.read_work_pool(claimed.pool)["id"])
+            self._pool_ids[claimed.pool] = known
+        return known
+
+    def _stop_earlier_attempts(
+        self,
+        engine: docker.DockerClient,
+        claimed: ClaimedRun,
+        labels: Mapping[str, str],
+        reporter: RunReporter,
+    ) -> None:
+        """Stop (and remove) every container of this run that is not the one about to start:
+        an earlier attempt whose worker was lost may still run on this engine."""
+        same_run = [
+            f"{LABEL_FLOW_RUN}={claimed.id}",
+            f"{LABEL_WORK_POOL_ID}={labels[LABEL_WORK_POOL_ID]}",
+        ]
+        for container in engine.containers.list(all=True, filters={"label": same_run}):
+            attempt = labels[LABEL_ATTEMPT]
+            said = self._retire(container, f"attempt {attempt} is about to start")
+            if said:
+                reporter.log(said, logging.WARNING)
+
+    def _reap_loop(self) -> None:
+        failing = False
+        while True:
+            try:
+                self.reap()
+                failing = False
+            except Exception as exc:  # the engine or the server is away: look again later
+                if not failing:
+                    self.say(f"looking for containers of lost workers failed: {exc}; retrying")
+                failing = True
+            if self._reaper_stop.wait(REAP_INTERVAL):
+                return
+
+    def reap(self) -> list[str]:
+        """Stop and remove the containers of this worker's pools, on its engine, that no live
+        attempt owns; returns what was said about each (also in the worker's output and, when
+        the run exists, in the run's log)."""
+        import docker
+
+        pools = {
+            str(p["id"]): str(p["name"])
+            for p in self.client.list_work_pools()
+            if p.get("type") == self.type and (self.pools is None or p.get("name") in self.pools)
+        }
+        self._pool_ids.update({name: pool_id for pool_id, name in pools.items()})
+        said: list[str] = []
+        engine = docker.from_env()
+        try:
+            for pool_id in pools:
+                filters = {"label": f"{LABEL_WORK_POOL_ID}={pool_id}"}
+                for container in engine.containers.list(all=True, filters=filters):
+                    line = self._reap_one(container)
+                    if line:
+                        said.append(line)
+        finally:
+            engine.close()
+        return said
+
+    def _reap_one(self, container: Container) -> str | None:
+        labels = container.labels
+        run_id = labels.get(LABEL_FLOW_RUN, "")
+        with self._mine_lock:
+            if labels.get(LABEL_WORKER) == self.name and (
+                (run_id, labels.get(LABEL_ATTEMPT, "")) in self._mine
+            ):
+                return None
+        if labels.get(LABEL_KEEP) and container.status not in _LIVE_CONTAINER:
+            return None  # kept for inspection, and not running
+        try:
+            run: dict[str, Any] | None = self.client.read_flow_run(run_id)
+        except NotFound:
+            run = None
+        except NBFlowsError:
+            return None  # the server cannot say: nothing is decided without it
+        why = orphan_reason(labels, run, worker=self.name, process=self._process)
+        if why is None:
+            return None
+        said = self._retire(container, why)
+        if said:
+            self.say(said)
+            if run is not None:
+                with contextlib.suppress(NBFlowsError):  # said on the worker's output already
+                    self.client.write_logs(
+                        run_id, [{"message": said, "level": logging.WARNING, "source": "worker"}]
+                    )
+        return said
+
+    def _retire(self, container: Container, why: str) -> str | None:
+        """Stop `container` if it runs and remove it unless it is kept; what was done, or None
+        when it was gone already."""
+        import docker
+
+        labels = container.labels
+        attempt = labels.get(LABEL_ATTEMPT, "?")
+        running = container.status in _LIVE_CONTAINER
+        keep = bool(labels.get(LABEL_KEEP))
+        try:
+            if running:
+                container.stop(timeout=STOP_TIMEOUT)
+            if not keep:
+                container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return None
+        done = "stopped" if running else ""
+        if not keep:
+            done = f"{done} and removed" if done else "removed"
+        elif not running:
+            return None
+        state = "was still running" if running else "had ended"
+        return (
+            f"container {container.name} of attempt {attempt} {state} ({why}): worker "
+            f"'{self.name}' {done} it" + (" (kept: auto_remove is false)" if keep else "")
+        )
+
     # -- the run's notebook -------------------------------------------------------------------
 
     def _notebook(self, claimed: ClaimedRun, reporter: RunReporter) -> dict[str, Any] | None:
@@ -355,6 +567,63 @@ class DockerWorker(BaseWorker):
 
 # --------------------------------------------------------------------------------------------
 # Worker-side helpers
+
+
+def orphan_reason(
+    labels: Mapping[str, str], run: Mapping[str, Any] | None, *, worker: str, process: str
+) -> str | None:
+    """Why no live attempt owns the container with `labels`, or None when one may.
+
+    `run` is the container's run as the API has it now (None: it no longer exists); `worker`
+    and `process` are those of the worker judging (see `LABEL_WORKER_PROCESS`). Containers of
+    the judging worker's own current attempts are never judged.
+    """
+    if run is None:
+        return "its run no longer exists"
+    state = str((run.get("state") or {}).get("type"))
+    if state not in _ACTIVE_STATES:
+        return f"its run is {state}"
+    attempt, current = labels.get(LABEL_ATTEMPT), str(run.get("attempt"))
+    if attempt != current:
+        return f"attempt {attempt} is over: the run is at attempt {current}"
+    holder, owner = labels.get(LABEL_WORKER), run.get("worker_name")
+    if owner != holder:
+        return f"the run is held by {f'worker {owner!r}' if owner else 'no worker'} now"
+    if holder == worker:
+        return f"worker {worker!r} (restarted) does not run it any more"
+    ended = _ended_process(labels.get(LABEL_WORKER_PROCESS, ""), process)
+    if ended is not None:
+        return f"worker {holder!r} is gone: its process {ended} on this machine has ended"
+    return None
+
+
+def _this_process() -> str:
+    """This process as `LABEL_WORKER_PROCESS` says it: host name, pid namespace, pid."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} {namespace} {os.getpid()}"
+
+
+def _ended_process(labelled: str, here: str) -> int | None:
+    """The pid of `labelled` when it is a process of this machine (same host name and pid
+    namespace) that no longer exists; None when it lives, or when this cannot be known here."""
+    try:
+        host, namespace, pid = labelled.split(" ")
+        my_host, my_namespace, _ = here.split(" ")
+        number = int(pid)
+    except ValueError:
+        return None
+    if not namespace or (host, namespace) != (my_host, my_namespace):
+        return None
+    try:
+        os.kill(number, 0)
+    except ProcessLookupError:
+        return number
+    except OSError:  # exists, owned by another user
+        return None
+    return None
 
 
 def _ensure_image(
