@@ -1,0 +1,127 @@
+"""The scheduler pass against a real store: runs become due at their time, Late runs follow the
+deployment's catch-up policy."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from nbflows import claims, deployments, scheduling
+from nbflows import work_pools as pools
+from nbflows.schemas import DeployRequest, WorkPoolCreate
+from nbflows.store import tables as t
+from nbflows.store.db import Database
+
+NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
+DATETIME_COLUMNS = ("expected_start_time", "state_timestamp", "created", "updated")
+STORED_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'sched.db'}")
+    yield database
+    database.dispose()
+
+
+def deploy(
+    db: Database, root: Path, name: str, schedule: dict[str, object], **extra: object
+) -> str:
+    shutil.copy(NOTEBOOK, root / "trivial.ipynb")
+    with db.session() as s:
+        if not pools.list_work_pools(s):
+            pools.create_work_pool(s, WorkPoolCreate(name="p", type="process"))
+        d, _ = deployments.deploy(
+            s,
+            DeployRequest(
+                path="trivial.ipynb",
+                name=name,
+                work_pool_name="p",
+                schedules=[schedule],
+                **extra,  # type: ignore[arg-type]
+            ),
+            str(root),
+        )
+        return d.id
+
+
+@pytest.fixture
+def nbformat_adapter() -> Iterator[None]:
+    """The process-wide sqlite3 datetime adapter `nbformat.sign` registers in a Jupyter server."""
+    before = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
+    sqlite3.register_adapter(datetime, lambda value: value.isoformat())
+    yield
+    if before is None:
+        sqlite3.adapters.pop((datetime, sqlite3.PrepareProtocol), None)
+    else:
+        sqlite3.register_adapter(datetime, before)
+
+
+@pytest.mark.usefixtures("nbformat_adapter")
+def test_scheduled_runs_are_due_at_their_time_despite_a_process_wide_sqlite_adapter(
+    db: Database, tmp_path: Path
+) -> None:
+    deploy(db, tmp_path, "minutely", {"kind": "cron", "cron": "* * * * *"})
+    now = t.utcnow()
+    # The pass ran three minutes ago: the runs of the last three minutes are due now.
+    with db.session() as s:
+        assert scheduling.schedule_runs(s, now=now - timedelta(minutes=3)).created >= 3
+    with db.session() as s:
+        claimed = claims.claim_next_runs(s, "p", "w", None, 10)
+    assert len(claimed) >= 3, "due runs were not claimable"
+    with db.session() as s:
+        stored = s.execute(text(f"SELECT {', '.join(DATETIME_COLUMNS)} FROM flow_runs")).all()
+    for row in stored:
+        for column, value in zip(DATETIME_COLUMNS, row, strict=True):
+            assert STORED_FORMAT.match(value), f"{column} stored as {value!r}"
+    with db.session() as s:
+        late = scheduling.mark_late_runs(s, now=now + timedelta(minutes=1))
+    assert late.late >= 1, "runs past their time never went Late"
+
+
+def late_pass(db: Database, now: datetime) -> None:
+    with db.session() as s:
+        scheduling.mark_late_runs(s, now=now)
+
+
+def states(db: Database, deployment_id: str) -> list[tuple[str, str, str | None]]:
+    with db.session() as s:
+        runs = s.scalars(
+            select(t.FlowRun)
+            .where(t.FlowRun.deployment_id == deployment_id)
+            .order_by(t.FlowRun.expected_start_time)
+        ).all()
+        return [(r.state_type, r.state_name, r.state_message) for r in runs]
+
+
+@pytest.mark.parametrize("catchup", ["latest", "skip", "all"])
+def test_catchup_policy_holds_when_runs_go_late_one_pass_at_a_time(
+    db: Database, tmp_path: Path, catchup: str
+) -> None:
+    dep = deploy(db, tmp_path, catchup, {"kind": "interval", "interval": 60}, catchup=catchup)
+    start = t.utcnow().replace(second=0, microsecond=0) - timedelta(minutes=10)
+    with db.session() as s:
+        scheduling.schedule_runs(s, now=start)
+    # No worker: every minute one more run goes Late, each seen by its own pass.
+    for minute in range(1, 6):
+        late_pass(db, start + timedelta(minutes=minute) + scheduling.LATE_AFTER * 2)
+    past = [x for x in states(db, dep)][:5]
+    waiting = [x for x in past if x[0] == "SCHEDULED"]
+    skipped = [x for x in past if x[0] == "CANCELLED"]
+    if catchup == "all":
+        assert [x[1] for x in waiting] == ["Late"] * 5 and not skipped
+        return
+    if catchup == "latest":
+        assert [x[1] for x in past] == ["Skipped"] * 4 + ["Late"]
+    else:
+        assert [x[1] for x in past] == ["Skipped"] * 5
+    for _, name, message in skipped:
+        assert name == "Skipped"
+        assert message and f"catch-up policy is '{catchup}'" in message
