@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from nbflows import claims, deployments, scheduling
+from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
 from nbflows import work_pools as pools
-from nbflows.schemas import DeployRequest, WorkPoolCreate
+from nbflows.schemas import (
+    DeployRequest,
+    HeartbeatRequest,
+    InteractiveRunCreate,
+    LogIn,
+    RunRequest,
+    SetState,
+    WorkPoolCreate,
+)
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 
@@ -84,6 +92,42 @@ def test_scheduled_runs_are_due_at_their_time_despite_a_process_wide_sqlite_adap
     with db.session() as s:
         late = scheduling.mark_late_runs(s, now=now + timedelta(minutes=1))
     assert late.late >= 1, "runs past their time never went Late"
+
+
+@pytest.mark.usefixtures("nbformat_adapter")
+def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adapter(
+    db: Database, tmp_path: Path
+) -> None:
+    dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
+    now = t.utcnow()
+    with db.session() as s:
+        scheduling.schedule_runs(s, now=now - timedelta(minutes=5))
+        d = deployments.get_deployment(s, dep)
+        later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
+        manual, _ = flow_runs.create_deployment_run(s, d, later)
+        flow_runs.create_interactive_run(s, InteractiveRunCreate(flow_name="cell"))
+    with db.session() as s:
+        heartbeats.heartbeat(s, "p", HeartbeatRequest(name="w"))
+        claimed = claims.claim_next_runs(s, "p", "w", None, 2)
+    run_id = claimed[0]["flow_run"]["id"]
+    with db.session() as s:
+        flow_runs.set_state(s, run_id, SetState(type="RUNNING", worker="w"))
+        logs.write_logs(s, run_id, [LogIn(message="hello")])
+        flow_runs.store_notebook(s, run_id, "{}")
+        flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w"))
+        flow_runs.cancel(s, manual.id)
+        scheduling.mark_late_runs(s)
+        heartbeats.crash_runs_of_lost_workers(s)
+    with db.session() as s:
+        for table in t.Base.metadata.sorted_tables:
+            for column in table.columns:
+                if not isinstance(column.type, t.UTCDateTime):
+                    continue
+                query = f"SELECT {column.name} FROM {table.name} WHERE {column.name} IS NOT NULL"
+                values = s.execute(text(query)).scalars().all()
+                assert values or column.name in ("scheduled_until", "start_time", "end_time")
+                for value in values:
+                    assert STORED_FORMAT.match(value), f"{table.name}.{column.name}: {value!r}"
 
 
 def late_pass(db: Database, now: datetime) -> None:
