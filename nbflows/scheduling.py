@@ -27,7 +27,7 @@ FLOW_RUNS = cast(Table, t.FlowRun.__table__)
 SCHEDULES = cast(Table, t.DeploymentSchedule.__table__)
 DEPLOYMENTS = cast(Table, t.Deployment.__table__)
 #: The unique index a scheduled run's idempotency key is checked against.
-RUN_KEY = ["idempotency_key"]
+RUN_KEY = ["deployment_id", "idempotency_key"]
 
 
 @dataclass

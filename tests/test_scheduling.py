@@ -3,11 +3,12 @@ deployment's catch-up policy."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ from nbflows.schemas import (
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 
+from .pg_support import postgres_server
+
+UTC = timezone.utc
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
 DATETIME_COLUMNS = ("expected_start_time", "state_timestamp", "created", "updated")
 STORED_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
@@ -169,3 +173,100 @@ def test_catchup_policy_holds_when_runs_go_late_one_pass_at_a_time(
     for _, name, message in skipped:
         assert name == "Skipped"
         assert message and f"catch-up policy is '{catchup}'" in message
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_migration_scopes_keys_to_the_deployment_and_rewrites_times_stored_the_other_way(
+    tmp_path: Path, dialect: str
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.exc import IntegrityError
+
+    from nbflows.store.db import MIGRATIONS
+
+    with contextlib.ExitStack() as stack:
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / 'old.db'}"
+        else:
+            url = stack.enter_context(postgres_server())
+        old = Database(url, migrate=False)
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with old.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+        # What the scheduler's raw insert stored under nbformat's sqlite3 adapter.
+        with old.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO work_pools (id, name, type, base_job_template, paused, created, "
+                    "updated) VALUES ('p', 'p', 'process', '{}', false, :t, :t)"
+                ),
+                {"t": "2026-11-29 20:00:00.000000"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO work_queues (id, work_pool_id, name, priority, paused, created) "
+                    "VALUES ('q', 'p', 'default', 1, false, :t)"
+                ),
+                {"t": "2026-11-29 20:00:00.000000"},
+            )
+            for dep in ("a", "b"):
+                connection.execute(
+                    text(
+                        "INSERT INTO deployments (id, flow_name, name, kind, entrypoint, path, "
+                        "working_dir, work_pool_id, work_queue_id, parameters, parameter_schema, "
+                        "job_variables, paused, version, tags, retries, retry_delay, catchup, "
+                        "created, updated) VALUES (:d, 'f', :d, 'notebook', 'x', 'x', 'x', 'p', "
+                        "'q', '{}', '{}', '{}', false, 1, '[]', 0, 0, 'latest', :t, :t)"
+                    ),
+                    {"d": dep, "t": "2026-11-29 20:00:00.000000"},
+                )
+            old_format = "2026-11-29T20:44:30" if dialect == "sqlite" else "2026-11-29 20:44:30"
+            connection.execute(
+                text(
+                    "INSERT INTO flow_runs (id, name, flow_name, kind, deployment_id, "
+                    "work_pool_id, work_queue_id, state_type, state_name, state_timestamp, "
+                    "parameters, job_variables, attempt, max_retries, retry_delay, "
+                    "expected_start_time, idempotency_key, tags, log_count, logs_truncated, "
+                    "has_notebook, created, updated) VALUES ('r', 'r', 'f', 'deployment', 'a', "
+                    "'p', 'q', 'SCHEDULED', 'Scheduled', :t, '{}', '{}', 1, 0, 0, :t, 'k', '[]', "
+                    "0, false, false, :t, :t)"
+                ),
+                {"t": old_format},
+            )
+        old.dispose()
+        db = Database(url)  # migrates to the newest revision, as a server starting does
+        try:
+            with db.session() as s:
+                run = s.get(t.FlowRun, "r")
+                assert run is not None
+                assert run.expected_start_time == datetime(2026, 11, 29, 20, 44, 30, tzinfo=UTC)
+                if dialect == "sqlite":
+                    stored = s.execute(text(f"SELECT {', '.join(DATETIME_COLUMNS)} FROM flow_runs"))
+                    assert all(STORED_FORMAT.match(v) for v in stored.one())
+                # The key of deployment a is free for deployment b ...
+                s.add(_run_row("r2", "b", "k"))
+            # ... but taken for deployment a.
+            with pytest.raises(IntegrityError), db.session() as s:
+                s.add(_run_row("r3", "a", "k"))
+        finally:
+            db.dispose()
+
+
+def _run_row(run_id: str, deployment_id: str, key: str) -> t.FlowRun:
+    return t.FlowRun(
+        id=run_id,
+        name=run_id,
+        flow_name="f",
+        kind="deployment",
+        deployment_id=deployment_id,
+        work_pool_id="p",
+        work_queue_id="q",
+        state_type="SCHEDULED",
+        state_name="Scheduled",
+        idempotency_key=key,
+    )
