@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from .flow_runs import transition
 from .states import StateType
 from .store import tables as t
+from .store.db import insert_or_ignore
 
 HORIZON = timedelta(hours=1)
 MIN_RUNS = 1
@@ -26,8 +27,6 @@ LATE_AFTER = timedelta(seconds=15)
 FLOW_RUNS = cast(Table, t.FlowRun.__table__)
 SCHEDULES = cast(Table, t.DeploymentSchedule.__table__)
 DEPLOYMENTS = cast(Table, t.Deployment.__table__)
-#: The unique index a scheduled run's idempotency key is checked against.
-RUN_KEY = ["deployment_id", "idempotency_key"]
 
 
 @dataclass
@@ -174,11 +173,7 @@ def _insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
     """
     if s.get_bind().dialect.name == "sqlite":
         return _sqlite_insert_ignoring_duplicates(s, rows)
-    from sqlalchemy.dialects.postgresql import insert
-
-    stmt = (
-        insert(FLOW_RUNS).on_conflict_do_nothing(index_elements=RUN_KEY).returning(FLOW_RUNS.c.id)
-    )
+    stmt = insert_or_ignore(s, FLOW_RUNS, t.RUN_KEY).returning(FLOW_RUNS.c.id)
     created = 0
     for start in range(0, len(rows), 5000):
         created += len(s.execute(stmt, rows[start : start + 5000]).all())
@@ -199,8 +194,6 @@ def _sqlite_insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -
     itself for the tens of thousands of rows of a first pass; converted once, the values are
     bound as the text they already are.
     """
-    from sqlalchemy.dialects.sqlite import insert
-
     dialect = s.get_bind().dialect
     for name in _SHARED:
         process = FLOW_RUNS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -213,10 +206,8 @@ def _sqlite_insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -
             if key not in converted:
                 converted[key] = process(value)
             row[f"stored_{name}"] = converted[key]
-    stmt = (
-        insert(FLOW_RUNS)
-        .values({name: bindparam(f"stored_{name}", type_=String()) for name in _SHARED})
-        .on_conflict_do_nothing(index_elements=RUN_KEY)
+    stmt = insert_or_ignore(s, FLOW_RUNS, t.RUN_KEY).values(
+        {name: bindparam(f"stored_{name}", type_=String()) for name in _SHARED}
     )
     created = 0
     for start in range(0, len(rows), 5000):

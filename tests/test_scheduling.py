@@ -94,7 +94,7 @@ def test_scheduled_runs_are_due_at_their_time_despite_a_process_wide_sqlite_adap
         for column, value in zip(DATETIME_COLUMNS, row, strict=True):
             assert STORED_FORMAT.match(value), f"{column} stored as {value!r}"
     with db.session() as s:
-        late = scheduling.mark_late_runs(s, now=now + timedelta(minutes=1))
+        late = scheduling.mark_late_runs(s, now=now + timedelta(minutes=2))
     assert late.late >= 1, "runs past their time never went Late"
 
 

@@ -155,6 +155,10 @@ class DeploymentSchedule(Base):
     __table_args__ = (Index("ix_schedules_until", "active", "scheduled_until"),)
 
 
+#: A run's idempotency key is unique within its deployment.
+RUN_KEY = ["deployment_id", "idempotency_key"]
+
+
 class FlowRun(Base):
     __tablename__ = "flow_runs"
 
@@ -205,7 +209,7 @@ class FlowRun(Base):
         Index("ix_runs_flow_created", "flow_name", "created"),
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_worker_state", "worker_name", "state_type"),
-        Index("ux_runs_idempotency_key", "deployment_id", "idempotency_key", unique=True),
+        Index("ux_runs_idempotency_key", *RUN_KEY, unique=True),
     )
 
 

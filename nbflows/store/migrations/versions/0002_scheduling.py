@@ -47,7 +47,7 @@ def upgrade() -> None:
             )
     else:
         for constraint in unique:
-            op.drop_constraint(constraint["name"], "flow_runs", type_="unique")
+            op.drop_constraint(constraint["name"] or "", "flow_runs", type_="unique")
         op.create_index(
             "ux_runs_idempotency_key",
             "flow_runs",
