@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -9,16 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
+from .pg_support import postgres_server
 from .servers import Server, start_server
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("idem"), embedded_worker=False)
-    try:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def srv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_server()) if request.param == "postgresql" else None
+        server = start_server(tmp_path_factory.mktemp("idem"), embedded_worker=False, db_url=url)
+        stack.callback(server.stop)
         yield server
-    finally:
-        server.stop()
 
 
 def ok(response: httpx.Response, *statuses: int) -> Any:
