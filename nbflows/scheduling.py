@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import String, Table, Text, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from .errors import InvalidInput
 from .flow_runs import transition
 from .states import StateType
 from .store import tables as t
@@ -24,6 +25,11 @@ HORIZON = timedelta(hours=1)
 MIN_RUNS = 1
 MAX_RUNS = 100
 LATE_AFTER = timedelta(seconds=15)
+#: Default floor on schedule frequency, seconds (the server's `min_schedule_interval`).
+MIN_INTERVAL = 10.0
+MIN_INTERVAL_SETTING = (
+    "c.NBFlowsExtension.min_schedule_interval (env NBFLOWS_MIN_SCHEDULE_INTERVAL; 0 turns it off)"
+)
 FLOW_RUNS = cast(Table, t.FlowRun.__table__)
 SCHEDULES = cast(Table, t.DeploymentSchedule.__table__)
 DEPLOYMENTS = cast(Table, t.Deployment.__table__)
@@ -35,6 +41,24 @@ class PassResult:
     late: int = 0
     skipped: int = 0
     pools: set[str] | None = None
+
+
+def check_frequency(schedules: list[dict[str, Any]], minimum: float) -> None:
+    """InvalidInput (422) for a schedule whose runs can come closer than `minimum` seconds."""
+    from .schedules import parse_schedule, shortest_gap
+
+    if minimum <= 0:
+        return
+    for spec in schedules:
+        schedule = parse_schedule(spec)
+        gap = shortest_gap(schedule)
+        if gap is not None and gap.total_seconds() < minimum:
+            raise InvalidInput(
+                f"schedule {schedule.describe()} runs more often than this server allows: its "
+                f"runs can be {gap.total_seconds():g} s apart, the minimum is {minimum:g} s. "
+                f"Schedule it less often, or change the server's minimum: {MIN_INTERVAL_SETTING}",
+                field="schedules",
+            )
 
 
 def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:

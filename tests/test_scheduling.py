@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 
 from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
 from nbflows import work_pools as pools
+from nbflows.errors import InvalidInput
 from nbflows.schemas import (
     DeployRequest,
     HeartbeatRequest,
@@ -29,6 +31,7 @@ from nbflows.store import tables as t
 from nbflows.store.db import Database
 
 from .pg_support import postgres_server
+from .servers import start_server
 
 UTC = timezone.utc
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
@@ -270,3 +273,69 @@ def _run_row(run_id: str, deployment_id: str, key: str) -> t.FlowRun:
         state_name="Scheduled",
         idempotency_key=key,
     )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "minimum", "gap"),
+    [
+        ({"kind": "interval", "interval": 0.001}, scheduling.MIN_INTERVAL, "0.001 s"),
+        ({"kind": "rrule", "rrule": "FREQ=SECONDLY"}, scheduling.MIN_INTERVAL, "1 s"),
+        ({"kind": "cron", "cron": "* * * * *", "timezone": "Asia/Kathmandu"}, 300, "60 s"),
+    ],
+)
+def test_schedules_more_frequent_than_the_floor_are_refused_saying_how_to_change_it(
+    schedule: dict[str, object], minimum: float, gap: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        scheduling.check_frequency([{"kind": "cron", "cron": "0 6 * * *"}, schedule], minimum)
+    message = refused.value.message
+    assert f"runs can be {gap} apart, the minimum is {minimum:g} s" in message
+    assert "c.NBFlowsExtension.min_schedule_interval" in message
+    assert "NBFLOWS_MIN_SCHEDULE_INTERVAL" in message
+    scheduling.check_frequency([schedule], 0)  # 0 turns the floor off
+
+
+def test_schedules_at_the_floor_are_accepted() -> None:
+    scheduling.check_frequency(
+        [
+            {"kind": "interval", "interval": scheduling.MIN_INTERVAL},
+            {"kind": "cron", "cron": "* * * * *"},
+            {"kind": "rrule", "rrule": "FREQ=HOURLY"},
+        ],
+        scheduling.MIN_INTERVAL,
+    )
+    scheduling.check_frequency([{"kind": "cron", "cron": "*/5 * * * *"}], 300)
+
+
+@pytest.mark.slow
+def test_the_server_refuses_schedules_above_its_floor_with_a_422(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path, embedded_worker=False, extra_args=["--NBFlowsExtension.min_schedule_interval=120"]
+    )
+    try:
+        assert server.http("POST", "work_pools", json={"name": "p", "type": "process"}).is_success
+
+        def deploy(*schedules: dict[str, object]) -> httpx.Response:
+            body = {"path": "trivial.ipynb", "name": "d", "work_pool_name": "p"}
+            return server.http("POST", "deployments", json={**body, "schedules": schedules})
+
+        for schedule in (
+            {"kind": "interval", "interval": 0.001},
+            {"kind": "rrule", "rrule": "FREQ=SECONDLY"},
+            {"kind": "cron", "cron": "* * * * *", "timezone": "Europe/Paris"},
+        ):
+            refused = deploy(schedule)
+            assert refused.status_code == 422, refused.text
+            assert "the minimum is 120 s" in refused.json()["message"]
+            assert "min_schedule_interval" in refused.json()["message"]
+        created = deploy({"kind": "cron", "cron": "*/5 * * * *"})
+        assert created.status_code == 201, created.text
+        patched = server.http(
+            "PATCH",
+            f"deployments/{created.json()['id']}",
+            json={"schedules": [{"kind": "interval", "interval": 60}]},
+        )
+        assert patched.status_code == 422, patched.text
+        assert "the minimum is 120 s" in patched.json()["message"]
+    finally:
+        server.stop()
