@@ -112,15 +112,16 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         flow,
         pool_id,
         queue_id,
-        *json_texts,
+        params_text,
+        schema_text,
         retries,
         delay,
         tags_text,
     ) in rows:
-        for value in (*json_texts, tags_text):
+        for value in (params_text, schema_text, tags_text):
             if value not in decoded:
                 decoded[value] = json.loads(value)
-        params, schema = (decoded[value] for value in json_texts)
+        params, schema = decoded[params_text], decoded[schema_text]
         if text not in parsed:
             parsed[text] = parse_schedule(json.loads(text))
         start = max(until or now, now)
