@@ -23,8 +23,9 @@ from tests.pg_support import postgres_server
 UTC = timezone.utc
 #: Interval runs come this often; catch-up runs a little more often so several go Late quickly.
 EVERY, CATCHUP_EVERY = 5, 4
-#: A run this long past its time is Late (nbflows.scheduling.LATE_AFTER); passes come this often.
-LATE_AFTER, PASS_EVERY = 15, 5
+#: A run this long past its time is Late (nbflows.scheduling.LATE_AFTER), marked so by the next
+#: scheduler pass: they come every 5 s, later on a loaded machine.
+LATE_AFTER, PASS_SLACK = 15, 10
 #: "Within seconds": far above the normal figure (well under a second), far below "never".
 ON_TIME = timedelta(seconds=15)
 POLICIES = ("all", "latest", "skip")
@@ -94,31 +95,32 @@ def check_no_duplicates(runs: list[dict[str, Any]], what: str) -> None:
 
 def check_catchup(policy: str, runs: list[dict[str, Any]], resumed: datetime) -> None:
     """What ran of the runs due before the pool was resumed, and what was skipped and why."""
-    # Certainly marked Late before the resume (a pass came after they were LATE_AFTER past due),
-    # and certainly not yet Late then; in between, a pass may or may not have come in time.
-    late = resumed - timedelta(seconds=LATE_AFTER + PASS_EVERY + 1)
-    fresh = resumed - timedelta(seconds=LATE_AFTER)
     before = [r for r in runs if due(r) < resumed]
-    certainly_late = [r for r in before if due(r) < late]
-    assert len(certainly_late) >= 3, (policy, "not enough runs went Late", before)
+    # Certainly marked Late before the resume: a pass came after they were LATE_AFTER past due.
+    certainly_late = [
+        r for r in before if due(r) < resumed - timedelta(seconds=LATE_AFTER + PASS_SLACK)
+    ]
+    seen = (
+        policy,
+        f"resumed {resumed:%H:%M:%S}",
+        [(f"{due(r):%H:%M:%S}", r["state"]["name"]) for r in before],
+    )
+    assert len(certainly_late) >= 3, ("not enough runs went Late", seen)
     ran = [r for r in certainly_late if r["state"]["type"] == "COMPLETED"]
     skipped = [r for r in certainly_late if r["state"]["name"] == "Skipped"]
-    assert len(ran) + len(skipped) == len(certainly_late), (policy, certainly_late)
+    assert len(ran) + len(skipped) == len(certainly_late), seen
     for run in skipped:
         assert run["state"]["type"] == "CANCELLED" and run["start_time"] is None, run
         assert f"catch-up policy is '{policy}'" in run["state"]["message"], run["state"]
-    not_late = [r for r in before if due(r) >= fresh]
-    assert all(r["state"]["type"] == "COMPLETED" for r in not_late), (policy, not_late)
     if policy == "all":
-        assert not skipped
+        assert all(r["state"]["type"] == "COMPLETED" for r in before), seen
     elif policy == "skip":
-        assert not ran
+        assert not ran, seen
     else:
         # Only the newest Late run may run: all older ones were skipped ...
-        assert len(ran) <= 1 and (not ran or ran[0] is certainly_late[-1]), certainly_late
-        # ... and one Late run did run.
-        late_ran = [r for r in before if due(r) < fresh and r["state"]["type"] == "COMPLETED"]
-        assert late_ran, (policy, before)
+        assert len(ran) <= 1 and (not ran or ran[0] is certainly_late[-1]), seen
+        # ... and the newest did (the last certainly late, or a later one that went Late too).
+        assert any(r["state"]["type"] == "COMPLETED" for r in before), seen
 
 
 @pytest.mark.slow
@@ -176,7 +178,7 @@ def scheduling_journey(journey: Journey) -> None:
 
     # The paused pool's runs go Late, one by one; the other pool's runs run at their time.
     first = due(runs_of(journey, "catch-latest")[0])
-    ready = first + timedelta(seconds=LATE_AFTER + PASS_EVERY + 1 + 3 * CATCHUP_EVERY)
+    ready = first + timedelta(seconds=LATE_AFTER + PASS_SLACK + 3 * CATCHUP_EVERY)
     journey.wait_for("several runs Late", lambda: now() > ready, timeout=120, every=1)
     journey.cli("work-pool", "resume", "catchup", check=True)
     resumed = now()
@@ -201,9 +203,14 @@ def scheduling_journey(journey: Journey) -> None:
         "interval runs completed after the restart",
         lambda: len(completed(runs_of(journey, "every-5s"), after=up_again)) >= 2,
     )
+    settled = now()
+    journey.wait_for(
+        "every run due since the restart has ended",
+        partial(ended_before, journey, "every-5s", settled),
+    )
     interval_runs, cron_runs = runs_of(journey, "every-5s"), runs_of(journey, "kathmandu")
     before_restart = (up_since, down_since - timedelta(seconds=3))
-    after_restart = (up_again, max(due(r) for r in completed(interval_runs, after=up_again)))
+    after_restart = (up_again, settled)
     print(f"server down from {down_since:%H:%M:%S} to {up_again:%H:%M:%S}")
     assert check_on_time(interval_runs, [before_restart], "every 5 s") >= 5
     assert check_on_time(interval_runs, [after_restart], "every 5 s, restarted") >= 2
