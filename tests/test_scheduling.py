@@ -241,12 +241,29 @@ def test_migration_scopes_keys_to_the_deployment_and_rewrites_times_stored_the_o
                 ),
                 {"t": old_format},
             )
+            connection.execute(
+                text(
+                    "INSERT INTO logs (flow_run_id, timestamp, level, message, source) "
+                    "VALUES ('r', :t, 20, 'kept', 'stdout')"
+                ),
+                {"t": "2026-11-29 20:44:31.000000"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO flow_run_notebooks (flow_run_id, notebook, updated) "
+                    "VALUES ('r', '{}', :t)"
+                ),
+                {"t": "2026-11-29 20:44:31.000000"},
+            )
         old.dispose()
         db = Database(url)  # migrates to the newest revision, as a server starting does
         try:
             with db.session() as s:
                 run = s.get(t.FlowRun, "r")
                 assert run is not None
+                # Rebuilding the table (SQLite) keeps the rows that reference it.
+                assert [x.message for x in logs.read_logs(s, "r")] == ["kept"]
+                assert flow_runs.read_notebook(s, "r") == "{}"
                 assert run.expected_start_time == datetime(2026, 11, 29, 20, 44, 30, tzinfo=UTC)
                 if dialect == "sqlite":
                     stored = s.execute(text(f"SELECT {', '.join(DATETIME_COLUMNS)} FROM flow_runs"))

@@ -59,9 +59,22 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        sqlite = self.dialect == "sqlite"
+        with self.engine.connect() as connection:
+            if sqlite:
+                # Alembic rebuilds SQLite tables (copy, drop, rename); with foreign keys on,
+                # dropping the old table would cascade to the rows that reference it. The
+                # pragma only takes effect outside a transaction.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
