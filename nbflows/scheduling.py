@@ -101,7 +101,8 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
     parsed: dict[str, Any] = {}
     expanded: dict[tuple[str, datetime], list[datetime]] = {}
     new_runs: list[dict[str, Any]] = []
-    filled: list[dict[str, Any]] = []
+    # Schedules filled up to the same time (most: the horizon) are updated by one statement.
+    filled: dict[datetime, list[str]] = {}
     no_job_variables: dict[str, Any] = {}
     run_tags_of: dict[str | None, list[Any]] = {}
     for (
@@ -131,7 +132,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
                 parsed[text], start, now, horizon_end, first=until is None or until <= now
             )
             expanded[(text, start)] = times
-        filled.append({"sid": sid, "until": max(times[-1], horizon_end) if times else horizon_end})
+        filled.setdefault(max(times[-1], horizon_end) if times else horizon_end, []).append(sid)
         if not times:
             continue
         defaults = {k: v.get("default") for k, v in (schema or {}).get("properties", {}).items()}
@@ -170,13 +171,13 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         result.pools.add(pool_id)  # type: ignore[union-attr]
     if new_runs:
         result.created = _insert_ignoring_duplicates(s, new_runs)
-    if filled:
-        s.execute(
-            update(sch)
-            .where(sch.c.id == bindparam("sid"))
-            .values(scheduled_until=bindparam("until")),
-            filled,
-        )
+    for until, ids in filled.items():
+        for start in range(0, len(ids), 500):
+            s.execute(
+                update(sch)
+                .where(sch.c.id.in_(ids[start : start + 500]))
+                .values(scheduled_until=until)
+            )
     return result
 
 
