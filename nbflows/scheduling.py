@@ -132,7 +132,14 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
                 parsed[text], start, now, horizon_end, first=until is None or until <= now
             )
             expanded[(text, start)] = times
-        filled.setdefault(max(times[-1], horizon_end) if times else horizon_end, []).append(sid)
+        # Runs now exist up to the horizon, or up to the last one when MAX_RUNS cut them short.
+        if not times:
+            filled_to = horizon_end
+        elif len(times) >= MAX_RUNS:
+            filled_to = times[-1]
+        else:
+            filled_to = max(times[-1], horizon_end)
+        filled.setdefault(filled_to, []).append(sid)
         if not times:
             continue
         defaults = {k: v.get("default") for k, v in (schema or {}).get("properties", {}).items()}
@@ -171,12 +178,12 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         result.pools.add(pool_id)  # type: ignore[union-attr]
     if new_runs:
         result.created = _insert_ignoring_duplicates(s, new_runs)
-    for until, ids in filled.items():
+    for filled_to, ids in filled.items():
         for start in range(0, len(ids), 500):
             s.execute(
                 update(sch)
                 .where(sch.c.id.in_(ids[start : start + 500]))
-                .values(scheduled_until=until)
+                .values(scheduled_until=filled_to)
             )
     return result
 

@@ -4,6 +4,7 @@ deployment's catch-up policy."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import shutil
 import sqlite3
@@ -355,3 +356,22 @@ def test_the_server_refuses_schedules_above_its_floor_with_a_422(tmp_path: Path)
         assert "the minimum is 120 s" in patched.json()["message"]
     finally:
         server.stop()
+
+
+def test_a_frequent_schedule_has_no_gap_after_its_first_hundred_runs(
+    db: Database, tmp_path: Path
+) -> None:
+    dep = deploy(db, tmp_path, "every-10s", {"kind": "interval", "interval": 10})
+    start = t.utcnow().replace(microsecond=0)
+    for seconds in range(0, 1800, 5):  # passes every 5 s for half an hour
+        with db.session() as s:
+            scheduling.schedule_runs(s, now=start + timedelta(seconds=seconds))
+    with db.session() as s:
+        times = s.scalars(
+            select(t.FlowRun.expected_start_time)
+            .where(t.FlowRun.deployment_id == dep)
+            .order_by(t.FlowRun.expected_start_time)
+        ).all()
+    assert times[-1] >= start.replace(tzinfo=UTC) + timedelta(minutes=30), "runs stopped"
+    gaps = {b - a for a, b in itertools.pairwise(times)}
+    assert gaps == {timedelta(seconds=10)}, "runs are missing between scheduled times"
