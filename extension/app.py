@@ -11,8 +11,9 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, List, Unicode, default
+from traitlets import Bool, Float, List, TraitError, Unicode, default
 
+from nbflows import scheduling
 from nbflows.orchestrator import Orchestrator
 from nbflows.store.db import Database, default_database_url
 
@@ -47,10 +48,24 @@ class NBFlowsExtension(ExtensionApp):
         help="Log a warning when the server's event loop was blocked this many seconds (every "
         "request waited that long); 0 turns the check off.",
     ).tag(config=True)
+    min_schedule_interval = Float(
+        help="Schedules whose runs can come closer than this many seconds are refused (env "
+        f"NBFLOWS_MIN_SCHEDULE_INTERVAL; default {scheduling.MIN_INTERVAL:g}; 0 turns it off)."
+    ).tag(config=True)
 
     @default("database_url")
     def _default_database_url(self) -> str:
         return default_database_url()
+
+    @default("min_schedule_interval")
+    def _default_min_schedule_interval(self) -> float:
+        text = os.environ.get("NBFLOWS_MIN_SCHEDULE_INTERVAL", "")
+        try:
+            return float(text) if text.strip() else scheduling.MIN_INTERVAL
+        except ValueError:
+            raise TraitError(
+                f"NBFLOWS_MIN_SCHEDULE_INTERVAL must be a number of seconds, not {text!r}"
+            ) from None
 
     @property
     def server(self) -> ServerApp:
@@ -65,6 +80,7 @@ class NBFlowsExtension(ExtensionApp):
             {
                 "nbflows_orchestrator": self.orchestrator,
                 "nbflows_openapi": openapi_document(ROUTES),
+                "nbflows_min_schedule_interval": self.min_schedule_interval,
             }
         )
         self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)

@@ -13,6 +13,7 @@ from tornado import web
 from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
 from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput, NotFound
+from nbflows.scheduling import MIN_INTERVAL, check_frequency
 from nbflows.schemas import (
     ClaimRequest,
     DeploymentUpdate,
@@ -291,8 +292,10 @@ class Deployments(NBFlowsHandler):
     async def post(self) -> None:
         req = parse(DeployRequest, self.body())
         root = self.orch.root_dir
+        floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
+            check_frequency(req.schedules, floor)
             d, created, changes = deployments.redeploy(s, req, root)
             return {**deployments.deployment_json(d), "changes": changes}, created
 
@@ -315,8 +318,10 @@ class Deployment(NBFlowsHandler):
     @authorized
     async def patch(self, ref: str) -> None:
         req = parse(DeploymentUpdate, self.body())
+        floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def update(s: Session) -> dict[str, Any]:
+            check_frequency(req.schedules or [], floor)
             return deployments.deployment_json(deployments.update_deployment(s, ref, req))
 
         out = await self.orch.call(update)

@@ -6,8 +6,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from . import job_templates
@@ -36,7 +35,7 @@ def create_deployment_run(
 
     key = req.idempotency_key or idempotency_key
     if key:
-        existing = s.scalar(select(t.FlowRun).where(t.FlowRun.idempotency_key == key))
+        existing = _run_with_key(s, deployment.id, key)
         if existing is not None:
             return existing, False
     validate_parameters(deployment.parameter_schema, req.parameters)
@@ -59,15 +58,28 @@ def create_deployment_run(
         tags=sorted({*deployment.tags, *req.tags}),
     )
     s.add(run)
-    try:
-        s.flush()
-    except IntegrityError:  # a concurrent request with the same key won
-        s.rollback()
-        existing = s.scalar(select(t.FlowRun).where(t.FlowRun.idempotency_key == key))
-        if existing is None:
-            raise
-        return existing, False
+    s.flush()
     return run, True
+
+
+def _run_with_key(s: Session, deployment_id: str, key: str) -> t.FlowRun | None:
+    """The deployment's run with this idempotency key, if there is one.
+
+    Requests with the same key for the same deployment take turns from here to the end of their
+    transactions, so a concurrent duplicate finds the run of the first instead of inserting one.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(
+            text("SELECT pg_advisory_xact_lock(7262351, hashtext(:key))"),
+            {"key": f"{deployment_id}:{key}"},
+        )
+    else:
+        begin_write(s)
+    return s.scalar(
+        select(t.FlowRun).where(
+            t.FlowRun.deployment_id == deployment_id, t.FlowRun.idempotency_key == key
+        )
+    )
 
 
 def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:

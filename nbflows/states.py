@@ -36,7 +36,8 @@ STATE_NAMES: dict[StateType, tuple[str, ...]] = {
     StateType.FAILED: ("Failed",),
     StateType.CRASHED: ("Crashed",),
     StateType.CANCELLING: ("Cancelling",),
-    StateType.CANCELLED: ("Cancelled",),
+    # Skipped: a missed scheduled run the deployment's catch-up policy does not run.
+    StateType.CANCELLED: ("Cancelled", "Skipped"),
     StateType.PAUSED: ("Paused",),
 }
 

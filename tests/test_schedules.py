@@ -21,6 +21,7 @@ from nbflows.schedules import (
     make_schedule,
     parse_schedule,
     schedule_to_dict,
+    shortest_gap,
 )
 
 UTC = timezone.utc
@@ -521,3 +522,23 @@ def test_parse_schedule_infers_kind_and_accepts_a_schedule() -> None:
     assert TypeAdapter(list[Schedule]).validate_python(
         [{"kind": "interval", "interval": 60}, {"kind": "cron", "cron": "@daily"}]
     ) == [IntervalSchedule(60), CronSchedule("@daily")]
+
+
+def test_shortest_gap_between_two_runs_of_each_kind() -> None:
+    after = datetime(2026, 1, 1, tzinfo=UTC)
+    assert shortest_gap(IntervalSchedule(0.001), after) == timedelta(milliseconds=1)
+    assert shortest_gap(IntervalSchedule("P1D", timezone="Europe/Paris"), after) == timedelta(
+        hours=23
+    )
+    assert shortest_gap(CronSchedule("* * * * *"), after) == timedelta(minutes=1)
+    assert shortest_gap(CronSchedule("0,1 6 * * MON"), after) == timedelta(minutes=1)
+    # The day clocks go forward is 23 hours long.
+    assert shortest_gap(CronSchedule("0 6 * * *", timezone="Europe/Paris"), after) == timedelta(
+        hours=23
+    )
+    assert shortest_gap(RRuleSchedule("FREQ=SECONDLY"), after) == timedelta(seconds=1)
+    assert shortest_gap(RRuleSchedule("FREQ=MINUTELY;BYSECOND=0,30"), after) == timedelta(
+        seconds=30
+    )
+    once = RRuleSchedule("DTSTART:20300101T000000\nRRULE:FREQ=DAILY;COUNT=1")
+    assert shortest_gap(once, after) is None

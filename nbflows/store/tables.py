@@ -155,6 +155,10 @@ class DeploymentSchedule(Base):
     __table_args__ = (Index("ix_schedules_until", "active", "scheduled_until"),)
 
 
+#: A run's idempotency key is unique within its deployment.
+RUN_KEY = ["deployment_id", "idempotency_key"]
+
+
 class FlowRun(Base):
     __tablename__ = "flow_runs"
 
@@ -186,7 +190,8 @@ class FlowRun(Base):
     end_time: Mapped[datetime | None] = mapped_column()
     worker_name: Mapped[str | None] = mapped_column(String(200))
     parent_run_id: Mapped[str | None] = mapped_column(String(32))
-    idempotency_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    #: Unique per deployment (the same key for another deployment is another request).
+    idempotency_key: Mapped[str | None] = mapped_column(String(400))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     notebook_path: Mapped[str | None] = mapped_column(Text)
     log_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -204,6 +209,7 @@ class FlowRun(Base):
         Index("ix_runs_flow_created", "flow_name", "created"),
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_worker_state", "worker_name", "state_type"),
+        Index("ux_runs_idempotency_key", *RUN_KEY, unique=True),
     )
 
 
