@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from http.client import responses
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
+from tornado import web
 
 from nbflows.errors import BadRequest, NBFlowsError
 from nbflows.orchestrator import Orchestrator
+from nbflows.schemas import MAX_INT, MIN_INT, load_json
+
+_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 class NBFlowsHandler(APIHandler):
@@ -22,13 +27,8 @@ class NBFlowsHandler(APIHandler):
         return self.settings["nbflows_orchestrator"]
 
     def body(self) -> Any:
-        raw = self.request.body
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError as err:
-            raise BadRequest(f"the request body is not valid JSON: {err}") from None
+        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty)."""
+        return load_json(self.request.body)
 
     def query(self, name: str, default: Any = None, cast: type = str) -> Any:
         value = self.get_query_argument(name, None)
@@ -42,6 +42,11 @@ class NBFlowsHandler(APIHandler):
             ) from None
         if isinstance(parsed, float) and not math.isfinite(parsed):
             raise BadRequest(f"query parameter '{name}' must be a finite number, not {value!r}")
+        if isinstance(parsed, int) and not MIN_INT <= parsed <= MAX_INT:
+            raise BadRequest(
+                f"query parameter '{name}' is out of range: integers must be between "
+                f"{MIN_INT} and {MAX_INT}"
+            )
         return parsed
 
     def reply(self, data: Any, status: int = 200, location: str | None = None) -> None:
@@ -55,13 +60,26 @@ class NBFlowsHandler(APIHandler):
         self.finish(json.dumps(data, default=str))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as the documented `Error` body: a message and a reason that names it."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, NBFlowsError):
             self.set_status(exc.status)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(exc.to_json(), default=str))
-            return
-        super().write_error(status_code, **kwargs)
+            body = exc.to_json()
+        else:
+            phrase = responses.get(status_code, "Unknown HTTP Error")
+            # Jupyter's own refusals (403 without a valid token, 405) name no reason of theirs.
+            reason = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+            message = phrase
+            if isinstance(exc, web.HTTPError) and exc.log_message:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            elif status_code >= 500:
+                message = "internal server error (the server log has the details)"
+            body = {"message": message, "reason": reason}
+            if status_code == 405:
+                allowed = [m.upper() for m in _METHODS if m in type(self).__dict__]
+                self.set_header("Allow", ", ".join(allowed))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body, default=str))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, NBFlowsError):  # a user mistake, answered clearly: no traceback

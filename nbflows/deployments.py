@@ -30,10 +30,8 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     pool = get_work_pool(s, req.work_pool_name)
     queue = get_work_queue(s, pool.name, req.work_queue_name)
     if req.notebook is not None:
-        import nbformat
-
         path = _resolve_inside(req.path, root_dir)
-        source = nbformat.from_dict(req.notebook)
+        source = _inline_notebook(req.notebook)
     else:
         path, source = load_notebook(req.path, root_dir)
     if req.flow_name:
@@ -160,6 +158,18 @@ def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
                 "for an image built already"
             )
     return {**image, "name": parsed.name, "tag": parsed.tag, "reference": parsed.reference}
+
+
+def _inline_notebook(data: dict[str, Any]) -> Any:
+    """The `notebook` of a deploy request, checked as a notebook file read from disk would be."""
+    import json
+
+    from .notebooks import notebook_from_json
+
+    try:
+        return notebook_from_json(json.dumps(data))
+    except InvalidInput as err:
+        raise InvalidInput(f"'notebook' is {err.message}") from None
 
 
 def _resolve_inside(path: str, root_dir: str | None) -> Path:

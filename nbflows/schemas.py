@@ -2,19 +2,111 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import BadRequest, InvalidInput
 from .store import tables as t
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 
+#: Integers travel and are stored as signed 64-bit numbers (SQL BIGINT).
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+#: How deep a request body may nest: real bodies nest a few levels (a notebook output, ten);
+#: much deeper ones only exhaust the recursion of the code that reads them.
+MAX_DEPTH = 100
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def load_json(raw: bytes | bytearray | str) -> Any:
+    """Parse a request body, refusing what JSON, the store or a browser cannot hold.
+
+    Raises `BadRequest` for text that is not JSON or nests deeper than `MAX_DEPTH`, and
+    `InvalidInput` naming where the body holds NaN or an infinity, an integer outside 64 bits,
+    or a lone UTF-16 surrogate. An empty body is `{}`.
+    """
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(_TOO_DEEP) from None
+    except ValueError as err:
+        raise BadRequest(f"the request body is not valid JSON: {err}") from None
+    check_json(data)
+    return data
+
+
+_TOO_DEEP = f"the request body is nested too deep: at most {MAX_DEPTH} levels of arrays and objects"
+
+
+def check_json(data: Any) -> None:
+    """Raise for the first value of `data` that `load_json` refuses (see there)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not MIN_INT <= value <= MAX_INT:
+                raise InvalidInput(
+                    f"{where or 'body'}: {value} is out of range; integers must be between "
+                    f"{MIN_INT} and {MAX_INT}"
+                )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInput(
+                    f"{where or 'body'}: {value} is not a finite number (NaN and infinities "
+                    "are not JSON); give a finite number"
+                )
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise BadRequest(_TOO_DEEP)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _check_text(key, f"a key in {where or 'the body'}")
+                inner = f"{where}.{key}" if where else str(key)
+                stack.append((item, inner, depth + 1))
+
+
+def _check_text(text: str, where: str) -> None:
+    found = _SURROGATE.search(text)
+    if found:
+        raise InvalidInput(
+            f"{where or 'the body'}: a lone UTF-16 surrogate (\\u{ord(found.group()):04x}) is not "
+            "Unicode text; send UTF-8 text (surrogates only in valid pairs)"
+        )
+
+
+def _refuse_nul(value: Any) -> Any:
+    """Text that names things is stored in text columns, where a NUL character cannot go."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    if isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
+
+#: A count, limit or priority: 0 or more, within 64 bits.
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+#: Seconds: finite and not negative.
+Seconds = Annotated[float, Field(ge=0)]
+
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    _no_nul = field_validator("*")(_refuse_nul)
 
 
 class WorkPoolCreate(Body):
@@ -22,35 +114,35 @@ class WorkPoolCreate(Body):
     type: str
     description: str | None = None
     base_job_template: dict[str, Any] | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: Count | None = None
     paused: bool = False
 
 
 class WorkPoolUpdate(Body):
     description: str | None = None
     base_job_template: dict[str, Any] | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: Count | None = None
     paused: bool | None = None
 
 
 class WorkQueueCreate(Body):
     name: str = Field(pattern=NAME_PATTERN)
-    priority: int | None = Field(default=None, ge=1)
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    priority: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    concurrency_limit: Count | None = None
     paused: bool = False
     description: str | None = None
 
 
 class WorkQueueUpdate(Body):
-    priority: int | None = Field(default=None, ge=1)
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    priority: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    concurrency_limit: Count | None = None
     paused: bool | None = None
     description: str | None = None
 
 
 class DeployRequest(Body):
-    path: str
-    flow_name: str | None = None
+    path: str = Field(min_length=1)
+    flow_name: str | None = Field(default=None, min_length=1)
     name: str = Field(pattern=NAME_PATTERN)
     work_pool_name: str
     work_queue_name: str | None = None
@@ -61,8 +153,8 @@ class DeployRequest(Body):
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
     version: str | None = None
-    retries: int = Field(default=0, ge=0)
-    retry_delay: float = Field(default=0.0, ge=0)
+    retries: Count = 0
+    retry_delay: Seconds = 0.0
     catchup: Literal["all", "latest", "skip"] = "latest"
     image: dict[str, Any] | None = None
     notebook: dict[str, Any] | None = None
@@ -88,14 +180,14 @@ class RunRequest(Body):
 
 
 class InteractiveRunCreate(Body):
-    flow_name: str
+    flow_name: str = Field(min_length=1, max_length=200)
     parameters: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
     state: Literal["RUNNING", "PENDING", "SCHEDULED"] = "RUNNING"
     notebook_path: str | None = None
-    max_retries: int = Field(default=0, ge=0)
-    retry_delay: float = Field(default=0.0, ge=0)
+    max_retries: Count = 0
+    retry_delay: Seconds = 0.0
     description: str | None = None
 
 
@@ -108,12 +200,18 @@ class SetState(Body):
     worker: str | None = None
 
 
-class LogIn(BaseModel):
+class LogIn(Body):
     timestamp: datetime | None = None
     level: int = 20
     message: str
-    cell_index: int | None = None
-    source: str = "stdout"
+    cell_index: Count | None = None
+    source: str = Field(default="stdout", max_length=200)
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _keep_nul_readable(cls, value: Any) -> Any:
+        # Output is relayed as printed; a NUL cannot be stored as text, so it is shown as U+FFFD.
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 class ClaimRequest(Body):
@@ -126,7 +224,7 @@ class ClaimRequest(Body):
 class HeartbeatRequest(Body):
     name: str = Field(min_length=1, max_length=200)
     running: list[str] = Field(default_factory=list)
-    limit: int | None = None
+    limit: Count | None = None
     heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
     wait: float = Field(default=0.0, ge=0, le=30)
 

@@ -1,0 +1,250 @@
+"""The API keeps its contract: bad input is a 4xx naming the problem, never a 500, and every
+answer matches the OpenAPI document (checked by schemathesis against a real server)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .servers import Server, start_server
+
+BIG = 2**63
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("contract"), embedded_worker=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(srv: Server) -> dict[str, Any]:
+    """A pool, a deployment and a run of each kind, for the requests that need them."""
+    assert srv.http("POST", "work_pools", json={"name": "p", "type": "process"}).status_code == 201
+    d = srv.http(
+        "POST", "deployments", json={"path": "trivial.ipynb", "name": "d", "work_pool_name": "p"}
+    ).json()
+    run = srv.http("POST", f"deployments/{d['id']}/runs", json={}).json()
+    interactive = srv.http("POST", "flow_runs", json={"flow_name": "f"}).json()
+    return {"deployment": d["id"], "run": run["id"], "interactive": interactive["id"]}
+
+
+def raw(srv: Server, method: str, path: str, body: bytes | str) -> httpx.Response:
+    """Send `body` as it is (not through a JSON encoder, which would refuse or repair it)."""
+    content = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    return srv.http(method, path, content=content)
+
+
+def refused(response: httpx.Response, status: int, *fragments: str) -> str:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    body = response.json()
+    assert isinstance(body["message"], str) and isinstance(body["reason"], str), body
+    for fragment in fragments:
+        assert fragment in body["message"], body["message"]
+    return str(body["message"])
+
+
+def deploy_body(**extra: Any) -> dict[str, Any]:
+    return {"path": "trivial.ipynb", "name": "d", "work_pool_name": "p", **extra}
+
+
+# ---- input that used to get a 500 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        {"foo": 1},
+        {"cells": "x"},
+        {"cells": [1], "nbformat": 4, "nbformat_minor": 5, "metadata": {}},
+    ],
+)
+def test_an_inline_notebook_that_is_not_a_notebook_is_422(
+    srv: Server, seeded: dict[str, Any], notebook: dict[str, Any]
+) -> None:
+    refused(srv.http("POST", "deployments", json=deploy_body(notebook=notebook)), 422, "notebook")
+
+
+def _big_int_requests(seeded: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    d, run = seeded["deployment"], seeded["interactive"]
+    return [
+        (
+            "POST",
+            "work_pools",
+            {"name": "big", "type": "process", "concurrency_limit": BIG},
+            "concurrency_limit",
+        ),
+        ("PATCH", "work_pools/p", {"concurrency_limit": BIG}, "concurrency_limit"),
+        ("POST", "work_pools/p/queues", {"name": "big", "priority": BIG}, "priority"),
+        ("PATCH", "work_pools/p/queues/default", {"concurrency_limit": BIG}, "concurrency_limit"),
+        ("POST", "work_pools/p/workers/heartbeat", {"name": "w", "limit": BIG}, "limit"),
+        ("POST", "deployments", deploy_body(retries=BIG), "retries"),
+        ("POST", "deployments", deploy_body(parameters={"x": -BIG - 1}), "parameters.x"),
+        (
+            "POST",
+            f"deployments/{d}/runs",
+            {"job_variables": {"timeout": BIG}},
+            "job_variables.timeout",
+        ),
+        ("POST", "flow_runs", {"flow_name": "f", "max_retries": BIG}, "max_retries"),
+        ("POST", f"flow_runs/{run}/logs", [{"message": "x", "level": BIG}], "level"),
+        ("POST", f"flow_runs/{run}/logs", [{"message": "x", "cell_index": BIG}], "cell_index"),
+    ]
+
+
+def test_integers_beyond_64_bits_are_422_naming_the_field(
+    srv: Server, seeded: dict[str, Any]
+) -> None:
+    for method, path, body, field in _big_int_requests(seeded):
+        message = refused(srv.http(method, path, json=body), 422, field)
+        assert "9223372036854775807" in message, (method, path, message)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("deployments/{d}/notebook?version=" + str(BIG), "version"),
+        ("deployments/{d}/upcoming?limit=" + str(BIG), "limit"),
+        ("flow_runs?offset=" + str(BIG), "offset"),
+        ("flow_runs/{run}/logs?after=" + str(BIG), "after"),
+    ],
+)
+def test_query_integers_beyond_64_bits_are_4xx(
+    srv: Server, seeded: dict[str, Any], path: str, name: str
+) -> None:
+    url = path.format(d=seeded["deployment"], run=seeded["run"])
+    response = srv.http("GET", url)
+    assert 400 <= response.status_code < 500, response.text
+    if response.status_code != 404:
+        assert name in response.json()["message"]
+
+
+def test_a_nul_byte_in_the_deploy_path_is_422(srv: Server, seeded: dict[str, Any]) -> None:
+    refused(
+        srv.http("POST", "deployments", json=deploy_body(path="tri\x00vial.ipynb")),
+        422,
+        "path",
+        "NUL",
+    )
+    notebook = json.loads((srv.root / "trivial.ipynb").read_text())
+    refused(
+        srv.http("POST", "deployments", json=deploy_body(path="x\x00.ipynb", notebook=notebook)),
+        422,
+        "path",
+    )
+
+
+@pytest.mark.parametrize("depth", [120, 990, 5000])
+def test_json_nested_too_deep_is_400(srv: Server, seeded: dict[str, Any], depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    body = '{"path": "trivial.ipynb", "name": "d", "work_pool_name": "p", "parameters": {"x": @}}'
+    refused(raw(srv, "POST", "deployments", body.replace("@", nested)), 400, "nested", "deep")
+    refused(
+        raw(srv, "POST", "flow_runs", '{"flow_name": "f", "tags": @}'.replace("@", nested)),
+        400,
+        "deep",
+    )
+
+
+def test_a_lone_utf16_surrogate_is_refused_naming_the_field(
+    srv: Server, seeded: dict[str, Any]
+) -> None:
+    lone = r'"\ud800"'
+    refused(
+        raw(srv, "POST", "flow_runs", '{"flow_name": @}'.replace("@", lone)),
+        422,
+        "flow_name",
+        "surrogate",
+    )
+    refused(
+        raw(
+            srv,
+            "POST",
+            "deployments",
+            '{"path": "trivial.ipynb", "name": "d", "work_pool_name": "p", "description": @}'.replace(
+                "@", lone
+            ),
+        ),
+        422,
+        "description",
+    )
+    refused(
+        raw(
+            srv, "POST", "flow_runs", '{"flow_name": "f", "parameters": {@: 1}}'.replace("@", lone)
+        ),
+        422,
+        "parameters",
+    )
+
+
+# ---- numbers JSON cannot hold -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_refused_naming_the_field(
+    srv: Server, seeded: dict[str, Any], number: str
+) -> None:
+    d, run = seeded["deployment"], seeded["run"]
+    cases = [
+        ("POST", "flow_runs", '{"flow_name": "f", "parameters": {"x": @}}', "parameters.x"),
+        ("POST", "flow_runs", '{"flow_name": "f", "retry_delay": @}', "retry_delay"),
+        (
+            "POST",
+            "deployments",
+            '{"path": "trivial.ipynb", "name": "d", "work_pool_name": "p", "retry_delay": @}',
+            "retry_delay",
+        ),
+        ("POST", f"deployments/{d}/runs", '{"parameters": {"a": [1, @]}}', "parameters.a.1"),
+        (
+            "POST",
+            f"deployments/{d}/runs",
+            '{"job_variables": {"timeout": @}}',
+            "job_variables.timeout",
+        ),
+        ("PATCH", f"deployments/{d}", '{"parameters": {"y": @}}', "parameters.y"),
+    ]
+    for method, path, body, field in cases:
+        message = refused(raw(srv, method, path, body.replace("@", number)), 422, field)
+        assert "finite" in message, message
+    # Nothing was stored: every answer that holds the run is still valid JSON.
+    text = srv.http("GET", "flow_runs", params={"limit": 1000}).text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a response"))
+    assert srv.http("GET", f"flow_runs/{run}").status_code == 200
+
+
+# ---- answers as the document declares them ------------------------------------------------------
+
+
+def test_error_bodies_name_a_reason_also_for_403_and_405(srv: Server) -> None:
+    response = httpx.get(srv.api + "work_pools", headers={"Authorization": "token wrong"})
+    assert response.status_code == 403
+    body = response.json()
+    assert body["reason"] == "Forbidden" and body["message"], body
+    response = srv.http("PUT", "work_pools")
+    assert response.status_code == 405
+    assert response.json()["reason"] == "MethodNotAllowed"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "POST"}
+
+
+def test_log_lines_with_unknown_fields_are_refused_like_other_bodies(
+    srv: Server, seeded: dict[str, Any]
+) -> None:
+    path = f"flow_runs/{seeded['interactive']}/logs"
+    refused(
+        srv.http("POST", path, json=[{"message": "x", "colour": "red"}]),
+        422,
+        "colour",
+        "unknown field",
+    )
+    refused(srv.http("POST", path, json={"message": "x", "lvl": 40}), 422, "lvl")
+
+
+def test_an_empty_flow_name_is_refused(srv: Server) -> None:
+    refused(srv.http("POST", "flow_runs", json={"flow_name": ""}), 422, "flow_name")
