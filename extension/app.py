@@ -8,8 +8,9 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, List, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 
+from nbflows.limits import Limits
 from nbflows.orchestrator import Orchestrator
 from nbflows.store.db import Database, default_database_url
 
@@ -17,6 +18,11 @@ from .api import ROUTES
 from .lifecycle import EmbeddedWorker, SchedulerLoop
 from .openapi import openapi_document
 from .routes import NotFoundRoute
+
+
+def _limit_trait(name: str) -> Int:
+    """A size limit of `nbflows.limits.Limits` as a setting, with its default and help."""
+    return Int(Limits.default(name), min=1, help=Limits.help(name)).tag(config=True)
 
 
 class NBFlowsExtension(ExtensionApp):
@@ -39,6 +45,11 @@ class NBFlowsExtension(ExtensionApp):
     ).tag(config=True)
     scheduler = Bool(True, help="Run the scheduler loop in this server.").tag(config=True)
     scheduler_interval = Float(5.0, help="Seconds between scheduler passes.").tag(config=True)
+    max_body_size = _limit_trait("max_body_size")
+    max_parameters_size = _limit_trait("max_parameters_size")
+    max_notebook_size = _limit_trait("max_notebook_size")
+    max_log_line = _limit_trait("max_log_line")
+    max_run_output = _limit_trait("max_run_output")
 
     @default("database_url")
     def _default_database_url(self) -> str:
@@ -57,6 +68,9 @@ class NBFlowsExtension(ExtensionApp):
             {
                 "nbflows_orchestrator": self.orchestrator,
                 "nbflows_openapi": openapi_document(ROUTES),
+                "nbflows_limits": Limits(
+                    **{name: getattr(self, name) for name in Limits().as_json()}
+                ),
             }
         )
         self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)

@@ -11,24 +11,55 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from nbflows.errors import BadRequest, NBFlowsError
+from nbflows.limits import Limits, check_parameters, too_large
 from nbflows.orchestrator import Orchestrator
 from nbflows.schemas import MAX_INT, MIN_INT, load_json
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
+@web.stream_request_body
 class NBFlowsHandler(APIHandler):
-    """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`."""
+    """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`.
+
+    Bodies are received in chunks so that one over `max_body_size` is refused (413) without
+    being held in memory; `self.request.body` holds the body once it is complete.
+    """
 
     auth_resource = "nbflows"
+    _body_size = 0
 
     @property
     def orch(self) -> Orchestrator:
         return self.settings["nbflows_orchestrator"]
 
+    @property
+    def limits(self) -> Limits:
+        return self.settings.get("nbflows_limits") or Limits()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_size == 0:
+            self.request.body = bytearray()  # type: ignore[assignment]
+        self._body_size += len(chunk)
+        if self._body_size <= self.limits.max_body_size:
+            self.request.body.extend(chunk)  # type: ignore[attr-defined]
+        elif self.request.body:
+            self.request.body = b""  # over the limit: what came is let go, the rest ignored
+
     def body(self) -> Any:
-        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty)."""
-        return load_json(self.request.body)
+        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty) and within
+        the size limits of the body and of its `parameters`."""
+        limits = self.limits
+        if self._body_size > limits.max_body_size:
+            raise too_large("the request body", self._body_size, limits, "max_body_size")
+        data = load_json(self.request.body)
+        if (
+            isinstance(data, dict)
+            and "parameters" in data
+            and self._body_size > limits.max_parameters_size
+        ):
+            check_parameters(data["parameters"], limits)
+        return data
 
     def query(self, name: str, default: Any = None, cast: type = str) -> Any:
         value = self.get_query_argument(name, None)

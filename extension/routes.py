@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -13,6 +12,7 @@ from tornado import web
 from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
 from nbflows import work_pools as pools
 from nbflows.errors import NotFound
+from nbflows.limits import executed_notebook_text
 from nbflows.schemas import (
     ClaimRequest,
     DeploymentUpdate,
@@ -48,6 +48,7 @@ class Health(NBFlowsHandler):
                 "version": __version__,
                 "database": self.orch.db.dialect,
                 "root_dir": self.orch.root_dir,
+                "limits": self.limits.as_json(),
             }
         )
 
@@ -290,10 +291,10 @@ class Deployments(NBFlowsHandler):
     @authorized
     async def post(self) -> None:
         req = parse(DeployRequest, self.body())
-        root = self.orch.root_dir
+        root, limits = self.orch.root_dir, self.limits
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
-            d, created = deployments.deploy(s, req, root)
+            d, created = deployments.deploy(s, req, root, limits)
             return deployments.deployment_json(d), created
 
         out, created = await self.orch.call(deploy)
@@ -473,7 +474,7 @@ class FlowRunLogs(NBFlowsHandler):
         if not isinstance(data, list):
             data = [data]
         lines = [parse(LogIn, x) for x in data]
-        out = await self.orch.call(logs.write_logs, run_id, lines)
+        out = await self.orch.call(logs.write_logs, run_id, lines, limits=self.limits)
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(out, 201)
 
@@ -524,7 +525,10 @@ class FlowRunNotebook(NBFlowsHandler):
             from nbflows.errors import InvalidInput
 
             raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
-        await self.orch.call(flow_runs.store_notebook, run_id, json.dumps(nb))
+        limits = self.limits
+        await self.orch.call(
+            lambda s: flow_runs.store_notebook(s, run_id, executed_notebook_text(nb, limits))
+        )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)
 

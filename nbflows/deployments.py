@@ -11,17 +11,21 @@ from sqlalchemy.orm import Session
 
 from . import job_templates
 from .errors import InvalidInput, NotFound
+from .limits import Limits, too_large
 from .schemas import DeploymentUpdate, DeployRequest, iso
 from .states import StateType
 from .store import tables as t
 from .work_pools import get_work_pool, get_work_queue
 
 
-def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Deployment, bool]:
+def deploy(
+    s: Session, req: DeployRequest, root_dir: str | None, limits: Limits | None = None
+) -> tuple[t.Deployment, bool]:
     """Create or update `flow/name`, freezing the notebook as a new version.
 
     Everything is checked before anything is written, so a refused deploy changes nothing.
     """
+    limits = limits or Limits()
     from .extraction import extract_flow_notebook, whole_notebook_snapshot
     from .notebooks import load_notebook, notebook_to_json
     from .parameters import parameter_schema, validate_parameters
@@ -31,8 +35,9 @@ def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Depl
     queue = get_work_queue(s, pool.name, req.work_queue_name)
     if req.notebook is not None:
         path = _resolve_inside(req.path, root_dir)
-        source = _inline_notebook(req.notebook)
+        source = _inline_notebook(req.notebook, limits)
     else:
+        _check_notebook_file_size(req.path, root_dir, limits)
         path, source = load_notebook(req.path, root_dir)
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
@@ -160,16 +165,30 @@ def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**image, "name": parsed.name, "tag": parsed.tag, "reference": parsed.reference}
 
 
-def _inline_notebook(data: dict[str, Any]) -> Any:
+def _inline_notebook(data: dict[str, Any], limits: Limits) -> Any:
     """The `notebook` of a deploy request, checked as a notebook file read from disk would be."""
     import json
 
     from .notebooks import notebook_from_json
 
+    text = json.dumps(data)
+    if len(text) > limits.max_notebook_size:
+        raise too_large("'notebook'", len(text), limits, "max_notebook_size")
     try:
-        return notebook_from_json(json.dumps(data))
+        return notebook_from_json(text)
     except InvalidInput as err:
         raise InvalidInput(f"'notebook' is {err.message}") from None
+
+
+def _check_notebook_file_size(path: str, root_dir: str | None, limits: Limits) -> None:
+    """Refuse a notebook file over `max_notebook_size` before reading it (one inside the root:
+    `load_notebook` refuses the others without telling anything about them)."""
+    root = Path(root_dir or os.getcwd()).resolve()
+    resolved = (root / Path(path).expanduser()).resolve()
+    if resolved.is_relative_to(root) and resolved.is_file():
+        size = resolved.stat().st_size
+        if size > limits.max_notebook_size:
+            raise too_large(f"notebook {path}", size, limits, "max_notebook_size")
 
 
 def _resolve_inside(path: str, root_dir: str | None) -> Path:
