@@ -14,7 +14,7 @@ from nbflows.limits import Limits
 from nbflows.orchestrator import Orchestrator
 from nbflows.store.db import Database, default_database_url
 
-from .api import ROUTES
+from .api import LINKS, ROUTES
 from .lifecycle import EmbeddedWorker, SchedulerLoop
 from .openapi import openapi_document
 from .routes import NotFoundRoute
@@ -67,7 +67,7 @@ class NBFlowsExtension(ExtensionApp):
         self.settings.update(
             {
                 "nbflows_orchestrator": self.orchestrator,
-                "nbflows_openapi": openapi_document(ROUTES),
+                "nbflows_openapi": openapi_document(ROUTES, LINKS),
                 "nbflows_limits": Limits(
                     **{name: getattr(self, name) for name in Limits().as_json()}
                 ),

@@ -15,13 +15,19 @@ from nbflows.errors import NotFound
 from nbflows.limits import executed_notebook_text
 from nbflows.schemas import (
     ClaimRequest,
+    DeploymentNotebookQuery,
+    DeploymentsQuery,
     DeploymentUpdate,
     DeployRequest,
+    FlowRunsQuery,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
+    LogsQuery,
+    Notebook,
     RunRequest,
     SetState,
+    UpcomingQuery,
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
@@ -276,13 +282,12 @@ class Deployments(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        flow_name = self.query("flow_name")
-        pool = self.query("work_pool_name")
+        q = self.query_args(DeploymentsQuery)
         self.reply(
             await self.orch.call(
                 lambda s: [
                     deployments.deployment_json(d)
-                    for d in deployments.list_deployments(s, flow_name, pool)
+                    for d in deployments.list_deployments(s, q.flow_name, q.work_pool_name)
                 ]
             )
         )
@@ -350,7 +355,7 @@ class DeploymentNotebook(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str) -> None:
-        version = self.query("version", None, int)
+        version = self.query_args(DeploymentNotebookQuery).version
         text = await self.orch.call(deployments.deployment_notebook, ref, version)
         self.set_header("Content-Type", "application/json")
         self.finish(text)
@@ -360,7 +365,7 @@ class DeploymentUpcoming(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str) -> None:
-        limit = self.query("limit", 10, int)
+        limit = self.query_args(UpcomingQuery).limit
 
         def upcoming(s: Session) -> list[dict[str, Any]]:
             d = deployments.get_deployment(s, ref)
@@ -392,17 +397,9 @@ class FlowRuns(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        states = self.query("state")
-        kwargs = {
-            "state": [x.strip().upper() for x in states.split(",") if x.strip()]
-            if states
-            else None,
-            "deployment_id": self.query("deployment_id"),
-            "flow_name": self.query("flow_name"),
-            "work_pool_name": self.query("work_pool_name"),
-            "parent_run_id": self.query("parent_run_id"),
-            "limit": self.query("limit", 50, int),
-            "offset": self.query("offset", 0, int),
+        q = self.query_args(FlowRunsQuery)
+        kwargs = q.model_dump(exclude={"state"}) | {
+            "state": q.state.split(",") if q.state else None
         }
         self.reply(
             await self.orch.call(
@@ -481,10 +478,8 @@ class FlowRunLogs(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        after = self.query("after", 0, int)
-        limit = max(1, min(self.query("limit", 1000, int), 10_000))
-        wait = min(max(self.query("wait", 0.0, float), 0.0), MAX_WAIT)
-        seen_state = self.query("state")
+        q = self.query_args(LogsQuery)
+        after, limit, wait, seen_state = q.after, q.limit, min(q.wait, MAX_WAIT), q.state
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
 
@@ -521,10 +516,7 @@ class FlowRunNotebook(NBFlowsHandler):
     @authorized
     async def put(self, run_id: str) -> None:
         nb = self.body()
-        if not isinstance(nb, dict) or "cells" not in nb:
-            from nbflows.errors import InvalidInput
-
-            raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
+        parse(Notebook, nb, what="notebook")
         limits = self.limits
         await self.orch.call(
             lambda s: flow_runs.store_notebook(s, run_id, executed_notebook_text(nb, limits))

@@ -8,9 +8,17 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from .errors import BadRequest, InvalidInput
+from .job_templates import POOL_TYPES
 from .store import tables as t
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
@@ -87,125 +95,144 @@ def _check_text(text: str, where: str) -> None:
         )
 
 
-def _refuse_nul(value: Any) -> Any:
-    """Text that names things is stored in text columns, where a NUL character cannot go."""
-    if isinstance(value, str) and "\x00" in value:
+def _refuse_nul(value: str) -> str:
+    if "\x00" in value:
         raise ValueError("must not contain NUL characters (\\u0000)")
-    if isinstance(value, list):
-        for item in value:
-            _refuse_nul(item)
     return value
 
 
+#: Text kept in a text column, where a NUL character cannot go.
+Text = Annotated[
+    str, AfterValidator(_refuse_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]
+#: Any JSON object.
+JSONObject = dict[str, Any]
+#: A name of a pool, queue or deployment.
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: A count, limit or priority: 0 or more, within 64 bits.
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Priority = Annotated[int, Field(ge=1, le=MAX_INT)]
 #: Seconds: finite and not negative.
 Seconds = Annotated[float, Field(ge=0)]
+Catchup = Literal["all", "latest", "skip"]
+
+
+#: State types as the API spells them (`nbflows.states.StateType`).
+StateName = Literal[
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CRASHED",
+    "CANCELLING",
+    "CANCELLED",
+    "PAUSED",
+]
+_STATE_NAMES = "|".join(StateName.__args__)  # type: ignore[attr-defined]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    _no_nul = field_validator("*")(_refuse_nul)
-
 
 class WorkPoolCreate(Body):
-    name: str = Field(pattern=NAME_PATTERN)
-    type: str
-    description: str | None = None
-    base_job_template: dict[str, Any] | None = None
+    name: Name
+    type: Text = Field(json_schema_extra={"enum": list(POOL_TYPES)})
+    description: Text | None = None
+    base_job_template: JSONObject | None = None
     concurrency_limit: Count | None = None
     paused: bool = False
 
 
 class WorkPoolUpdate(Body):
-    description: str | None = None
-    base_job_template: dict[str, Any] | None = None
+    description: Text | None = None
+    base_job_template: JSONObject | None = None
     concurrency_limit: Count | None = None
     paused: bool | None = None
 
 
 class WorkQueueCreate(Body):
-    name: str = Field(pattern=NAME_PATTERN)
-    priority: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    name: Name
+    priority: Priority | None = None
     concurrency_limit: Count | None = None
     paused: bool = False
-    description: str | None = None
+    description: Text | None = None
 
 
 class WorkQueueUpdate(Body):
-    priority: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    priority: Priority | None = None
     concurrency_limit: Count | None = None
     paused: bool | None = None
-    description: str | None = None
+    description: Text | None = None
 
 
 class DeployRequest(Body):
-    path: str = Field(min_length=1)
-    flow_name: str | None = Field(default=None, min_length=1)
-    name: str = Field(pattern=NAME_PATTERN)
-    work_pool_name: str
-    work_queue_name: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    job_variables: dict[str, Any] = Field(default_factory=dict)
-    schedules: list[dict[str, Any]] = Field(default_factory=list)
+    path: Text = Field(min_length=1)
+    flow_name: Text | None = Field(default=None, min_length=1)
+    name: Name
+    work_pool_name: Text
+    work_queue_name: Text | None = None
+    parameters: JSONObject = Field(default_factory=dict)
+    job_variables: JSONObject = Field(default_factory=dict)
+    schedules: list[JSONObject] = Field(default_factory=list)
     paused: bool = False
-    tags: list[str] = Field(default_factory=list)
-    description: str | None = None
-    version: str | None = None
+    tags: list[Text] = Field(default_factory=list)
+    description: Text | None = None
+    version: Text | None = None
     retries: Count = 0
     retry_delay: Seconds = 0.0
-    catchup: Literal["all", "latest", "skip"] = "latest"
-    image: dict[str, Any] | None = None
-    notebook: dict[str, Any] | None = None
+    catchup: Catchup = "latest"
+    image: JSONObject | None = None
+    notebook: JSONObject | None = None
 
 
 class DeploymentUpdate(Body):
     paused: bool | None = None
-    parameters: dict[str, Any] | None = None
-    job_variables: dict[str, Any] | None = None
-    schedules: list[dict[str, Any]] | None = None
-    tags: list[str] | None = None
-    description: str | None = None
-    work_queue_name: str | None = None
-    catchup: Literal["all", "latest", "skip"] | None = None
+    parameters: JSONObject | None = None
+    job_variables: JSONObject | None = None
+    schedules: list[JSONObject] | None = None
+    tags: list[Text] | None = None
+    description: Text | None = None
+    work_queue_name: Text | None = None
+    catchup: Catchup | None = None
 
 
 class RunRequest(Body):
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    job_variables: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    parameters: JSONObject = Field(default_factory=dict)
+    job_variables: JSONObject = Field(default_factory=dict)
+    idempotency_key: Text | None = None
+    tags: list[Text] = Field(default_factory=list)
     scheduled_time: datetime | None = None
 
 
 class InteractiveRunCreate(Body):
-    flow_name: str = Field(min_length=1, max_length=200)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
-    parent_run_id: str | None = None
+    flow_name: Text = Field(min_length=1, max_length=200)
+    parameters: JSONObject = Field(default_factory=dict)
+    tags: list[Text] = Field(default_factory=list)
+    parent_run_id: Text | None = None
     state: Literal["RUNNING", "PENDING", "SCHEDULED"] = "RUNNING"
-    notebook_path: str | None = None
+    notebook_path: Text | None = None
     max_retries: Count = 0
     retry_delay: Seconds = 0.0
-    description: str | None = None
+    description: Text | None = None
 
 
 class SetState(Body):
-    type: str
-    name: str | None = None
-    message: str | None = None
+    type: Text = Field(json_schema_extra={"enum": list(StateName.__args__)})  # type: ignore[attr-defined]
+    name: Text | None = None
+    message: Text | None = None
     retry: bool = False
     #: The reporting worker: refused (409) unless it still holds the run.
-    worker: str | None = None
+    worker: Text | None = None
 
 
 class LogIn(Body):
     timestamp: datetime | None = None
-    level: int = 20
+    level: int = Field(default=20, ge=MIN_INT, le=MAX_INT)
     message: str
     cell_index: Count | None = None
-    source: str = Field(default="stdout", max_length=200)
+    source: Text = Field(default="stdout", max_length=200)
 
     @field_validator("message", mode="before")
     @classmethod
@@ -215,21 +242,281 @@ class LogIn(Body):
 
 
 class ClaimRequest(Body):
-    worker: str = Field(min_length=1, max_length=200)
-    queues: list[str] | None = None
+    worker: Text = Field(min_length=1, max_length=200)
+    queues: list[Text] | None = None
     limit: int = Field(default=1, ge=1, le=1000)
     wait: float = Field(default=0.0, ge=0, le=30)
 
 
 class HeartbeatRequest(Body):
-    name: str = Field(min_length=1, max_length=200)
-    running: list[str] = Field(default_factory=list)
+    name: Text = Field(min_length=1, max_length=200)
+    running: list[Text] = Field(default_factory=list)
     limit: Count | None = None
     heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
     wait: float = Field(default=0.0, ge=0, le=30)
 
 
-def parse(model: type[BaseModel], data: Any) -> Any:
+# ---- query strings ------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    """Query parameters of a GET; unknown ones are ignored."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class DeploymentsQuery(Query):
+    flow_name: Text | None = None
+    work_pool_name: Text | None = None
+
+
+class DeploymentNotebookQuery(Query):
+    version: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, description="A version of the frozen notebook; the latest by default."
+    )
+
+
+class UpcomingQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 10
+
+
+class FlowRunsQuery(Query):
+    state: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": f"^({_STATE_NAMES})(,({_STATE_NAMES}))*$"},
+        description="State types, comma separated.",
+    )
+    deployment_id: Text | None = None
+    flow_name: Text | None = None
+    work_pool_name: Text | None = None
+    parent_run_id: Text | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    offset: Count = 0
+
+    @field_validator("state")
+    @classmethod
+    def _known_states(cls, value: str | None) -> str | None:
+        valid = StateName.__args__  # type: ignore[attr-defined]
+        unknown = [x for x in (value or "").split(",") if x not in valid]
+        if unknown:
+            raise ValueError(
+                f"unknown state {', '.join(unknown)}; valid states: {', '.join(valid)}"
+            )
+        return value
+
+
+class LogsQuery(Query):
+    after: Count = Field(default=0, description="The `next_after` of the previous page.")
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    wait: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=0.0,
+        description="Seconds to wait for a line after `after`, a state change or the end.",
+    )
+    state: StateName | None = Field(
+        default=None, description="The state type the caller knows: a change ends the wait."
+    )
+
+
+# ---- responses ----------------------------------------------------------------------------------
+
+
+class Reply(BaseModel):
+    """A response body. Fields beyond the declared ones may be added in later versions."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+#: An ISO 8601 timestamp with its UTC offset.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class ErrorReply(Reply):
+    message: str
+    reason: str = Field(
+        description="The error's name: BadRequest, NotFound, Conflict, InvalidInput, TooLarge, "
+        "ServiceUnavailable, or the HTTP status in words (Forbidden, MethodNotAllowed)."
+    )
+    details: JSONObject | None = None
+
+
+class LimitsReply(Reply):
+    max_body_size: int
+    max_parameters_size: int
+    max_notebook_size: int
+    max_log_line: int
+    max_run_output: int
+
+
+class HealthReply(Reply):
+    status: Literal["ok"]
+    version: str
+    database: str
+    root_dir: str | None
+    limits: LimitsReply
+
+
+class PoolTypeReply(Reply):
+    type: str
+    description: str
+    base_job_template: JSONObject
+
+
+class WorkQueueReply(Reply):
+    id: str
+    name: str
+    work_pool_name: str
+    priority: int
+    concurrency_limit: int | None
+    paused: bool
+    description: str | None
+    created: Timestamp | None
+
+
+class WorkPoolReply(Reply):
+    id: str
+    name: str
+    type: str
+    description: str | None
+    base_job_template: JSONObject
+    concurrency_limit: int | None
+    paused: bool
+    status: Literal["READY", "NOT_READY", "PAUSED"]
+    queues: list[WorkQueueReply]
+    workers_online: int
+    running_runs: int
+    created: Timestamp | None
+    updated: Timestamp | None
+
+
+class WorkerReply(Reply):
+    name: str
+    work_pool_name: str
+    last_heartbeat: Timestamp | None
+    heartbeat_interval: float
+    status: Literal["ONLINE", "OFFLINE"]
+    running: int
+    limit: int | None
+
+
+class HeartbeatReply(Reply):
+    cancel: list[str] = Field(description="Ids of the worker's runs it must cancel.")
+    heartbeat_interval: float
+
+
+class ScheduleReply(Reply):
+    id: str
+    kind: Literal["cron", "interval", "rrule"]
+    active: bool
+
+
+class DeploymentReply(Reply):
+    id: str
+    flow_name: str
+    name: str
+    full_name: str
+    kind: Literal["cell", "notebook"]
+    entrypoint: str
+    path: str
+    working_dir: str
+    work_pool_id: str
+    work_pool_name: str
+    work_queue_name: str
+    parameters: JSONObject
+    parameter_schema: JSONObject
+    job_variables: JSONObject
+    schedules: list[ScheduleReply]
+    paused: bool
+    version: int
+    version_label: str | None
+    tags: list[str]
+    description: str | None
+    retries: int
+    retry_delay: float
+    catchup: Literal["all", "latest", "skip"]
+    image: JSONObject | None
+    created: Timestamp | None
+    updated: Timestamp | None
+
+
+class StateReply(Reply):
+    type: StateName
+    name: str
+    message: str | None
+    timestamp: Timestamp | None
+
+
+class FlowRunReply(Reply):
+    id: str
+    name: str
+    flow_name: str
+    kind: Literal["deployment", "interactive"]
+    deployment_id: str | None
+    deployment_name: str | None
+    deployment_version: int | None
+    work_pool_name: str | None
+    work_queue_name: str | None
+    state: StateReply
+    parameters: JSONObject
+    job_variables: JSONObject
+    attempt: int
+    max_retries: int
+    retry_delay: float
+    expected_start_time: Timestamp | None
+    start_time: Timestamp | None
+    end_time: Timestamp | None
+    duration: float | None
+    created: Timestamp | None
+    updated: Timestamp | None
+    worker_name: str | None
+    parent_run_id: str | None
+    idempotency_key: str | None
+    tags: list[str]
+    notebook_path: str | None
+    log_count: int
+    logs_truncated: bool
+    has_notebook: bool
+
+
+class ClaimedRunReply(Reply):
+    flow_run: FlowRunReply
+    deployment: DeploymentReply | None
+    job_variables: JSONObject
+    job_configuration: JSONObject
+
+
+class LogLineReply(Reply):
+    id: int
+    flow_run_id: str
+    timestamp: Timestamp | None
+    level: int
+    message: str
+    cell_index: int | None
+    source: str
+
+
+class LogsPageReply(Reply):
+    items: list[LogLineReply]
+    next_after: int
+    flow_run: FlowRunReply
+
+
+class LogsWrittenReply(Reply):
+    accepted: int
+    truncated: bool = Field(description="The run's log is full: later lines are not kept.")
+
+
+class Notebook(BaseModel):
+    """A notebook as nbformat JSON (an `.ipynb` file's content)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cells: list[JSONObject]
+    metadata: JSONObject = Field(default_factory=dict)
+    nbformat: int = 4
+    nbformat_minor: int = 5
+
+
+def parse(model: type[BaseModel], data: Any, what: str = "request") -> Any:
     """Validate a request body; pydantic's errors become one readable 422 (or 400)."""
     if not isinstance(data, dict) and not (model is LogIn and isinstance(data, list)):
         raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
@@ -243,8 +530,8 @@ def parse(model: type[BaseModel], data: Any) -> Any:
                 allowed = ", ".join(model.model_fields)
                 problems.append(f"{where}: unknown field (allowed: {allowed})")
             else:
-                problems.append(f"{where}: {e['msg']}")
-        raise InvalidInput("invalid request: " + "; ".join(problems)) from None
+                problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        raise InvalidInput(f"invalid {what}: " + "; ".join(problems)) from None
 
 
 def iso(value: datetime | None) -> str | None:
