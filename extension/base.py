@@ -17,6 +17,9 @@ from nbflows.orchestrator import Orchestrator
 from nbflows.schemas import load_json
 
 _METHODS = ("get", "post", "put", "patch", "delete")
+_NO_CREDENTIALS = (
+    "no valid credentials: send the Jupyter server's token as 'Authorization: token <token>'"
+)
 Q = TypeVar("Q", bound=BaseModel)
 
 
@@ -34,6 +37,18 @@ class NBFlowsHandler(APIHandler):
     @property
     def orch(self) -> Orchestrator:
         return self.settings["nbflows_orchestrator"]
+
+    def get_login_url(self) -> str:
+        # `@web.authenticated` found no user: that is a 401 (403 is for a user not allowed).
+        if not self.current_user:
+            raise web.HTTPError(401, _NO_CREDENTIALS)
+        return super().get_login_url()
+
+    def check_xsrf_cookie(self) -> None:
+        # Without any credentials, say so (401) before asking for an XSRF token.
+        if hasattr(self, "_jupyter_current_user") and not self.current_user:
+            raise web.HTTPError(401, _NO_CREDENTIALS)
+        super().check_xsrf_cookie()
 
     @property
     def limits(self) -> Limits:
@@ -64,13 +79,18 @@ class NBFlowsHandler(APIHandler):
         return data
 
     def query_args(self, model: type[Q]) -> Q:
-        """The query string read by `model` (the model the API document shows); an empty value
-        is a missing one. A value of the wrong type is a 400, one out of range a 422."""
+        """The query string read by `model` (the model the API document shows). A value of the
+        wrong type is a 400, one out of range or unknown a 422."""
         values = {}
         for name in model.model_fields:
-            value = self.get_query_argument(name, None)
-            if value:
-                values[name] = value
+            # The raw value: tornado's own getters turn control characters into spaces.
+            given = self.request.query_arguments.get(name)
+            if not given:
+                continue
+            try:
+                values[name] = given[-1].decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest(f"query parameter '{name}' is not UTF-8 text") from None
         try:
             return model.model_validate(values)
         except ValidationError as err:
@@ -130,6 +150,8 @@ class NBFlowsHandler(APIHandler):
             elif status_code >= 500:
                 message = "internal server error (the server log has the details)"
             body = {"message": message, "reason": reason}
+            if status_code == 401:
+                self.set_header("WWW-Authenticate", "token")
             if status_code == 405:
                 allowed = [m.upper() for m in _METHODS if m in type(self).__dict__]
                 self.set_header("Allow", ", ".join(allowed))

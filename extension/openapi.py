@@ -21,7 +21,8 @@ _REF = "#/components/schemas/{model}"
 #: The errors every route may answer, each with an `Error` body.
 ERRORS = {
     400: "Malformed: not JSON, a value of the wrong type, nested too deep",
-    403: "No valid credentials (Jupyter's token or login), or not allowed",
+    401: "No valid credentials: Jupyter's token (or login) is missing or wrong",
+    403: "Not allowed: Jupyter's authorizer refused it, or a browser request lacks its XSRF token",
     404: "No such resource",
     409: "Conflict: it exists already, or its state forbids the change",
     413: "Over a size limit of the server (the message names the limit and its setting)",
@@ -75,8 +76,13 @@ def openapi_document(
         if spec.get("query") is not None:
             op["parameters"] += _query_parameters(spec["query"].model_json_schema())
         if spec.get("body") is not None:
+            body = spec["body"]
+            optional = isinstance(body, type) and not any(
+                field.is_required() for field in getattr(body, "model_fields", {}).values()
+            )
             op["requestBody"] = {
-                "required": True,
+                # A body whose every field is optional may be left out: it is `{}`.
+                "required": not optional,
                 "content": {
                     "application/json": {"schema": schemas[((op_id, "body"), "validation")]}
                 },

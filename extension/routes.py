@@ -82,6 +82,9 @@ class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, kind: str) -> None:
+        if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
+            valid = ", ".join(job_templates.POOL_TYPES)
+            raise NotFound(f"no work pool type '{kind}'; valid types: {valid}")
         self.reply(job_templates.default_base_job_template(kind))
 
 

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
 )
@@ -36,8 +38,9 @@ def load_json(raw: bytes | bytearray | str) -> Any:
     """Parse a request body, refusing what JSON, the store or a browser cannot hold.
 
     Raises `BadRequest` for text that is not JSON or nests deeper than `MAX_DEPTH`, and
-    `InvalidInput` naming where the body holds NaN or an infinity, an integer outside 64 bits,
-    or a lone UTF-16 surrogate. An empty body is `{}`.
+    `InvalidInput` naming where the body holds NaN or an infinity, or a lone UTF-16 surrogate.
+    An empty body is `{}`. (Integer fields are bounded to 64 bits by their models; integers
+    inside free JSON values such as parameters are kept as they are.)
     """
     if not raw:
         return {}
@@ -61,14 +64,6 @@ def check_json(data: Any) -> None:
         value, where, depth = stack.pop()
         if isinstance(value, str):
             _check_text(value, where)
-        elif isinstance(value, bool) or value is None:
-            continue
-        elif isinstance(value, int):
-            if not MIN_INT <= value <= MAX_INT:
-                raise InvalidInput(
-                    f"{where or 'body'}: {value} is out of range; integers must be between "
-                    f"{MIN_INT} and {MAX_INT}"
-                )
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise InvalidInput(
@@ -105,15 +100,35 @@ def _refuse_nul(value: str) -> str:
 Text = Annotated[
     str, AfterValidator(_refuse_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 ]
+
+
+def _number(value: Any) -> Any:
+    # JSON numbers only: pydantic alone would also take "3" or true for a number.
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    if not isinstance(value, (str, datetime)):
+        raise ValueError("must be an ISO 8601 timestamp (text)")
+    return value
+
+
 #: Any JSON object.
 JSONObject = dict[str, Any]
+#: A JSON integer or number (not text, not a boolean).
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
+#: A point in time, given as ISO 8601 text.
+Moment = Annotated[datetime, BeforeValidator(_timestamp)]
 #: A name of a pool, queue or deployment.
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: A count, limit or priority: 0 or more, within 64 bits.
-Count = Annotated[int, Field(ge=0, le=MAX_INT)]
-Priority = Annotated[int, Field(ge=1, le=MAX_INT)]
+Count = Annotated[Int, Field(ge=0, le=MAX_INT)]
+Priority = Annotated[Int, Field(ge=1, le=MAX_INT)]
 #: Seconds: finite and not negative.
-Seconds = Annotated[float, Field(ge=0)]
+Seconds = Annotated[Float, Field(ge=0)]
 Catchup = Literal["all", "latest", "skip"]
 
 
@@ -142,28 +157,28 @@ class WorkPoolCreate(Body):
     description: Text | None = None
     base_job_template: JSONObject | None = None
     concurrency_limit: Count | None = None
-    paused: bool = False
+    paused: StrictBool = False
 
 
 class WorkPoolUpdate(Body):
     description: Text | None = None
     base_job_template: JSONObject | None = None
     concurrency_limit: Count | None = None
-    paused: bool | None = None
+    paused: StrictBool | None = None
 
 
 class WorkQueueCreate(Body):
     name: Name
     priority: Priority | None = None
     concurrency_limit: Count | None = None
-    paused: bool = False
+    paused: StrictBool = False
     description: Text | None = None
 
 
 class WorkQueueUpdate(Body):
     priority: Priority | None = None
     concurrency_limit: Count | None = None
-    paused: bool | None = None
+    paused: StrictBool | None = None
     description: Text | None = None
 
 
@@ -176,7 +191,7 @@ class DeployRequest(Body):
     parameters: JSONObject = Field(default_factory=dict)
     job_variables: JSONObject = Field(default_factory=dict)
     schedules: list[JSONObject] = Field(default_factory=list)
-    paused: bool = False
+    paused: StrictBool = False
     tags: list[Text] = Field(default_factory=list)
     description: Text | None = None
     version: Text | None = None
@@ -188,7 +203,7 @@ class DeployRequest(Body):
 
 
 class DeploymentUpdate(Body):
-    paused: bool | None = None
+    paused: StrictBool | None = None
     parameters: JSONObject | None = None
     job_variables: JSONObject | None = None
     schedules: list[JSONObject] | None = None
@@ -203,7 +218,7 @@ class RunRequest(Body):
     job_variables: JSONObject = Field(default_factory=dict)
     idempotency_key: Text | None = None
     tags: list[Text] = Field(default_factory=list)
-    scheduled_time: datetime | None = None
+    scheduled_time: Moment | None = None
 
 
 class InteractiveRunCreate(Body):
@@ -222,14 +237,14 @@ class SetState(Body):
     type: Text = Field(json_schema_extra={"enum": list(StateName.__args__)})  # type: ignore[attr-defined]
     name: Text | None = None
     message: Text | None = None
-    retry: bool = False
+    retry: StrictBool = False
     #: The reporting worker: refused (409) unless it still holds the run.
     worker: Text | None = None
 
 
 class LogIn(Body):
-    timestamp: datetime | None = None
-    level: int = Field(default=20, ge=MIN_INT, le=MAX_INT)
+    timestamp: Moment | None = None
+    level: Int = Field(default=20, ge=MIN_INT, le=MAX_INT)
     message: str
     cell_index: Count | None = None
     source: Text = Field(default="stdout", max_length=200)
@@ -244,16 +259,16 @@ class LogIn(Body):
 class ClaimRequest(Body):
     worker: Text = Field(min_length=1, max_length=200)
     queues: list[Text] | None = None
-    limit: int = Field(default=1, ge=1, le=1000)
-    wait: float = Field(default=0.0, ge=0, le=30)
+    limit: Int = Field(default=1, ge=1, le=1000)
+    wait: Float = Field(default=0.0, ge=0, le=30)
 
 
 class HeartbeatRequest(Body):
     name: Text = Field(min_length=1, max_length=200)
     running: list[Text] = Field(default_factory=list)
     limit: Count | None = None
-    heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
-    wait: float = Field(default=0.0, ge=0, le=30)
+    heartbeat_interval: Float | None = Field(default=None, gt=0, le=3600)
+    wait: Float = Field(default=0.0, ge=0, le=30)
 
 
 # ---- query strings ------------------------------------------------------------------------------
@@ -265,9 +280,13 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
+#: A filter by name or id, in a query string: given, it is not empty.
+QueryText = Annotated[Text, Field(min_length=1)]
+
+
 class DeploymentsQuery(Query):
-    flow_name: Text | None = None
-    work_pool_name: Text | None = None
+    flow_name: QueryText | None = None
+    work_pool_name: QueryText | None = None
 
 
 class DeploymentNotebookQuery(Query):
@@ -286,12 +305,12 @@ class FlowRunsQuery(Query):
         json_schema_extra={"pattern": f"^({_STATE_NAMES})(,({_STATE_NAMES}))*$"},
         description="State types, comma separated.",
     )
-    deployment_id: Text | None = None
-    flow_name: Text | None = None
-    work_pool_name: Text | None = None
-    parent_run_id: Text | None = None
+    deployment_id: QueryText | None = None
+    flow_name: QueryText | None = None
+    work_pool_name: QueryText | None = None
+    parent_run_id: QueryText | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    offset: Count = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0
 
     @field_validator("state")
     @classmethod
@@ -306,7 +325,9 @@ class FlowRunsQuery(Query):
 
 
 class LogsQuery(Query):
-    after: Count = Field(default=0, description="The `next_after` of the previous page.")
+    after: Annotated[int, Field(ge=0, le=MAX_INT)] = Field(
+        default=0, description="The `next_after` of the previous page."
+    )
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
     wait: Annotated[float, Field(ge=0, le=30)] = Field(
         default=0.0,
