@@ -194,7 +194,8 @@ class Claim(NBFlowsHandler):
     def on_connection_close(self) -> None:
         # A worker that hung up must not be handed runs it will never start.
         self.gone = True
-        pool_id = self.orch.pool_ids.get(self.path_kwargs.get("pool", ""))
+        # (A request refused before its method ran, a 405 say, has no path arguments.)
+        pool_id = self.orch.pool_ids.get(getattr(self, "path_kwargs", {}).get("pool", ""))
         if pool_id:
             self.orch.notifier.notify(f"pool:{pool_id}")
 

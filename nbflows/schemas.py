@@ -125,10 +125,11 @@ Moment = Annotated[datetime, BeforeValidator(_timestamp)]
 #: A name of a pool, queue or deployment.
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: A count, limit or priority: 0 or more, within 64 bits.
-Count = Annotated[Int, Field(ge=0, le=MAX_INT)]
-Priority = Annotated[Int, Field(ge=1, le=MAX_INT)]
+# (Constraints before the validator, so that the JSON schema shows them as minimum/maximum.)
+Count = Annotated[int, Field(ge=0, le=MAX_INT), BeforeValidator(_number)]
+Priority = Annotated[int, Field(ge=1, le=MAX_INT), BeforeValidator(_number)]
 #: Seconds: finite and not negative.
-Seconds = Annotated[Float, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0), BeforeValidator(_number)]
 Catchup = Literal["all", "latest", "skip"]
 
 
@@ -147,6 +148,15 @@ StateName = Literal[
 _STATE_NAMES = "|".join(StateName.__args__)  # type: ignore[attr-defined]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def unchanged() -> Any:
+    """The default of an update's field that may be left out but not be null."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -162,9 +172,12 @@ class WorkPoolCreate(Body):
 
 class WorkPoolUpdate(Body):
     description: Text | None = None
-    base_job_template: JSONObject | None = None
-    concurrency_limit: Count | None = None
-    paused: StrictBool | None = None
+    # Fields left out stay as they are; those without `| None` cannot be null.
+    base_job_template: JSONObject | None = Field(
+        default=None, description="null: the pool type's default template"
+    )
+    concurrency_limit: Count | None = Field(default=None, description="null: no limit")
+    paused: StrictBool = unchanged()
 
 
 class WorkQueueCreate(Body):
@@ -176,9 +189,10 @@ class WorkQueueCreate(Body):
 
 
 class WorkQueueUpdate(Body):
-    priority: Priority | None = None
-    concurrency_limit: Count | None = None
-    paused: StrictBool | None = None
+    # Fields left out stay as they are; those without `| None` cannot be null.
+    priority: Priority = unchanged()
+    concurrency_limit: Count | None = Field(default=None, description="null: no limit")
+    paused: StrictBool = unchanged()
     description: Text | None = None
 
 
@@ -267,7 +281,9 @@ class HeartbeatRequest(Body):
     name: Text = Field(min_length=1, max_length=200)
     running: list[Text] = Field(default_factory=list)
     limit: Count | None = None
-    heartbeat_interval: Float | None = Field(default=None, gt=0, le=3600)
+    heartbeat_interval: Annotated[float, Field(gt=0, le=3600), BeforeValidator(_number)] | None = (
+        None
+    )
     wait: Float = Field(default=0.0, ge=0, le=30)
 
 
