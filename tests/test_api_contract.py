@@ -4,8 +4,13 @@ answer matches the OpenAPI document (checked by schemathesis against a real serv
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -13,6 +18,7 @@ import pytest
 from .servers import Server, start_server
 
 BIG = 2**63
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +253,72 @@ def test_log_lines_with_unknown_fields_are_refused_like_other_bodies(
 
 def test_an_empty_flow_name_is_refused(srv: Server) -> None:
     refused(srv.http("POST", "flow_runs", json={"flow_name": ""}), 422, "flow_name")
+
+
+# ---- the document, checked by schemathesis against the server -----------------------------------
+
+#: Examples per operation and seed of the CI run: bounded so that it takes about a minute.
+FUZZ_EXAMPLES = int(os.environ.get("NBFLOWS_FUZZ_EXAMPLES", "10"))
+FUZZ_SEED = int(os.environ.get("NBFLOWS_FUZZ_SEED", "1"))
+
+
+def run_schemathesis(srv: Server, out: Path, examples: int, seed: int) -> dict[str, int]:
+    """`st run --checks all` over the server's live document; the counts of its JUnit report."""
+    junit = out / "schemathesis.xml"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+        "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(TESTS / "schemathesis.toml"),
+        "run",
+        srv.api + "openapi.json",
+        "--header",
+        f"Authorization: token {srv.token}",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(junit),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=out, env=env, timeout=900)
+    summary = done.stdout[done.stdout.find("SUMMARY") :]
+    suite = ElementTree.parse(junit).getroot()
+    counts = {
+        key: sum(int(s.get(key, 0)) for s in suite.iter("testsuite"))
+        for key in ("tests", "failures", "errors")
+    }
+    print(summary)
+    assert done.returncode == 0, f"schemathesis exit {done.returncode}:\n{done.stdout[-20000:]}"
+    return counts
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_and_no_answer_unlike_the_document(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path / "srv", embedded_worker=False)
+    try:
+        counts = run_schemathesis(server, tmp_path, FUZZ_EXAMPLES, FUZZ_SEED)
+        assert counts["failures"] == 0 and counts["errors"] == 0, counts
+        assert " 500 " not in server.log() and "Traceback" not in server.log()
+        assert "does not match its declared model" not in server.log()
+    finally:
+        server.stop()
