@@ -255,6 +255,21 @@ def test_an_empty_flow_name_is_refused(srv: Server) -> None:
     refused(srv.http("POST", "flow_runs", json={"flow_name": ""}), 422, "flow_name")
 
 
+def test_long_lists_are_answered_whole_and_as_documented(srv: Server) -> None:
+    from nbflows.schemas import FlowRunReply, LogsPageReply
+
+    for i in range(130):  # longer than base.SAMPLE_LIMIT: checked by a sample, sent whole
+        assert srv.http("POST", "flow_runs", json={"flow_name": f"many{i}"}).status_code == 201
+    runs = srv.http("GET", "flow_runs", params={"limit": 1000}).json()
+    assert {f"many{i}" for i in range(130)} <= {r["flow_name"] for r in runs}
+    for run in runs:
+        FlowRunReply.model_validate(run)
+    lines = [{"message": f"line {i}"} for i in range(150)]
+    assert srv.http("POST", f"flow_runs/{runs[0]['id']}/logs", json=lines).status_code == 201
+    page = LogsPageReply.model_validate(srv.http("GET", f"flow_runs/{runs[0]['id']}/logs").json())
+    assert [x.message for x in page.items] == [f"line {i}" for i in range(150)]
+
+
 # ---- the document, checked by schemathesis against the server -----------------------------------
 
 #: Examples per operation and seed of the CI run: bounded so that it takes about a minute.
