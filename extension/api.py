@@ -1,8 +1,9 @@
 """The route table of `nbflows/api/`: one place, used to serve the API, to describe it (the
 OpenAPI document) and to shape each answer (its response model).
 
-Each method of a route says its `summary`, its request `body` and `query` models, and its
-`responses`: status -> the type of the JSON answer (None: no body).
+Each method of a route says its `summary`, its request `body` and `query` models, its
+`responses` (status -> the type of the JSON answer; None: no body), and with `linked: False` that
+the document links no created resource to it (see `LINKS`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         {
             "post": {
                 "summary": "Claim due runs (long-poll)",
+                # Not a link target of a new pool: its body names queues, each may be unknown.
+                "linked": False,
                 "body": s.ClaimRequest,
                 "responses": {200: list[s.ClaimedRunReply]},
             }

@@ -156,10 +156,17 @@ def _add_links(
     routes: list[tuple[str, type, dict[str, Any]]],
     links: dict[Any, dict[str, str]],
 ) -> None:
+    unlinked = {
+        f"{handler.__name__}_{method}"
+        for _, handler, meta in routes
+        for method, spec in meta.items()
+        if spec.get("linked") is False
+    }
     targets = [
         (op["operationId"], {p["name"] for p in op["parameters"] if p["in"] == "path"})
         for ops in paths.values()
         for op in ops.values()
+        if op["operationId"] not in unlinked
     ]
     for _, handler, meta in routes:
         for method, spec in meta.items():
