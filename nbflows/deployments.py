@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from . import job_templates
 from .errors import InvalidInput, NotFound
 from .limits import Limits, too_large
-from .schemas import DeploymentUpdate, DeployRequest, iso
+from .schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
 from .states import StateType
 from .store import tables as t
 from .work_pools import get_work_pool, get_work_queue
@@ -45,6 +45,11 @@ def deploy(
     else:
         frozen = whole_notebook_snapshot(source)
         kind, flow_name = "notebook", path.stem
+    if len(flow_name) > MAX_FLOW_NAME:
+        raise InvalidInput(
+            f"flow name '{flow_name[:40]}…' is {len(flow_name)} characters; at most "
+            f"{MAX_FLOW_NAME} (a whole notebook's flow is named after its file)"
+        )
     schema = parameter_schema(frozen)
     validate_parameters(schema.get("properties", {}), req.parameters)
     job_templates.check_job_variables(pool.base_job_template, req.job_variables)

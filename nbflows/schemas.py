@@ -24,9 +24,13 @@ from .job_templates import POOL_TYPES
 from .store import tables as t
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+#: A run is named `<flow name>-<6 hex digits>` in a 200-character column.
+MAX_FLOW_NAME = 193
 
-#: Integers travel and are stored as signed 64-bit numbers (SQL BIGINT).
-MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+#: Integer fields are stored in SQL INTEGER columns: signed 32-bit on PostgreSQL.
+MIN_INT, MAX_INT = -(2**31), 2**31 - 1
+#: Offsets and log line ids (SQL BIGINT, and OFFSET): signed 64-bit.
+MAX_BIGINT = 2**63 - 1
 #: How deep a request body may nest: real bodies nest a few levels (a notebook output, ten);
 #: much deeper ones only exhaust the recursion of the code that reads them.
 MAX_DEPTH = 100
@@ -39,8 +43,8 @@ def load_json(raw: bytes | bytearray | str) -> Any:
 
     Raises `BadRequest` for text that is not JSON or nests deeper than `MAX_DEPTH`, and
     `InvalidInput` naming where the body holds NaN or an infinity, or a lone UTF-16 surrogate.
-    An empty body is `{}`. (Integer fields are bounded to 64 bits by their models; integers
-    inside free JSON values such as parameters are kept as they are.)
+    An empty body is `{}`. (Integer fields are bounded by their models to what their columns
+    hold; integers inside free JSON values such as parameters are kept as they are.)
     """
     if not raw:
         return {}
@@ -124,7 +128,7 @@ Float = Annotated[float, BeforeValidator(_number)]
 Moment = Annotated[datetime, BeforeValidator(_timestamp)]
 #: A name of a pool, queue or deployment.
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-#: A count, limit or priority: 0 or more, within 64 bits.
+#: A count, limit or priority: 0 or more, within 32 bits.
 # (Constraints before the validator, so that the JSON schema shows them as minimum/maximum.)
 Count = Annotated[int, Field(ge=0, le=MAX_INT), BeforeValidator(_number)]
 Priority = Annotated[int, Field(ge=1, le=MAX_INT), BeforeValidator(_number)]
@@ -198,7 +202,7 @@ class WorkQueueUpdate(Body):
 
 class DeployRequest(Body):
     path: Text = Field(min_length=1)
-    flow_name: Text | None = Field(default=None, min_length=1)
+    flow_name: Text | None = Field(default=None, min_length=1, max_length=MAX_FLOW_NAME)
     name: Name
     work_pool_name: Text
     work_queue_name: Text | None = None
@@ -208,7 +212,7 @@ class DeployRequest(Body):
     paused: StrictBool = False
     tags: list[Text] = Field(default_factory=list)
     description: Text | None = None
-    version: Text | None = None
+    version: Text | None = Field(default=None, max_length=200)
     retries: Count = 0
     retry_delay: Seconds = 0.0
     catchup: Catchup = "latest"
@@ -230,16 +234,16 @@ class DeploymentUpdate(Body):
 class RunRequest(Body):
     parameters: JSONObject = Field(default_factory=dict)
     job_variables: JSONObject = Field(default_factory=dict)
-    idempotency_key: Text | None = None
+    idempotency_key: Text | None = Field(default=None, max_length=400)
     tags: list[Text] = Field(default_factory=list)
     scheduled_time: Moment | None = None
 
 
 class InteractiveRunCreate(Body):
-    flow_name: Text = Field(min_length=1, max_length=200)
+    flow_name: Text = Field(min_length=1, max_length=MAX_FLOW_NAME)
     parameters: JSONObject = Field(default_factory=dict)
     tags: list[Text] = Field(default_factory=list)
-    parent_run_id: Text | None = None
+    parent_run_id: Text | None = Field(default=None, max_length=32)
     state: Literal["RUNNING", "PENDING", "SCHEDULED"] = "RUNNING"
     notebook_path: Text | None = None
     max_retries: Count = 0
@@ -249,11 +253,11 @@ class InteractiveRunCreate(Body):
 
 class SetState(Body):
     type: Text = Field(json_schema_extra={"enum": list(StateName.__args__)})  # type: ignore[attr-defined]
-    name: Text | None = None
+    name: Text | None = Field(default=None, max_length=30)
     message: Text | None = None
     retry: StrictBool = False
     #: The reporting worker: refused (409) unless it still holds the run.
-    worker: Text | None = None
+    worker: Text | None = Field(default=None, max_length=200)
 
 
 class LogIn(Body):
@@ -261,7 +265,7 @@ class LogIn(Body):
     level: Int = Field(default=20, ge=MIN_INT, le=MAX_INT)
     message: str
     cell_index: Count | None = None
-    source: Text = Field(default="stdout", max_length=200)
+    source: Text = Field(default="stdout", max_length=20)
 
     @field_validator("message", mode="before")
     @classmethod
@@ -326,7 +330,7 @@ class FlowRunsQuery(Query):
     work_pool_name: QueryText | None = None
     parent_run_id: QueryText | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_BIGINT)] = 0
 
     @field_validator("state")
     @classmethod
@@ -341,7 +345,7 @@ class FlowRunsQuery(Query):
 
 
 class LogsQuery(Query):
-    after: Annotated[int, Field(ge=0, le=MAX_INT)] = Field(
+    after: Annotated[int, Field(ge=0, le=MAX_BIGINT)] = Field(
         default=0, description="The `next_after` of the previous page."
     )
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
