@@ -135,7 +135,8 @@ class NBFlowsHandler(APIHandler):
                     self.request.path,
                     err,
                 )
-        return to_json(data, fallback=str)
+        # NaN as null: values stored before NaN was refused must still make valid JSON.
+        return to_json(data, fallback=str, inf_nan_mode="null")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error as the documented `Error` body: a message and a reason that names it."""
