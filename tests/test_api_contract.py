@@ -223,6 +223,24 @@ def test_nan_and_infinity_are_refused_naming_the_field(
     assert srv.http("GET", f"flow_runs/{run}").status_code == 200
 
 
+def test_a_nan_stored_before_it_was_refused_is_answered_as_null(
+    srv: Server, seeded: dict[str, Any]
+) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(srv.db_url)
+    with engine.begin() as db:
+        db.execute(
+            sqlalchemy.text("UPDATE flow_runs SET parameters = :p WHERE id = :id"),
+            {"p": '{"x": NaN, "y": [Infinity]}', "id": seeded["interactive"]},
+        )
+    engine.dispose()
+    strict = {"parse_constant": lambda c: pytest.fail(f"{c} in an answer")}
+    run = json.loads(srv.http("GET", f"flow_runs/{seeded['interactive']}").text, **strict)
+    assert run["parameters"] == {"x": None, "y": [None]}
+    json.loads(srv.http("GET", "flow_runs", params={"limit": 1000}).text, **strict)
+
+
 # ---- answers as the document declares them ------------------------------------------------------
 
 
