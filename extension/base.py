@@ -146,7 +146,7 @@ class NBFlowsHandler(APIHandler):
             body = exc.to_json()
         else:
             phrase = responses.get(status_code, "Unknown HTTP Error")
-            # Jupyter's own refusals (403 without a valid token, 405) name no reason of theirs.
+            # Jupyter's and tornado's own refusals (401, 403, 405) come with no reason of ours.
             reason = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
             message = phrase
             if isinstance(exc, web.HTTPError) and exc.log_message:

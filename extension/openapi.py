@@ -174,7 +174,7 @@ def _add_links(
                 provided = links.get(model)
                 if not provided:
                     continue
-                answer = paths_op(paths, handler, method)["responses"][str(status)]
+                answer = _operation(paths, handler, method)["responses"][str(status)]
                 answer["links"] = {
                     target: {
                         "operationId": target,
@@ -185,7 +185,7 @@ def _add_links(
                 }
 
 
-def paths_op(paths: dict[str, dict[str, Any]], handler: type, method: str) -> dict[str, Any]:
+def _operation(paths: dict[str, dict[str, Any]], handler: type, method: str) -> dict[str, Any]:
     op_id = f"{handler.__name__}_{method}"
     return next(op for ops in paths.values() for op in ops.values() if op["operationId"] == op_id)
 
