@@ -133,13 +133,20 @@ _DESCRIPTIONS = {200: "OK", 201: "Created", 204: "Done; no content"}
 
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
+    definitions = schema.get("$defs", {})
+
+    def inline(part: dict[str, Any]) -> dict[str, Any]:
+        # A parameter's schema stands alone: a model's own definitions (an enum) go inline.
+        ref = part.get("$ref", "")
+        return {**definitions[ref.rsplit("/", 1)[-1]]} if ref else part
+
     out = []
     for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+        prop = inline(dict(prop)) | {k: v for k, v in prop.items() if k != "$ref"}
         description = prop.pop("description", None)
         prop.pop("title", None)
         # A query value is never null: leaving the parameter out is how it is "none".
-        variants = [v for v in prop.pop("anyOf", []) if v.get("type") != "null"]
+        variants = [inline(v) for v in prop.pop("anyOf", []) if v.get("type") != "null"]
         if variants:
             prop.update(variants[0] if len(variants) == 1 else {"anyOf": variants})
         if prop.get("default") is None:

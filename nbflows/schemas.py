@@ -21,6 +21,7 @@ from pydantic import (
 
 from .errors import BadRequest, InvalidInput
 from .job_templates import POOL_TYPES
+from .states import StateType
 from .store import tables as t
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
@@ -137,19 +138,9 @@ Seconds = Annotated[float, Field(ge=0), BeforeValidator(_number)]
 Catchup = Literal["all", "latest", "skip"]
 
 
-#: State types as the API spells them (`nbflows.states.StateType`).
-StateName = Literal[
-    "SCHEDULED",
-    "PENDING",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CRASHED",
-    "CANCELLING",
-    "CANCELLED",
-    "PAUSED",
-]
-_STATE_NAMES = "|".join(StateName.__args__)  # type: ignore[attr-defined]
+#: State types as the API spells them.
+STATE_NAMES = [state.value for state in StateType]
+_STATE_NAMES = "|".join(STATE_NAMES)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -252,7 +243,7 @@ class InteractiveRunCreate(Body):
 
 
 class SetState(Body):
-    type: Text = Field(json_schema_extra={"enum": list(StateName.__args__)})  # type: ignore[attr-defined]
+    type: Text = Field(json_schema_extra={"enum": list(STATE_NAMES)})
     name: Text | None = Field(default=None, max_length=30)
     message: Text | None = None
     retry: StrictBool = False
@@ -335,7 +326,7 @@ class FlowRunsQuery(Query):
     @field_validator("state")
     @classmethod
     def _known_states(cls, value: str | None) -> str | None:
-        valid = StateName.__args__  # type: ignore[attr-defined]
+        valid = STATE_NAMES
         unknown = [x for x in (value or "").split(",") if x not in valid]
         if unknown:
             raise ValueError(
@@ -353,7 +344,7 @@ class LogsQuery(Query):
         default=0.0,
         description="Seconds to wait for a line after `after`, a state change or the end.",
     )
-    state: StateName | None = Field(
+    state: StateType | None = Field(
         default=None, description="The state type the caller knows: a change ends the wait."
     )
 
@@ -480,7 +471,7 @@ class DeploymentReply(Reply):
 
 
 class StateReply(Reply):
-    type: StateName
+    type: StateType
     name: str
     message: str | None
     timestamp: Timestamp | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -276,6 +277,24 @@ def test_an_empty_or_too_long_flow_name_is_refused(srv: Server) -> None:
     # Its runs are named `<flow name>-<6 hex digits>`, in a 200-character column.
     refused(srv.http("POST", "flow_runs", json={"flow_name": "f" * 194}), 422, "flow_name")
     assert srv.http("POST", "flow_runs", json={"flow_name": "f" * 193}).status_code == 201
+
+
+def test_the_document_describes_every_answer_with_a_model(srv: Server) -> None:
+    doc = srv.http("GET", "openapi.json").json()
+    text = json.dumps(doc)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+    assert "$defs" not in text
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            answers = {k: v for k, v in op["responses"].items() if k.startswith("2")}
+            assert answers, (method, path)
+            for status, answer in answers.items():
+                assert (status == "204") == ("content" not in answer), (method, path, status)
+            for status in ("400", "401", "404", "422"):
+                assert op["responses"][status]["content"], (method, path, status)
+    deletes = [op for ops in doc["paths"].values() for m, op in ops.items() if m == "delete"]
+    assert deletes and all(set(op["responses"]) & {"200", "204"} == {"204"} for op in deletes)
 
 
 def test_long_lists_are_answered_whole_and_as_documented(srv: Server) -> None:
