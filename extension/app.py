@@ -11,16 +11,22 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, List, TraitError, Unicode, default
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
 
 from nbflows import scheduling
+from nbflows.limits import Limits
 from nbflows.orchestrator import Orchestrator
 from nbflows.store.db import Database, default_database_url
 
-from .api import ROUTES
+from .api import LINKS, ROUTES
 from .lifecycle import EmbeddedWorker, SchedulerLoop
 from .openapi import openapi_document
 from .routes import NotFoundRoute
+
+
+def _limit_trait(name: str) -> Int:
+    """A size limit of `nbflows.limits.Limits` as a setting, with its default and help."""
+    return Int(Limits.default(name), min=1, help=Limits.help(name)).tag(config=True)
 
 
 class NBFlowsExtension(ExtensionApp):
@@ -52,6 +58,11 @@ class NBFlowsExtension(ExtensionApp):
         help="Schedules whose runs can come closer than this many seconds are refused (env "
         f"NBFLOWS_MIN_SCHEDULE_INTERVAL; default {scheduling.MIN_INTERVAL:g}; 0 turns it off)."
     ).tag(config=True)
+    max_body_size = _limit_trait("max_body_size")
+    max_parameters_size = _limit_trait("max_parameters_size")
+    max_notebook_size = _limit_trait("max_notebook_size")
+    max_log_line = _limit_trait("max_log_line")
+    max_run_output = _limit_trait("max_run_output")
 
     @default("database_url")
     def _default_database_url(self) -> str:
@@ -79,8 +90,11 @@ class NBFlowsExtension(ExtensionApp):
         self.settings.update(
             {
                 "nbflows_orchestrator": self.orchestrator,
-                "nbflows_openapi": openapi_document(ROUTES),
+                "nbflows_openapi": openapi_document(ROUTES, LINKS),
                 "nbflows_min_schedule_interval": self.min_schedule_interval,
+                "nbflows_limits": Limits(
+                    **{name: getattr(self, name) for name in Limits().as_json()}
+                ),
             }
         )
         self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)

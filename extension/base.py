@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
-from typing import Any
+from http.client import responses
+from typing import Any, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
+from tornado import web
 
-from nbflows.errors import BadRequest, NBFlowsError
+from nbflows.errors import BadRequest, InvalidInput, NBFlowsError
+from nbflows.limits import Limits, check_parameters, too_large
 from nbflows.orchestrator import Orchestrator
+from nbflows.schemas import load_json
+
+_METHODS = ("get", "post", "put", "patch", "delete")
+_NO_CREDENTIALS = (
+    "no valid credentials: send the Jupyter server's token as 'Authorization: token <token>'"
+)
+Q = TypeVar("Q", bound=BaseModel)
 
 #: Request bodies larger than this are decoded on the orchestrator's threads, not on the event
 #: loop (a 40 MB executed notebook takes the loop's whole attention for a second otherwise).
 BIG_BODY = 256 * 1024
 #: Big bodies go in and out in pieces of this size, one per turn of the event loop.
 CHUNK = 1024 * 1024
-_UNSET = object()
 
 
 def decode_json(raw: bytes) -> Any:
@@ -75,53 +85,96 @@ async def json_object_keys(raw: bytes) -> list[str] | None:
     return answer["keys"]
 
 
+@web.stream_request_body
 class NBFlowsHandler(APIHandler):
-    """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`."""
+    """Every nbflows route: Jupyter authentication + authorization on resource `nbflows`.
+
+    Bodies are received in chunks so that one over `max_body_size` is refused (413) without
+    being held in memory; `self.request.body` holds the body once it is complete.
+    """
 
     auth_resource = "nbflows"
-    #: Decode a big JSON body on the orchestrator's threads before the method runs; a handler
-    #: that reads `self.request.body` itself (off the loop) sets this to False.
-    decode_body_early = True
-    _body: Any = _UNSET
-    _body_error: BadRequest | None = None
+    _body_size = 0
 
     @property
     def orch(self) -> Orchestrator:
         return self.settings["nbflows_orchestrator"]
 
-    async def prepare(self) -> None:  # type: ignore[override]
-        await super().prepare()
+    def get_login_url(self) -> str:
+        # `@web.authenticated` found no user: that is a 401 (403 is for a user not allowed).
+        if not self.current_user:
+            raise web.HTTPError(401, _NO_CREDENTIALS)
+        return super().get_login_url()
+
+    def check_xsrf_cookie(self) -> None:
+        # Without any credentials, say so (401) before asking for an XSRF token.
+        if hasattr(self, "_jupyter_current_user") and not self.current_user:
+            raise web.HTTPError(401, _NO_CREDENTIALS)
+        super().check_xsrf_cookie()
+
+    @property
+    def limits(self) -> Limits:
+        return self.settings.get("nbflows_limits") or Limits()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_size == 0:
+            self.request.body = bytearray()  # type: ignore[assignment]
+        self._body_size += len(chunk)
+        if self._body_size <= self.limits.max_body_size:
+            self.request.body.extend(chunk)  # type: ignore[attr-defined]
+        elif self.request.body:
+            self.request.body = b""  # over the limit: what came is let go, the rest ignored
+
+    async def body(self) -> Any:
+        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty) and within
+        the size limits of the body and of its `parameters`. A big body is decoded on the
+        orchestrator's threads, not on the event loop."""
+        limits = self.limits
+        if self._body_size > limits.max_body_size:
+            raise too_large("the request body", self._body_size, limits, "max_body_size")
         raw = self.request.body
-        # Only for a known user: nobody else gets the server to decode megabytes.
-        if self.decode_body_early and len(raw) > BIG_BODY and self.current_user is not None:
+        if len(raw) > BIG_BODY:
+            data = await self.orch.compute(load_json, bytes(raw))
+        else:
+            data = load_json(raw)
+        if (
+            isinstance(data, dict)
+            and "parameters" in data
+            and self._body_size > limits.max_parameters_size
+        ):
+            check_parameters(data["parameters"], limits)
+        return data
+
+    def query_args(self, model: type[Q]) -> Q:
+        """The query string read by `model` (the model the API document shows). A value of the
+        wrong type is a 400, one out of range or unknown a 422."""
+        values = {}
+        for name in model.model_fields:
+            # The raw value: tornado's own getters turn control characters into spaces.
+            given = self.request.query_arguments.get(name)
+            if not given:
+                continue
             try:
-                self._body = await self.orch.compute(decode_json, raw)
-            except BadRequest as err:  # raised where the method asks for the body
-                self._body_error = err
-
-    def body(self) -> Any:
-        if self._body_error is not None:
-            raise self._body_error
-        if self._body is not _UNSET:
-            return self._body
-        raw = self.request.body
-        return decode_json(raw) if raw else {}
-
-    def query(self, name: str, default: Any = None, cast: type = str) -> Any:
-        value = self.get_query_argument(name, None)
-        if value is None or value == "":
-            return default
+                values[name] = given[-1].decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest(f"query parameter '{name}' is not UTF-8 text") from None
         try:
-            parsed = cast(value)
-        except ValueError:
-            raise BadRequest(
-                f"query parameter '{name}' must be {cast.__name__}, not {value!r}"
-            ) from None
-        if isinstance(parsed, float) and not math.isfinite(parsed):
-            raise BadRequest(f"query parameter '{name}' must be a finite number, not {value!r}")
-        return parsed
+            return model.model_validate(values)
+        except ValidationError as err:
+            problems = [
+                f"query parameter '{'.'.join(map(str, e['loc']))}': "
+                + e["msg"].removeprefix("Value error, ")
+                for e in err.errors()
+            ]
+            malformed = any(
+                e["type"].endswith(("_parsing", "_type")) or e["type"] == "finite_number"
+                for e in err.errors()
+            )
+            raise (BadRequest if malformed else InvalidInput)("; ".join(problems)) from None
 
     def reply(self, data: Any, status: int = 200, location: str | None = None) -> None:
+        """Answer `data` as JSON, through the response model the API document declares for
+        this route, method and status (`nbflows.extension.api`)."""
         self.set_status(status)
         if location:
             self.set_header("Location", location)
@@ -129,7 +182,28 @@ class NBFlowsHandler(APIHandler):
             self.finish()
             return
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
+        self.finish(self._serialise(data, status))
+
+    def _serialise(self, data: Any, status: int) -> bytes:
+        from .api import response_adapter  # the route table imports the handlers
+
+        adapter = response_adapter(type(self), self.request.method or "", status)
+        if adapter is not None:
+            checked, whole = _sample(data)
+            try:
+                model = adapter.validate_python(checked)
+                if whole:
+                    return adapter.dump_json(model)
+            except ValidationError as err:
+                # A server bug, not the caller's: answer anyway, and say it where it is seen.
+                self.log.error(
+                    "nbflows: the answer to %s %s does not match its declared model: %s",
+                    self.request.method,
+                    self.request.path,
+                    err,
+                )
+        # NaN as null: values stored before NaN was refused must still make valid JSON.
+        return to_json(data, fallback=str, inf_nan_mode="null")
 
     def reply_json_text(self, text: bytes | str, status: int = 200) -> None:
         """Reply with JSON already encoded (off the loop, for big answers)."""
@@ -148,13 +222,28 @@ class NBFlowsHandler(APIHandler):
         self.finish()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as the documented `Error` body: a message and a reason that names it."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, NBFlowsError):
             self.set_status(exc.status)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(exc.to_json(), default=str))
-            return
-        super().write_error(status_code, **kwargs)
+            body = exc.to_json()
+        else:
+            phrase = responses.get(status_code, "Unknown HTTP Error")
+            # Jupyter's and tornado's own refusals (401, 403, 405) come with no reason of ours.
+            reason = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+            message = phrase
+            if isinstance(exc, web.HTTPError) and exc.log_message:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            elif status_code >= 500:
+                message = "internal server error (the server log has the details)"
+            body = {"message": message, "reason": reason}
+            if status_code == 401:
+                self.set_header("WWW-Authenticate", "token")
+            if status_code == 405:
+                allowed = [m.upper() for m in _METHODS if m in type(self).__dict__]
+                self.set_header("Allow", ", ".join(allowed))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body, default=str))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, NBFlowsError):  # a user mistake, answered clearly: no traceback
@@ -167,3 +256,24 @@ class NBFlowsHandler(APIHandler):
 
         base = self.base_url.rstrip("/") + "/nbflows/api"
         return "/".join([base, *(quote(p, safe="") for p in parts)])
+
+
+#: Lists longer than this are checked against their model by their first item only: checking
+#: thousands of runs or log lines would hold the event loop (tests check whole answers).
+SAMPLE_LIMIT = 100
+
+
+def _sample(data: Any) -> tuple[Any, bool]:
+    """`data` with each list longer than `SAMPLE_LIMIT` cut to its first item, and whether
+    nothing was cut."""
+    if isinstance(data, list):
+        if len(data) > SAMPLE_LIMIT:
+            return [_sample(data[0])[0]], False
+        pairs = [_sample(item) for item in data]
+        return [item for item, _ in pairs], all(whole for _, whole in pairs)
+    if isinstance(data, dict):
+        fields = {key: _sample(value) for key, value in data.items()}
+        return {key: item for key, (item, _) in fields.items()}, all(
+            whole for _, whole in fields.values()
+        )
+    return data, True

@@ -1,4 +1,5 @@
-"""The OpenAPI document, generated from the route table so that it always matches the routes."""
+"""The OpenAPI document, generated from the route table so that it always matches the routes:
+paths and methods from the handlers, bodies, query strings and answers from their models."""
 
 from __future__ import annotations
 
@@ -6,73 +7,194 @@ import re
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from tornado import web
 
 from nbflows import __version__
+from nbflows.schemas import ErrorReply
 
 from .base import NBFlowsHandler
 
 _METHODS = ("get", "post", "put", "patch", "delete")
+_REF = "#/components/schemas/{model}"
+
+#: The errors every route may answer, each with an `Error` body.
+ERRORS = {
+    400: "Malformed: not JSON, a value of the wrong type, nested too deep",
+    401: "No valid credentials: Jupyter's token (or login) is missing or wrong",
+    403: "Not allowed: Jupyter's authorizer refused it, or a browser request lacks its XSRF token",
+    404: "No such resource",
+    409: "Conflict: it exists already, or its state forbids the change",
+    413: "Over a size limit of the server (the message names the limit and its setting)",
+    422: "Well-formed but invalid: the message says what is valid",
+    503: "The server is shutting down; try again",
+}
 
 
-def openapi_document(routes: list[tuple[str, type, dict[str, Any]]]) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
+def openapi_document(
+    routes: list[tuple[str, type, dict[str, Any]]],
+    links: dict[Any, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The document of `routes` (see `nbflows.extension.api`).
+
+    `links` maps a response type to the path parameters its body provides (parameter -> JSON
+    pointer): each operation answering that type links to the operations those parameters
+    fill, so that a client (or a fuzzer) can follow from a created resource to its routes.
+    """
+    ops: list[tuple[str, str, str, list[str], dict[str, Any]]] = []
+    inputs: list[tuple[Any, Any, TypeAdapter[Any]]] = [
+        ("error", "serialization", TypeAdapter(ErrorReply))
+    ]
     for pattern, handler, meta in routes:
         path = "/nbflows/api/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).lstrip("/")
         params = re.findall(r"\{(\w+)\}", path)
-        ops: dict[str, Any] = {}
         for method in _METHODS:
             if method not in handler.__dict__:
                 continue
-            op: dict[str, Any] = {
-                "summary": meta.get(method, {}).get("summary", f"{method.upper()} {path}"),
-                "operationId": f"{handler.__name__}_{method}",
-                "parameters": [
-                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in params
-                ],
-                "responses": {
-                    "200": {"description": "OK"},
-                    "default": {"$ref": "#/components/responses/Error"},
+            spec = meta.get(method, {})
+            op_id = f"{handler.__name__}_{method}"
+            ops.append((path, method, op_id, params, spec))
+            if spec.get("body") is not None:
+                inputs.append(((op_id, "body"), "validation", TypeAdapter(spec["body"])))
+            for status, model in spec.get("responses", {}).items():
+                if model is not None:
+                    inputs.append(((op_id, status), "serialization", TypeAdapter(model)))
+    schemas, definitions = TypeAdapter.json_schemas(inputs, ref_template=_REF)
+    error_ref = schemas[("error", "serialization")]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, op_id, params, spec in ops:
+        op: dict[str, Any] = {
+            "summary": spec.get("summary", f"{method.upper()} {path}"),
+            "operationId": op_id,
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ],
+            "responses": {},
+        }
+        if spec.get("query") is not None:
+            op["parameters"] += _query_parameters(spec["query"].model_json_schema())
+        if spec.get("body") is not None:
+            body = spec["body"]
+            optional = isinstance(body, type) and not any(
+                field.is_required() for field in getattr(body, "model_fields", {}).values()
+            )
+            op["requestBody"] = {
+                # A body whose every field is optional may be left out: it is `{}`.
+                "required": not optional,
+                "content": {
+                    "application/json": {"schema": schemas[((op_id, "body"), "validation")]}
                 },
             }
-            body = meta.get(method, {}).get("body")
-            if isinstance(body, type) and issubclass(body, BaseModel):
-                op["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": body.model_json_schema()}},
+        for status, model in spec.get("responses", {}).items():
+            answer: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
+            if model is not None:
+                schema = schemas[((op_id, status), "serialization")]
+                answer["content"] = {"application/json": {"schema": schema}}
+            if status == 201:
+                answer["headers"] = {
+                    "Location": {
+                        "description": "The URL of the created resource",
+                        "schema": {"type": "string"},
+                    }
                 }
-            ops[method] = op
-        paths[path] = ops
+            op["responses"][str(status)] = answer
+        for status, text in ERRORS.items():
+            if status == 413 and "body" not in spec:
+                continue
+            op["responses"][str(status)] = {
+                "description": text,
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        paths.setdefault(path, {})[method] = op
+    _add_links(paths, routes, links or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "nbflows", "version": __version__},
         "paths": paths,
         "components": {
+            "schemas": definitions.get("$defs", {}),
             "securitySchemes": {
-                "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
-            },
-            "responses": {
-                "Error": {
-                    "description": "400 malformed, 404 unknown, 409 conflict, 422 invalid value",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "message": {"type": "string"},
-                                    "reason": {"type": "string"},
-                                    "details": {"type": "object"},
-                                },
-                            }
-                        }
-                    },
+                "token": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`token <Jupyter server token>`",
                 }
             },
         },
         "security": [{"token": []}],
     }
+
+
+_DESCRIPTIONS = {200: "OK", 201: "Created", 204: "Done; no content"}
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", []))
+    definitions = schema.get("$defs", {})
+
+    def inline(part: dict[str, Any]) -> dict[str, Any]:
+        # A parameter's schema stands alone: a model's own definitions (an enum) go inline.
+        ref = part.get("$ref", "")
+        return {**definitions[ref.rsplit("/", 1)[-1]]} if ref else part
+
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = inline(dict(prop)) | {k: v for k, v in prop.items() if k != "$ref"}
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        # A query value is never null: leaving the parameter out is how it is "none".
+        variants = [inline(v) for v in prop.pop("anyOf", []) if v.get("type") != "null"]
+        if variants:
+            prop.update(variants[0] if len(variants) == 1 else {"anyOf": variants})
+        if prop.get("default") is None:
+            prop.pop("default", None)
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            param["description"] = description
+        out.append(param)
+    return out
+
+
+def _add_links(
+    paths: dict[str, dict[str, Any]],
+    routes: list[tuple[str, type, dict[str, Any]]],
+    links: dict[Any, dict[str, str]],
+) -> None:
+    unlinked = {
+        f"{handler.__name__}_{method}"
+        for _, handler, meta in routes
+        for method, spec in meta.items()
+        if spec.get("linked") is False
+    }
+    targets = [
+        (op["operationId"], {p["name"] for p in op["parameters"] if p["in"] == "path"})
+        for ops in paths.values()
+        for op in ops.values()
+        if op["operationId"] not in unlinked
+    ]
+    for _, handler, meta in routes:
+        for method, spec in meta.items():
+            for status, model in spec.get("responses", {}).items():
+                provided = links.get(model)
+                if not provided:
+                    continue
+                answer = _operation(paths, handler, method)["responses"][str(status)]
+                answer["links"] = {
+                    target: {
+                        "operationId": target,
+                        "parameters": {p: f"$response.body#{provided[p]}" for p in needs},
+                    }
+                    for target, needs in targets
+                    if needs and needs <= set(provided)
+                }
+
+
+def _operation(paths: dict[str, dict[str, Any]], handler: type, method: str) -> dict[str, Any]:
+    op_id = f"{handler.__name__}_{method}"
+    return next(op for ops in paths.values() for op in ops.values() if op["operationId"] == op_id)
 
 
 class OpenAPI(NBFlowsHandler):

@@ -13,20 +13,28 @@ from tornado import web
 from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
 from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput, NotFound
+from nbflows.limits import executed_notebook_text, too_large
 from nbflows.scheduling import MIN_INTERVAL, check_frequency
 from nbflows.schemas import (
     ClaimRequest,
+    DeploymentNotebookQuery,
+    DeploymentsQuery,
     DeploymentUpdate,
     DeployRequest,
+    FlowRunsQuery,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
+    LogsQuery,
+    Notebook,
     RunRequest,
     SetState,
+    UpcomingQuery,
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
     WorkQueueUpdate,
+    load_json,
     log_json,
     parse,
     work_queue_json,
@@ -49,6 +57,7 @@ class Health(NBFlowsHandler):
                 "version": __version__,
                 "database": self.orch.db.dialect,
                 "root_dir": self.orch.root_dir,
+                "limits": self.limits.as_json(),
             }
         )
 
@@ -76,6 +85,9 @@ class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, kind: str) -> None:
+        if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
+            valid = ", ".join(job_templates.POOL_TYPES)
+            raise NotFound(f"no work pool type '{kind}'; valid types: {valid}")
         self.reply(job_templates.default_base_job_template(kind))
 
 
@@ -92,7 +104,7 @@ class WorkPools(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(WorkPoolCreate, self.body())
+        req = parse(WorkPoolCreate, await self.body())
         out = await self.orch.call(
             lambda s: pools.work_pool_json(s, pools.create_work_pool(s, req))
         )
@@ -110,7 +122,7 @@ class WorkPool(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def patch(self, pool: str) -> None:
-        req = parse(WorkPoolUpdate, self.body())
+        req = parse(WorkPoolUpdate, await self.body())
         out = await self.orch.call(
             lambda s: pools.work_pool_json(s, pools.update_work_pool(s, pool, req))
         )
@@ -137,7 +149,7 @@ class WorkQueues(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, pool: str) -> None:
-        req = parse(WorkQueueCreate, self.body())
+        req = parse(WorkQueueCreate, await self.body())
         out = await self.orch.call(
             lambda s: work_queue_json(pools.create_work_queue(s, pool, req), pool)
         )
@@ -157,7 +169,7 @@ class WorkQueue(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def patch(self, pool: str, queue: str) -> None:
-        req = parse(WorkQueueUpdate, self.body())
+        req = parse(WorkQueueUpdate, await self.body())
 
         def update(s: Session) -> tuple[str, dict[str, Any]]:
             updated = pools.update_work_queue(s, pool, queue, req)
@@ -185,14 +197,15 @@ class Claim(NBFlowsHandler):
     def on_connection_close(self) -> None:
         # A worker that hung up must not be handed runs it will never start.
         self.gone = True
-        pool_id = self.orch.pool_ids.get(self.path_kwargs.get("pool", ""))
+        # (A request refused before its method ran, a 405 say, has no path arguments.)
+        pool_id = self.orch.pool_ids.get(getattr(self, "path_kwargs", {}).get("pool", ""))
         if pool_id:
             self.orch.notifier.notify(f"pool:{pool_id}")
 
     @web.authenticated
     @authorized
     async def post(self, pool: str) -> None:
-        req = parse(ClaimRequest, self.body())
+        req = parse(ClaimRequest, await self.body())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(req.wait, MAX_WAIT)
 
@@ -244,7 +257,7 @@ class Heartbeat(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, pool: str) -> None:
-        req = parse(HeartbeatRequest, self.body())
+        req = parse(HeartbeatRequest, await self.body())
         # Never hold a beat longer than the worker's own interval: the scheduler counts
         # missed beats from the last one recorded.
         wait = min(req.wait, req.heartbeat_interval or heartbeats.DEFAULT_INTERVAL, MAX_WAIT)
@@ -276,13 +289,12 @@ class Deployments(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        flow_name = self.query("flow_name")
-        pool = self.query("work_pool_name")
+        q = self.query_args(DeploymentsQuery)
         self.reply(
             await self.orch.call(
                 lambda s: [
                     deployments.deployment_json(d)
-                    for d in deployments.list_deployments(s, flow_name, pool)
+                    for d in deployments.list_deployments(s, q.flow_name, q.work_pool_name)
                 ]
             )
         )
@@ -290,13 +302,13 @@ class Deployments(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(DeployRequest, self.body())
-        root = self.orch.root_dir
+        req = parse(DeployRequest, await self.body())
+        root, limits = self.orch.root_dir, self.limits
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
             check_frequency(req.schedules, floor)
-            d, created, changes = deployments.redeploy(s, req, root)
+            d, created, changes = deployments.redeploy(s, req, root, limits)
             return {**deployments.deployment_json(d), "changes": changes}, created
 
         out, created = await self.orch.call(deploy)
@@ -317,7 +329,7 @@ class Deployment(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def patch(self, ref: str) -> None:
-        req = parse(DeploymentUpdate, self.body())
+        req = parse(DeploymentUpdate, await self.body())
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def update(s: Session) -> dict[str, Any]:
@@ -354,7 +366,7 @@ class DeploymentNotebook(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str) -> None:
-        version = self.query("version", None, int)
+        version = self.query_args(DeploymentNotebookQuery).version
         text = await self.orch.call(deployments.deployment_notebook, ref, version)
         self.set_header("Content-Type", "application/json")
         self.finish(text)
@@ -364,7 +376,7 @@ class DeploymentUpcoming(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str) -> None:
-        limit = self.query("limit", 10, int)
+        limit = self.query_args(UpcomingQuery).limit
 
         def upcoming(s: Session) -> list[dict[str, Any]]:
             d = deployments.get_deployment(s, ref)
@@ -377,7 +389,7 @@ class DeploymentRuns(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, ref: str) -> None:
-        req = parse(RunRequest, self.body())
+        req = parse(RunRequest, await self.body())
 
         def create(s: Session) -> tuple[dict[str, Any], bool]:
             d = deployments.get_deployment(s, ref)
@@ -396,17 +408,9 @@ class FlowRuns(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        states = self.query("state")
-        kwargs = {
-            "state": [x.strip().upper() for x in states.split(",") if x.strip()]
-            if states
-            else None,
-            "deployment_id": self.query("deployment_id"),
-            "flow_name": self.query("flow_name"),
-            "work_pool_name": self.query("work_pool_name"),
-            "parent_run_id": self.query("parent_run_id"),
-            "limit": self.query("limit", 50, int),
-            "offset": self.query("offset", 0, int),
+        q = self.query_args(FlowRunsQuery)
+        kwargs = q.model_dump(exclude={"state"}) | {
+            "state": q.state.split(",") if q.state else None
         }
         self.reply(
             await self.orch.call(
@@ -417,7 +421,7 @@ class FlowRuns(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(InteractiveRunCreate, self.body())
+        req = parse(InteractiveRunCreate, await self.body())
         out = await self.orch.call(
             lambda s: flow_runs.run_json(s, flow_runs.create_interactive_run(s, req))
         )
@@ -446,7 +450,7 @@ class FlowRunState(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        req = parse(SetState, self.body())
+        req = parse(SetState, await self.body())
 
         def change(s: Session) -> tuple[dict[str, Any], str | None]:
             run = flow_runs.set_state(s, run_id, req)
@@ -474,13 +478,14 @@ class FlowRunLogs(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        data = self.body()
+        data = await self.body()
         if not isinstance(data, list):
             data = [data]
+        limits = self.limits
 
         def write(s: Session) -> dict[str, Any]:
             # Validating thousands of lines is work for the threads, not the event loop.
-            return logs.write_logs(s, run_id, [parse(LogIn, x) for x in data])
+            return logs.write_logs(s, run_id, [parse(LogIn, x) for x in data], limits=limits)
 
         out = await self.orch.call(write)
         self.orch.notifier.notify(f"run:{run_id}")
@@ -489,10 +494,8 @@ class FlowRunLogs(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        after = self.query("after", 0, int)
-        limit = max(1, min(self.query("limit", 1000, int), 10_000))
-        wait = min(max(self.query("wait", 0.0, float), 0.0), MAX_WAIT)
-        seen_state = self.query("state")
+        q = self.query_args(LogsQuery)
+        after, limit, wait, seen_state = q.after, q.limit, min(q.wait, MAX_WAIT), q.state
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
 
@@ -523,7 +526,6 @@ class FlowRunNotebook(NBFlowsHandler):
     notebook: checked on the orchestrator's threads, or in a process of its own when big; the
     event loop only passes bytes on."""
 
-    decode_body_early = False
 
     def compute_etag(self) -> str | None:
         return None  # hashing megabytes on the event loop, for a body nobody revalidates
@@ -537,16 +539,28 @@ class FlowRunNotebook(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def put(self, run_id: str) -> None:
-        raw = self.request.body
-        checked = False
-        if len(raw) > ISOLATE_ABOVE:
-            keys = await json_object_keys(raw)
-            if keys is None or "cells" not in keys:
-                raise InvalidInput(NOT_A_NOTEBOOK)
-            checked = True
-        await self.orch.call(
-            lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw, checked))
-        )
+        limits = self.limits
+        if self._body_size > limits.max_body_size:
+            raise too_large("the request body", self._body_size, limits, "max_body_size")
+        raw = bytes(self.request.body)
+        if len(raw) > limits.max_notebook_size:
+            # Over the limit: decoded (on the threads) to cut its largest outputs.
+            def cut(s: Session) -> None:
+                nb = load_json(raw)
+                parse(Notebook, nb, what="notebook")
+                flow_runs.store_notebook(s, run_id, executed_notebook_text(nb, limits))
+
+            await self.orch.call(cut)
+        else:
+            checked = False
+            if len(raw) > ISOLATE_ABOVE:
+                keys = await json_object_keys(raw)
+                if keys is None or "cells" not in keys:
+                    raise InvalidInput(NOT_A_NOTEBOOK)
+                checked = True
+            await self.orch.call(
+                lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw, checked))
+            )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)
 

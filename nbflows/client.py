@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound
+from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound, TooLarge
 
 __all__ = [
     "APIError",
@@ -36,7 +36,7 @@ API_PATH = "nbflows/api/"
 
 #: Server error `reason` → the exception the client raises (the server names its class).
 _REASONS: dict[str, type[NBFlowsError]] = {
-    cls.__name__: cls for cls in (BadRequest, NotFound, Conflict, InvalidInput)
+    cls.__name__: cls for cls in (BadRequest, NotFound, Conflict, InvalidInput, TooLarge)
 }
 
 #: Terminal state types (kept here as strings so the client does not depend on the store).

@@ -12,20 +12,23 @@ from sqlalchemy.orm import Session
 
 from . import job_templates
 from .errors import Conflict, InvalidInput, NotFound
-from .schemas import DeploymentUpdate, DeployRequest, iso
+from .limits import Limits, too_large
+from .schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
 from .states import StateType
 from .store import tables as t
 from .work_pools import get_work_pool, get_work_queue
 
 
-def deploy(s: Session, req: DeployRequest, root_dir: str | None) -> tuple[t.Deployment, bool]:
+def deploy(
+    s: Session, req: DeployRequest, root_dir: str | None, limits: Limits | None = None
+) -> tuple[t.Deployment, bool]:
     """Create or update `flow/name`, freezing the notebook as a new version (see `redeploy`)."""
-    deployment, created, _ = redeploy(s, req, root_dir)
+    deployment, created, _ = redeploy(s, req, root_dir, limits)
     return deployment, created
 
 
 def redeploy(
-    s: Session, req: DeployRequest, root_dir: str | None
+    s: Session, req: DeployRequest, root_dir: str | None, limits: Limits | None = None
 ) -> tuple[t.Deployment, bool, list[dict[str, str]]]:
     """Create or update `flow/name`, freezing the notebook as a new version; returns the
     deployment, whether it was created, and what changed (`{"field", "old", "new"}` in words).
@@ -36,6 +39,7 @@ def redeploy(
     request says `move_pool`. Everything is checked before anything is written, so a refused
     deploy changes nothing.
     """
+    limits = limits or Limits()
     from .extraction import extract_flow_notebook, whole_notebook_snapshot
     from .notebooks import load_notebook, notebook_to_json, with_kernel
     from .parameters import parameter_schema, validate_parameters
@@ -44,13 +48,12 @@ def redeploy(
     given = {key for key, value in req.model_dump(exclude_unset=True).items() if value is not None}
     pool = get_work_pool(s, req.work_pool_name)
     if req.notebook is not None:
-        import nbformat
-
         path = _resolve_inside(req.path, root_dir)
-        source = nbformat.from_dict(req.notebook)
+        source = _inline_notebook(req.notebook, limits)
         if req.kernel_name:
             source = with_kernel(source, req.kernel_name)
     else:
+        _check_notebook_file_size(req.path, root_dir, limits)
         path, source = load_notebook(req.path, root_dir, req.kernel_name)
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
@@ -58,6 +61,11 @@ def redeploy(
     else:
         frozen = whole_notebook_snapshot(source)
         kind, flow_name = "notebook", path.stem
+    if len(flow_name) > MAX_FLOW_NAME:
+        raise InvalidInput(
+            f"flow name '{flow_name[:40]}…' is {len(flow_name)} characters; at most "
+            f"{MAX_FLOW_NAME} (a whole notebook's flow is named after its file)"
+        )
     deployment = s.scalar(
         select(t.Deployment).where(
             t.Deployment.flow_name == flow_name, t.Deployment.name == req.name
@@ -255,6 +263,32 @@ def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
                 "for an image built already"
             )
     return {**image, "name": parsed.name, "tag": parsed.tag, "reference": parsed.reference}
+
+
+def _inline_notebook(data: dict[str, Any], limits: Limits) -> Any:
+    """The `notebook` of a deploy request, checked as a notebook file read from disk would be."""
+    import json
+
+    from .notebooks import notebook_from_json
+
+    text = json.dumps(data)
+    if len(text) > limits.max_notebook_size:
+        raise too_large("'notebook'", len(text), limits, "max_notebook_size")
+    try:
+        return notebook_from_json(text)
+    except InvalidInput as err:
+        raise InvalidInput(f"'notebook' is {err.message}") from None
+
+
+def _check_notebook_file_size(path: str, root_dir: str | None, limits: Limits) -> None:
+    """Refuse a notebook file over `max_notebook_size` before reading it (one inside the root:
+    `load_notebook` refuses the others without telling anything about them)."""
+    root = Path(root_dir or os.getcwd()).resolve()
+    resolved = (root / Path(path).expanduser()).resolve()
+    if resolved.is_relative_to(root) and resolved.is_file():
+        size = resolved.stat().st_size
+        if size > limits.max_notebook_size:
+            raise too_large(f"notebook {path}", size, limits, "max_notebook_size")
 
 
 def _resolve_inside(path: str, root_dir: str | None) -> Path:

@@ -52,3 +52,9 @@ class ServiceUnavailable(NBFlowsError):
     """The server is shutting down (or its store is unreachable): try again later."""
 
     status = 503
+
+
+class TooLarge(NBFlowsError):
+    """Over a size limit of the server; the message names the limit and its setting."""
+
+    status = 413

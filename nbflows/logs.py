@@ -4,44 +4,64 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from .flow_runs import get_flow_run
+from .limits import Limits, cut_line, run_output_note
 from .schemas import LogIn
 from .store import tables as t
 
 DEFAULT_LOG_LIMIT = 10_000
-MAX_MESSAGE = 64 * 1024
 
 
 def write_logs(
-    s: Session, run_id: str, lines: list[LogIn], limit: int = DEFAULT_LOG_LIMIT
+    s: Session,
+    run_id: str,
+    lines: list[LogIn],
+    limit: int = DEFAULT_LOG_LIMIT,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
+    """Append `lines` to the run's log, within its caps: `log_limit` lines (see `_log_limit`),
+    each line cut to `max_log_line` characters, and `max_run_output` characters in all. The
+    first cap reached is said in one last line; later lines are dropped."""
+    limits = limits or Limits()
     run = get_flow_run(s, run_id)
+    if run.logs_truncated:
+        return {"accepted": 0, "truncated": True}
     cap = _log_limit(s, run, limit)
     room = max(cap - run.log_count, 0)
-    accepted = lines[:room]
+    used = _output_used(s, run, len(lines), limits)
     now = t.utcnow()
-    rows = [
-        {
-            "flow_run_id": run_id,
-            "timestamp": line.timestamp or now,
-            "level": line.level,
-            "message": line.message[:MAX_MESSAGE],
-            "cell_index": line.cell_index,
-            "source": line.source,
-        }
-        for line in accepted
-    ]
-    truncated = len(lines) > room
-    if truncated and not run.logs_truncated:
+    rows: list[dict[str, Any]] = []
+    note = None
+    for line in lines:
+        if len(rows) >= room:
+            note = f"log limit of {cap} lines reached; later lines of this run are dropped"
+            break
+        message = cut_line(line.message, limits)
+        if used + len(message) > limits.max_run_output:
+            note = run_output_note(limits)
+            break
+        used += len(message)
+        rows.append(
+            {
+                "flow_run_id": run_id,
+                "timestamp": line.timestamp or now,
+                "level": line.level,
+                "message": message,
+                "cell_index": line.cell_index,
+                "source": line.source,
+            }
+        )
+    accepted = len(rows)
+    if note is not None:
         rows.append(
             {
                 "flow_run_id": run_id,
                 "timestamp": now,
                 "level": 30,
-                "message": f"log limit of {cap} lines reached; later lines of this run are dropped",
+                "message": note,
                 "cell_index": None,
                 "source": "worker",
             }
@@ -49,8 +69,21 @@ def write_logs(
         run.logs_truncated = True
     if rows:
         s.execute(insert(t.LogLine), rows)
-        run.log_count += len(accepted)
-    return {"accepted": len(accepted), "truncated": run.logs_truncated}
+        run.log_count += accepted
+    return {"accepted": accepted, "truncated": run.logs_truncated}
+
+
+def _output_used(s: Session, run: t.FlowRun, adding: int, limits: Limits) -> int:
+    """Characters of log text the run holds; 0 when even full lines could not reach the cap."""
+    longest = limits.max_log_line + 200  # a cut line ends with a note of a few words
+    if (run.log_count + adding + 1) * longest <= limits.max_run_output:
+        return 0
+    total = s.scalar(
+        select(func.coalesce(func.sum(func.length(t.LogLine.message)), 0)).where(
+            t.LogLine.flow_run_id == run.id
+        )
+    )
+    return int(total or 0)
 
 
 def _log_limit(s: Session, run: t.FlowRun, default: int) -> int:

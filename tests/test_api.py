@@ -150,7 +150,7 @@ def test_default_base_job_templates(srv: Server) -> None:
     assert {t["type"] for t in types} == {"process", "docker"}
     docker = ok(srv.http("GET", "work_pool_types/docker/base_job_template"))
     assert {"image", "mem_limit", "volumes"} <= set(docker["variables"]["properties"])
-    error(srv.http("GET", "work_pool_types/k8s/base_job_template"), 422, "process, docker")
+    error(srv.http("GET", "work_pool_types/k8s/base_job_template"), 404, "process, docker")
 
 
 def test_work_queues(srv: Server) -> None:

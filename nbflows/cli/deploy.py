@@ -285,7 +285,7 @@ def package_image(
     stream = sys.stderr if output is out.Output.json else sys.stdout
 
     def show(line: str) -> None:
-        stream.write(line + "\n")
+        stream.write(out.clean(line) + "\n")
         stream.flush()
 
     return build_for_deploy(

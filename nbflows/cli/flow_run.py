@@ -50,16 +50,16 @@ RUN_FIELDS = [
 
 
 def run_label(run: dict[str, Any]) -> str:
-    return f"flow run '{run.get('name') or run.get('id')}'"
+    return out.clean(f"flow run '{run.get('name') or run.get('id')}'")
 
 
 def state_line(run: dict[str, Any]) -> None:
     state = run.get("state") or {}
     stamp = out.fmt_time(state.get("timestamp"))[11:]
-    text = Text(f"{stamp} | {'STATE':<7} | " if stamp else f"{'STATE':<7} | ", style="dim")
+    text = out.text(f"{stamp} | {'STATE':<7} | " if stamp else f"{'STATE':<7} | ", style="dim")
     text += Text(f"{run_label(run).capitalize()} is ") + out.state_text(state)
     if state.get("message"):
-        text += Text(f": {state['message']}")
+        text += out.text(f": {state['message']}")
     out.console.print(text, highlight=False, soft_wrap=True)
 
 
@@ -101,7 +101,7 @@ def finish(run: dict[str, Any], timeout: float | None) -> None:
     if run.get("duration") is not None:
         text += Text(f" after {out.fmt_duration(run.get('duration'))}")
     if state.get("message"):
-        text += Text(f": {state['message']}")
+        text += out.text(f": {state['message']}")
     out.console.print(text, highlight=False, soft_wrap=True)
     if kind != "COMPLETED":
         raise typer.Exit(1)

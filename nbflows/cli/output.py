@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -42,6 +43,29 @@ STATE_STYLES = {
 
 LEVEL_STYLES = {10: "grey50", 20: "", 30: "yellow", 40: "red", 50: "bold red"}
 
+# Terminal escape sequences (CSI, OSC, and two-character ones), then any other control character
+# but newline and tab: text from the server (run names, log lines, outputs) is shown, never obeyed.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -~]?|\x9b[0-?]*[ -/]*[@-~]"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: Any) -> str:
+    """`value` as text safe to print on a terminal: no escape sequences or control characters
+    (newlines and tabs stay)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", str(value)))
+
+
+def text(value: Any, style: str = "") -> Text:
+    """`value` as rich Text, cleaned (see `clean`)."""
+    return Text(clean(value), style=style)
+
+
+def echo(line: str) -> None:
+    """Print one plain line (a worker's), cleaned."""
+    print(clean(line), flush=True)
+
 
 def print_json(data: Any) -> None:
     """Raw JSON on stdout, no colour or wrapping, so that scripts can parse it."""
@@ -50,17 +74,17 @@ def print_json(data: Any) -> None:
 
 
 def success(message: str) -> None:
-    console.print(f"[green]{message}[/]", highlight=False, soft_wrap=True)
+    console.print(f"[green]{clean(message)}[/]", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(clean(message), highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
     """One red line on stderr (the message is not interpreted as markup)."""
     err_console.print(
-        Text("Error: ", style="bold red") + Text(message, style="red"), soft_wrap=True
+        Text("Error: ", style="bold red") + text(message, style="red"), soft_wrap=True
     )
 
 
@@ -105,7 +129,7 @@ def state_text(state: Mapping[str, Any] | None) -> Text:
     kind = str(state.get("type") or "")
     name = str(state.get("name") or kind.title())
     label = name if name.upper() == kind else f"{name} ({kind})"
-    return Text(label, style=STATE_STYLES.get(kind, ""))
+    return text(label, style=STATE_STYLES.get(kind, ""))
 
 
 def fmt_value(value: Any) -> str:
@@ -147,7 +171,7 @@ def table(
     if not rows:
         info(f"[dim]{escape(empty)}[/]")
         return
-    out = Table(title=title, title_justify="left", header_style="bold")
+    out = Table(title=text(title) if title else None, title_justify="left", header_style="bold")
     for header, _ in columns:
         if header in keep:
             out.add_column(header, no_wrap=True, overflow="ignore")
@@ -157,7 +181,7 @@ def table(
         cells: list[Text] = []
         for _, get in columns:
             value = get(row)
-            cells.append(value if isinstance(value, Text) else Text(fmt_value(value)))
+            cells.append(value if isinstance(value, Text) else text(fmt_value(value)))
         out.add_row(*cells)
     _wide_when_piped().print(out)
 
@@ -171,7 +195,13 @@ def _wide_when_piped() -> Console:
 
 def details(data: Mapping[str, Any], fields: Sequence[str], *, title: str | None = None) -> None:
     """Print chosen fields of one object as a two-column key/value table."""
-    out = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    out = Table(
+        title=text(title) if title else None,
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 2),
+    )
     out.add_column(style="bold")
     out.add_column(overflow="fold")
     for field in fields:
@@ -181,13 +211,13 @@ def details(data: Mapping[str, Any], fields: Sequence[str], *, title: str | None
         if field == "state" and isinstance(value, Mapping):
             cell: Text = state_text(value)
             if value.get("message"):
-                cell = cell + Text(f" — {value['message']}")
+                cell = cell + text(f" — {value['message']}")
         elif field in ("created", "updated", "start_time", "end_time", "expected_start_time"):
-            cell = Text(fmt_time(value))
+            cell = text(fmt_time(value))
         elif field in ("duration", "retry_delay") and value is not None:
-            cell = Text(fmt_duration(value))
+            cell = text(fmt_duration(value))
         else:
-            cell = Text(fmt_value(value))
+            cell = text(fmt_value(value))
         out.add_row(field.replace("_", " "), cell)
     console.print(out)
 
@@ -204,8 +234,8 @@ def log_line(line: Mapping[str, Any], *, with_time: bool = True) -> None:
     stamp = fmt_time(line.get("timestamp"))[11:] if with_time else ""
     style = LEVEL_STYLES.get(level_no, "")
     message = str(line.get("message", "")).rstrip("\n")
-    prefix = Text(f"{stamp} | {name:<7} | " if stamp else f"{name:<7} | ", style="dim")
-    console.print(prefix + Text(message, style=style), soft_wrap=True, highlight=False)
+    prefix = text(f"{stamp} | {name:<7} | " if stamp else f"{name:<7} | ", style="dim")
+    console.print(prefix + text(message, style=style), soft_wrap=True, highlight=False)
 
 
 def notebook(nb: Mapping[str, Any], *, outputs: bool = True) -> None:
@@ -223,9 +253,12 @@ def notebook(nb: Mapping[str, Any], *, outputs: bool = True) -> None:
         source = cell.get("source") or ""
         if isinstance(source, list):
             source = "".join(source)
+        source = clean(source)
         kind = cell.get("cell_type")
         tags = (cell.get("metadata") or {}).get("tags") or []
-        label = f"[{index}] {kind}" + (f"  tags: {', '.join(tags)}" if tags else "")
+        label = clean(
+            f"[{index}] {kind}" + (f"  tags: {', '.join(map(str, tags))}" if tags else "")
+        )
         if kind == "code":
             count += 1
             body: Any = Syntax(source, language, word_wrap=True)
@@ -234,23 +267,20 @@ def notebook(nb: Mapping[str, Any], *, outputs: bool = True) -> None:
         console.print(Panel(body, title=escape(label), title_align="left", border_style="dim"))
         if outputs and kind == "code":
             for item in cell.get("outputs") or []:
-                text = _output_text(item)
-                if text:
+                shown = _output_text(item)
+                if shown:
                     style = "red" if item.get("output_type") == "error" else ""
-                    console.print(Text(text.rstrip("\n"), style=style), soft_wrap=True)
+                    console.print(text(shown.rstrip("\n"), style=style), soft_wrap=True)
 
 
 def _output_text(item: Mapping[str, Any]) -> str:
-    import re
-
     kind = item.get("output_type")
     if kind == "stream":
         text = item.get("text") or ""
         return "".join(text) if isinstance(text, list) else str(text)
     if kind == "error":
         lines = item.get("traceback") or [f"{item.get('ename')}: {item.get('evalue')}"]
-        # Tracebacks carry ANSI colour codes; rich would print them literally.
-        return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(str(line) for line in lines))
+        return "\n".join(str(line) for line in lines)  # (its colour codes go with `clean`)
     data = item.get("data") or {}
     if "text/plain" in data:
         text = data["text/plain"]

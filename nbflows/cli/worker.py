@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from nbflows.cli import output as out
 from nbflows.cli.common import client
 from nbflows.client import Client
 from nbflows.errors import InvalidInput, NBFlowsError, NotFound
@@ -115,6 +116,7 @@ def build_workers(
         "limit": limit,
         "heartbeat_interval": heartbeat_interval,
         "grace": grace,
+        "echo": out.echo,  # what it says names runs: shown cleaned of escape sequences
     }
     return [
         get_worker_class(kind)(api, name=name, pools=served, **options)
