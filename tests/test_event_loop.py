@@ -36,6 +36,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("loop"),
         embedded_worker=False,
         env={"PYTHONASYNCIODEBUG": "1"},
+        # Kept whole (not cut to the default 16 MiB): the check is about storing all of it.
+        extra_args=["--NBFlowsExtension.max_notebook_size=67108864"],
     )
     try:
         yield server
