@@ -128,6 +128,16 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     ),
     (f"flow_runs/{RUN}/cancel", r.FlowRunCancel, {"post": {"summary": "Cancel a run"}}),
     (
+        f"flow_runs/{RUN}/heartbeat",
+        r.FlowRunHeartbeat,
+        {
+            "post": {
+                "summary": "A kernel's beat for its %%flow run",
+                "body": schemas.FlowRunHeartbeatRequest,
+            }
+        },
+    ),
+    (
         f"flow_runs/{RUN}/logs",
         r.FlowRunLogs,
         {

@@ -17,6 +17,7 @@ from nbflows.schemas import (
     ClaimRequest,
     DeploymentUpdate,
     DeployRequest,
+    FlowRunHeartbeatRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
@@ -255,6 +256,8 @@ class Heartbeat(NBFlowsHandler):
         with self.orch.notifier.subscribe([f"worker:{known_id}:{req.name}"]) as sub:
             pool_id, out = await self.orch.call(beat)
             self.orch.pool_ids[pool] = pool_id
+            if out["settled"]:
+                self.orch.notifier.notify(f"pool:{pool_id}")
             if not out["cancel"] and wait > 0 and pool_id == known_id:
                 await sub.wait(wait)
                 out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
@@ -452,6 +455,16 @@ class FlowRunState(NBFlowsHandler):
         self.reply(out)
 
 
+class FlowRunHeartbeat(NBFlowsHandler):
+    """A kernel's beat for one of its `%%flow` runs (created with `heartbeat_interval`)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        req = parse(FlowRunHeartbeatRequest, self.body())
+        self.reply(await self.orch.call(heartbeats.beat_flow_run, run_id, req.heartbeat_interval))
+
+
 class FlowRunCancel(NBFlowsHandler):
     @web.authenticated
     @authorized
@@ -524,7 +537,14 @@ class FlowRunNotebook(NBFlowsHandler):
             from nbflows.errors import InvalidInput
 
             raise InvalidInput("the body must be a notebook (nbformat JSON with 'cells')")
-        await self.orch.call(flow_runs.store_notebook, run_id, json.dumps(nb))
+        # A worker stores its attempt's notebook only while it holds the run (its fence).
+        worker = self.query("worker")
+        fence = self.query("fence", None, int)
+        await self.orch.call(
+            lambda s: flow_runs.store_notebook(
+                s, run_id, json.dumps(nb), worker=worker, fence=fence
+            )
+        )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)
 

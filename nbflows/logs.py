@@ -18,7 +18,14 @@ MAX_MESSAGE = 64 * 1024
 def write_logs(
     s: Session, run_id: str, lines: list[LogIn], limit: int = DEFAULT_LOG_LIMIT
 ) -> dict[str, Any]:
-    run = get_flow_run(s, run_id)
+    """Append lines to a run's log. Lines with a (fence, seq) already stored are skipped: a
+    worker replaying its buffer after an outage stores nothing twice."""
+    numbered = any(line.seq is not None for line in lines)
+    # Numbered writes of one run are serialized, so two replays of a batch cannot both pass
+    # the check below.
+    run = get_flow_run(s, run_id, lock=numbered)
+    if numbered:
+        lines = _unseen(s, run_id, lines)
     cap = _log_limit(s, run, limit)
     room = max(cap - run.log_count, 0)
     accepted = lines[:room]
@@ -31,6 +38,8 @@ def write_logs(
             "message": line.message[:MAX_MESSAGE],
             "cell_index": line.cell_index,
             "source": line.source,
+            "fence": line.fence if line.seq is not None else None,
+            "seq": line.seq,
         }
         for line in accepted
     ]
@@ -44,6 +53,8 @@ def write_logs(
                 "message": f"log limit of {cap} lines reached; later lines of this run are dropped",
                 "cell_index": None,
                 "source": "worker",
+                "fence": None,
+                "seq": None,
             }
         )
         run.logs_truncated = True
@@ -51,6 +62,32 @@ def write_logs(
         s.execute(insert(t.LogLine), rows)
         run.log_count += len(accepted)
     return {"accepted": len(accepted), "truncated": run.logs_truncated}
+
+
+def _unseen(s: Session, run_id: str, lines: list[LogIn]) -> list[LogIn]:
+    """`lines` without those whose (fence, seq) the run has already, or that repeat one."""
+    keys = {(line.fence, line.seq) for line in lines if line.seq is not None}
+    stored: set[tuple[int | None, int | None]] = set()
+    for fence in {f for f, _ in keys}:
+        seqs = [q for f, q in keys if f == fence]
+        stored.update(
+            s.execute(
+                select(t.LogLine.fence, t.LogLine.seq).where(
+                    t.LogLine.flow_run_id == run_id,
+                    t.LogLine.fence.is_(None) if fence is None else t.LogLine.fence == fence,
+                    t.LogLine.seq.between(min(seqs), max(seqs)),
+                )
+            ).all()
+        )
+    out = []
+    for line in lines:
+        if line.seq is not None:
+            key = (line.fence, line.seq)
+            if key in stored:
+                continue
+            stored.add(key)
+        out.append(line)
+    return out
 
 
 def _log_limit(s: Session, run: t.FlowRun, default: int) -> int:

@@ -97,6 +97,13 @@ class InteractiveRunCreate(Body):
     max_retries: int = Field(default=0, ge=0)
     retry_delay: float = Field(default=0.0, ge=0)
     description: str | None = None
+    #: The creator beats every this many seconds (`POST flow_runs/{id}/heartbeat`); the run
+    #: CRASHES after 3 missed beats. None: the run is not watched.
+    heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
+
+
+class FlowRunHeartbeatRequest(Body):
+    heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
 
 
 class SetState(Body):
@@ -106,6 +113,9 @@ class SetState(Body):
     retry: bool = False
     #: The reporting worker: refused (409) unless it still holds the run.
     worker: str | None = None
+    #: The fencing token its claim returned (required with `worker`): refused (409) unless it
+    #: is the run's current one.
+    fence: int | None = None
 
 
 class LogIn(BaseModel):
@@ -114,6 +124,9 @@ class LogIn(BaseModel):
     message: str
     cell_index: int | None = None
     source: str = "stdout"
+    #: The claim's fencing token and the line's number in it: a line sent twice is stored once.
+    fence: int | None = None
+    seq: int | None = Field(default=None, ge=0)
 
 
 class ClaimRequest(Body):
@@ -129,6 +142,10 @@ class HeartbeatRequest(Body):
     limit: int | None = None
     heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)
     wait: float = Field(default=0.0, ge=0, le=30)
+    #: run id -> the fencing token the worker holds it with.
+    fences: dict[str, int] = Field(default_factory=dict)
+    #: Why the worker cannot execute this pool's runs now (shown on the pool); None if it can.
+    problem: str | None = Field(default=None, max_length=2000)
 
 
 def parse(model: type[BaseModel], data: Any) -> Any:

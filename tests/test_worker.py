@@ -21,7 +21,7 @@ from nbflows.errors import InvalidInput
 from nbflows.workers import get_worker_class
 from nbflows.workers.process import ProcessWorker
 
-from .servers import DATA, Server
+from .servers import DATA, Server, start_server
 from .waiting import wait_for
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -362,6 +362,43 @@ def test_flow_cells_of_a_notebook_run_become_child_runs(server: Server) -> None:
 # -- standalone workers (bare_server) -----------------------------------------------------------
 
 
+@pytest.mark.slow
+def test_a_pool_type_that_cannot_be_served_stops_no_other_and_says_why(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path,
+        extra_args=[
+            "--NBFlowsExtension.embedded_worker_types=process",
+            "--NBFlowsExtension.embedded_worker_types=docker",
+        ],
+        env={"DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"},
+    )
+    try:
+        with server.client() as api:
+            api.create_work_pool("procs", "process")
+            api.create_work_pool("boxes", "docker")
+            deploy(server, "trivial.ipynb", "d", "procs")
+
+            run = api.create_flow_run_from_deployment("trivial/d", parameters={"x": 1})
+            done = api.watch_flow_run(run["id"], timeout=120)
+            assert state_of(done) == "COMPLETED", done["state"]
+
+            boxes = wait_for(
+                lambda: (p := api.read_work_pool("boxes"))["status_reason"] and p,
+                "the docker pool to say why it is not served",
+                timeout=60,
+            )
+        assert boxes["status"] == "NOT_READY" and boxes["workers_online"] == 0
+        assert "Docker engine" in boxes["status_reason"]
+        listed = server.cli("work-pool", "ls")
+        assert "Docker engine" in listed.stdout, listed.stdout
+        inspected = server.cli("work-pool", "inspect", "boxes")
+        assert "Docker engine" in inspected.stdout, inspected.stdout
+        # One line in the server log says so, not one per attempt.
+        assert server.log().count("no Docker engine reachable") == 1, server.log()
+    finally:
+        server.stop()
+
+
 def test_an_unknown_pool_is_a_clear_error(bare_server: Server) -> None:
     result = bare_server.cli("worker", "start", "--pool", "nope")
 
@@ -429,24 +466,30 @@ def test_the_runs_of_a_killed_worker_crash(
 
 
 @pytest.mark.slow
-def test_sigterm_cancels_what_outlives_the_grace_and_exits_0(
+def test_sigterm_hands_back_what_outlives_the_grace_and_exits_0(
     bare_server: Server, start_worker: Callable[..., Worker]
 ) -> None:
     copy_notebooks(bare_server, "worker_sleep.ipynb")
     with bare_server.client() as api:
         api.create_work_pool("p", "process")
-    deploy(bare_server, "worker_sleep.ipynb", "d", "p")
+    deploy(bare_server, "worker_sleep.ipynb", "d", "p", retries=0)
     worker = start_worker(bare_server, "--pool", "p", "--grace", "1")
     run_id = create_run(bare_server, "worker_sleep/d")
+    cancelled = create_run(bare_server, "worker_sleep/d")
     pid = kernel_pid(bare_server, run_id)
-
-    worker.process.send_signal(signal.SIGTERM)
-
-    assert worker.wait() == 0, worker.output()
+    kernel_pid(bare_server, cancelled)
     with bare_server.client() as api:
+        api.cancel_flow_run(cancelled)  # a user's cancellation stays one
+
+        worker.process.send_signal(signal.SIGTERM)
+
+        assert worker.wait() == 0, worker.output()
         run = api.read_flow_run(run_id)
-    assert state_of(run) == "CANCELLED", run["state"]
-    assert "SIGTERM" in run["state"]["message"]
+        assert state_of(api.read_flow_run(cancelled)) == "CANCELLED"
+    # Scheduled again for any worker, the attempt not counted (no retries were allowed).
+    assert state_of(run) == "SCHEDULED", run["state"]
+    assert run["attempt"] == 1 and run["worker_name"] is None
+    assert "handed back" in run["state"]["message"] and "SIGTERM" in run["state"]["message"]
     assert gone(pid)
 
 
