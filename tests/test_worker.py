@@ -12,13 +12,21 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 
+from nbflows import heartbeats
 from nbflows.errors import InvalidInput
+from nbflows.store import tables as t
+from nbflows.store.db import Database
+from nbflows.widgets.pool_picker import pool_info_html, pool_status
 from nbflows.workers import get_worker_class
+from nbflows.workers.base import default_worker_name
 from nbflows.workers.process import ProcessWorker
 
 from .servers import DATA, Server, start_server
@@ -174,6 +182,38 @@ def test_worker_types_come_from_entry_points() -> None:
     assert get_worker_class("process") is ProcessWorker
     with pytest.raises(InvalidInput, match=r"no worker for work pool type 'kubernetes'.*process"):
         get_worker_class("kubernetes")
+
+
+def test_default_worker_names_are_the_same_after_a_restart() -> None:
+    name = default_worker_name("process")
+    assert name == default_worker_name("process") and str(os.getpid()) not in name
+
+
+def test_dead_worker_rows_expire_and_cost_the_scheduler_pass_nothing(tmp_path: Path) -> None:
+    from nbflows.extension.lifecycle import scheduler_pass
+
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    long_ago = t.utcnow() - timedelta(seconds=heartbeats.OFFLINE_WORKER_TTL + 60)
+    recently = t.utcnow() - timedelta(minutes=5)
+    with db.session() as s:
+        pool = t.WorkPool(name="p", type="process", base_job_template={})
+        s.add(pool)
+        s.flush()
+        for name, beat in [("gone-long-ago", long_ago), ("gone-recently", recently)]:
+            s.add(
+                t.Worker(
+                    work_pool_id=pool.id,
+                    name=name,
+                    last_heartbeat=beat,
+                    online_until=beat + timedelta(seconds=15),
+                )
+            )
+    with db.session() as s:
+        scheduler_pass(s)
+    with db.session() as s:
+        names = set(s.scalars(select(t.Worker.name)))
+    db.dispose()
+    assert names == {"gone-recently"}  # shown OFFLINE for a while, then deleted
 
 
 # -- the embedded worker (server fixture) -------------------------------------------------------
@@ -393,6 +433,12 @@ def test_a_pool_type_that_cannot_be_served_stops_no_other_and_says_why(tmp_path:
         assert "Docker engine" in listed.stdout, listed.stdout
         inspected = server.cli("work-pool", "inspect", "boxes")
         assert "Docker engine" in inspected.stdout, inspected.stdout
+        page = httpx.get(
+            f"{server.url}nbflows/pools", headers={"Authorization": f"token {server.token}"}
+        )
+        assert "not served" in page.text and "Docker engine" in page.text
+        assert pool_status(boxes)[0] == "not served"
+        assert "Docker engine" in pool_info_html(boxes)
         # One line in the server log says so, not one per attempt.
         assert server.log().count("no Docker engine reachable") == 1, server.log()
     finally:
@@ -489,7 +535,8 @@ def test_sigterm_hands_back_what_outlives_the_grace_and_exits_0(
     # Scheduled again for any worker, the attempt not counted (no retries were allowed).
     assert state_of(run) == "SCHEDULED", run["state"]
     assert run["attempt"] == 1 and run["worker_name"] is None
-    assert "handed back" in run["state"]["message"] and "SIGTERM" in run["state"]["message"]
+    said = messages(bare_server, run_id, "worker")[-1]  # the state may be Late by now
+    assert "handed back" in said and "SIGTERM" in said
     assert gone(pid)
 
 

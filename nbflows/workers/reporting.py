@@ -114,7 +114,8 @@ class ServerLink:
                 return
             self._lost_at = time.monotonic()
         self._say(
-            f"lost the server at {self.client.api_url}: {exc}; trying again with backoff "
+            f"lost the server at {self.client.api_url}: {str(exc).rstrip('.')}; trying again "
+            "with backoff "
             "(running runs go on, their logs and results wait for the server)"
         )
 
