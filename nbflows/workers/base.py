@@ -553,7 +553,9 @@ class BaseWorker:
                     reporter.close()
             finally:
                 with self._slots:
-                    self._active.pop(claimed.id, None)
+                    # A retry of the run may have been claimed while this attempt reported.
+                    if self._active.get(claimed.id) is active:
+                        del self._active[claimed.id]
                     self._slots.notify_all()
 
     def _begin(self, active: _ActiveRun) -> bool:
@@ -701,19 +703,29 @@ class BaseWorker:
         # Each beat long-polls for `heartbeat_interval` seconds, so a cancellation arrives as
         # soon as it is asked for; the server records a beat when the request starts and ends.
         while not pool.stopped.is_set():
-            answer = self._beat(pool, wait=self.heartbeat_interval)
+            sent: dict[str, int | None] = {}
+            answer = self._beat(pool, wait=self.heartbeat_interval, sent=sent)
             if answer is None:
                 pool.stopped.wait(min(self.heartbeat_interval, MAX_BACKOFF))
                 continue
-            stopping = [run_id for run_id in answer.get("cancel") or [] if self._cancel(run_id)]
+            stopping = [
+                run_id
+                for run_id in answer.get("cancel") or []
+                if self._cancel(run_id, sent.get(run_id))
+            ]
             if stopping:  # those runs are being stopped; the next answer lists them again
                 pool.stopped.wait(0.2)
 
-    def _beat(self, pool: _ServedPool, wait: float = 0) -> dict[str, Any] | None:
+    def _beat(
+        self, pool: _ServedPool, wait: float = 0, sent: dict[str, int | None] | None = None
+    ) -> dict[str, Any] | None:
+        """One heartbeat for `pool`; `sent` receives the fence of each run it listed."""
         with self._slots:
             running = {
                 i: a.claimed.fence for i, a in self._active.items() if a.claimed.pool == pool.name
             }
+        if sent is not None:
+            sent.update(running)
         try:
             answer = self.client.heartbeat(
                 pool.name,
@@ -733,13 +745,15 @@ class BaseWorker:
         self.link.ok()
         return dict(answer or {})
 
-    def _cancel(self, run_id: str) -> bool:
-        """Stop a run the server says must stop; False when it does not execute here (the
-        server settles those itself)."""
+    def _cancel(self, run_id: str, fence: int | None) -> bool:
+        """Stop a run the server says must stop (as listed under `fence`); False when it does
+        not execute here (the server settles those itself) or runs under a newer claim."""
         with self._slots:
             active = self._active.get(run_id)
         if active is None or active.cancel_event.is_set():
             return False
+        if fence is not None and active.claimed.fence != fence:
+            return False  # the beat listed an earlier claim of the run: that one is over
         active.cancelled_by_user = active.stop_reason is None
         active.cancel_event.set()
         return True
