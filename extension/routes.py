@@ -261,6 +261,8 @@ class Heartbeat(NBFlowsHandler):
             if not out["cancel"] and wait > 0 and pool_id == known_id:
                 await sub.wait(wait)
                 out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
+                if out["settled"]:
+                    self.orch.notifier.notify(f"pool:{pool_id}")
         self.reply(out)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import nbformat
+import psutil
 import pytest
 from jupyter_client.manager import KernelManager
 from nbformat.v4 import new_code_cell, new_notebook
@@ -187,6 +188,32 @@ def test_a_worker_found_by_discovery_serves_on_after_a_restart_with_a_new_token(
     assert "_xsrf" not in output
     assert len(re.findall(r"lost the server", output)) == 1, output
     assert re.search(r"found the server again at .*new token", output), output
+
+
+@pytest.mark.slow
+def test_a_server_killed_with_9_takes_its_embedded_worker_along(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        [worker] = wait_for(
+            lambda: [
+                p
+                for p in psutil.Process(server.process.pid).children()
+                if "nbflows.cli.app" in p.cmdline()
+            ],
+            "the embedded worker process",
+            timeout=60,
+        )
+        server.process.kill()
+        server.process.wait()
+
+        # Else it would serve on beside the worker of the next server, under the same name.
+        try:
+            worker.wait(60)
+        except psutil.TimeoutExpired:
+            worker.kill()
+            pytest.fail("the embedded worker outlived its server by 60 s")
+    finally:
+        server.stop()
 
 
 # -- defect 9: states with no way out -----------------------------------------------------------
