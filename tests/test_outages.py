@@ -194,6 +194,9 @@ def test_a_worker_found_by_discovery_serves_on_after_a_restart_with_a_new_token(
 def test_a_server_killed_with_9_takes_its_embedded_worker_along(tmp_path: Path) -> None:
     server = start_server(tmp_path)
     try:
+        with server.client() as api:
+            api.create_work_pool("p", "process")
+            wait_for(lambda: api.list_workers("p"), "the embedded worker to serve", timeout=60)
         [worker] = wait_for(
             lambda: [
                 p
