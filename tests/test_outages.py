@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ import psutil
 import pytest
 from jupyter_client.manager import KernelManager
 from nbformat.v4 import new_code_cell, new_notebook
+from sqlalchemy import select
 
+from nbflows import heartbeats
+from nbflows.store import tables as t
+from nbflows.store.db import Database
+
+from .pg_support import postgres_server
 from .servers import NBFLOWS_ENV, Server, start_server
 from .waiting import wait_for
 
@@ -331,6 +338,144 @@ def test_a_flow_run_whose_kernel_is_killed_crashes(quick_server: Server) -> None
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty store on SQLite, and on PostgreSQL (the detector locks rows there)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+        yield db
+        db.dispose()
+        return
+    with postgres_server() as url:
+        db = Database(url)
+        yield db
+        db.dispose()
+
+
+def test_the_detector_ends_each_stuck_state_and_spares_the_living(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbflows.extension.lifecycle import scheduler_pass
+
+    now = t.utcnow()
+    monkeypatch.setattr(heartbeats, "_started", now - timedelta(hours=1))
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    with store.session() as s:
+        pool = t.WorkPool(name="p", type="process", base_job_template={})
+        s.add(pool)
+        s.flush()
+        for name, beat in [("dead", ago(60)), ("alive", now)]:
+            s.add(
+                t.Worker(
+                    work_pool_id=pool.id,
+                    name=name,
+                    last_heartbeat=beat,
+                    online_until=beat + timedelta(seconds=15),
+                    heartbeat_interval=5.0,
+                )
+            )
+
+        def run(name: str, state: str, worker: str | None, since: float, **more: Any) -> None:
+            s.add(
+                t.FlowRun(
+                    id=name,
+                    name=name,
+                    flow_name="f",
+                    kind=more.pop("kind", "deployment"),
+                    work_pool_id=pool.id,
+                    state_type=state,
+                    state_name=state.capitalize(),
+                    state_timestamp=ago(since),
+                    worker_name=worker,
+                    **more,
+                )
+            )
+
+        run("running-of-dead", "RUNNING", "dead", 100)
+        run("pending-of-dead", "PENDING", "dead", 100)
+        run("cancelling-of-dead", "CANCELLING", "dead", 100)
+        run("pending-of-never-beating", "PENDING", "ghost", 60)
+        run("just-claimed-by-ghost", "PENDING", "ghost", 1)
+        run("running-of-alive", "RUNNING", "alive", 1000)
+        run("cancelling-too-long", "CANCELLING", "alive", heartbeats.CANCELLING_TIMEOUT + 10)
+        run("silent-kernel", "RUNNING", None, 100, kind="interactive", heartbeat_deadline=ago(1))
+        run("beating-kernel", "RUNNING", None, 100, kind="interactive", heartbeat_deadline=ago(-10))
+        run(
+            "child-of-silent-kernel",
+            "RUNNING",
+            None,
+            100,
+            kind="interactive",
+            parent_run_id="silent-kernel",
+        )
+
+    with store.session() as s:
+        scheduler_pass(s)
+
+    with store.session() as s:
+        states = {r.id: r.state_type for r in s.scalars(select(t.FlowRun))}
+    assert states == {
+        "running-of-dead": "CRASHED",
+        "pending-of-dead": "SCHEDULED",  # never started: handed back
+        "cancelling-of-dead": "CANCELLED",
+        "pending-of-never-beating": "SCHEDULED",
+        "just-claimed-by-ghost": "PENDING",
+        "running-of-alive": "RUNNING",
+        "cancelling-too-long": "CANCELLED",
+        "silent-kernel": "CRASHED",
+        "beating-kernel": "RUNNING",
+        "child-of-silent-kernel": "CRASHED",
+    }
+
+
+def test_after_a_restart_workers_get_a_grace_before_any_verdict(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbflows.extension.lifecycle import scheduler_pass
+
+    now = t.utcnow()
+    monkeypatch.setattr(heartbeats, "_started", now - timedelta(seconds=5))  # just restarted
+    with store.session() as s:
+        pool = t.WorkPool(name="p", type="process", base_job_template={})
+        s.add(pool)
+        s.flush()
+        beat = now - timedelta(seconds=60)  # silent during the outage
+        s.add(
+            t.Worker(
+                work_pool_id=pool.id,
+                name="w",
+                last_heartbeat=beat,
+                online_until=beat + timedelta(seconds=15),
+                heartbeat_interval=5.0,
+            )
+        )
+        s.add(
+            t.FlowRun(
+                id="r",
+                name="r",
+                flow_name="f",
+                kind="deployment",
+                work_pool_id=pool.id,
+                state_type="RUNNING",
+                state_name="Running",
+                worker_name="w",
+                state_timestamp=now - timedelta(seconds=100),
+            )
+        )
+
+    with store.session() as s:
+        scheduler_pass(s)
+    with store.session() as s:
+        assert s.get(t.FlowRun, "r").state_type == "RUNNING"  # type: ignore[union-attr]
+
+    later = now - timedelta(seconds=5 + 3 * 5 + heartbeats.RESTART_GRACE + 1)
+    monkeypatch.setattr(heartbeats, "_started", later)  # the grace is over: still silent
+    with store.session() as s:
+        scheduler_pass(s)
+    with store.session() as s:
+        assert s.get(t.FlowRun, "r").state_type == "CRASHED"  # type: ignore[union-attr]
 
 
 # -- exactly once: fencing tokens -----------------------------------------------------------------
