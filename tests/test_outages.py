@@ -265,16 +265,20 @@ def run_state(server: Server, run_id: str) -> dict[str, Any]:
     return dict(ok(server.http("GET", f"flow_runs/{run_id}")))
 
 
+def wait_state(server: Server, run_id: str, states: set[str], what: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        run = run_state(server, run_id)
+        return run if state_of(run) in states else None
+
+    return wait_for(reached, what, timeout=90)
+
+
 def test_a_claim_never_followed_by_a_heartbeat_is_handed_back(quick_server: Server) -> None:
     run_id = pool_with_run(quick_server, "ghostly", concurrency_limit=1)
     [claimed] = claim(quick_server, "ghostly", "ghost")  # and never a heartbeat
     assert claimed["flow_run"]["id"] == run_id
 
-    run = wait_for(
-        lambda: (r := run_state(quick_server, run_id))["state"]["type"] == "SCHEDULED" and r,
-        "the silent worker's claim to be handed back",
-        timeout=90,
-    )
+    run = wait_state(quick_server, run_id, {"SCHEDULED"}, "the silent claim to be handed back")
 
     assert "handed back" in run["state"]["message"] and "ghost" in run["state"]["message"]
     assert run["attempt"] == 1 and run["worker_name"] is None
@@ -295,10 +299,8 @@ def test_a_cancelled_run_whose_worker_is_gone_ends_cancelled(quick_server: Serve
     )
     assert state_of(ok(quick_server.http("POST", f"flow_runs/{run_id}/cancel"))) == "CANCELLING"
 
-    run = wait_for(
-        lambda: (r := run_state(quick_server, run_id))["state"]["type"] in TERMINAL and r,
-        "the cancelled run of a vanished worker to end",
-        timeout=90,
+    run = wait_state(
+        quick_server, run_id, TERMINAL, "the cancelled run of a vanished worker to end"
     )
 
     assert state_of(run) == "CANCELLED"
