@@ -243,6 +243,17 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         {"post": {"summary": "Cancel a run", "responses": {200: s.FlowRunReply}}},
     ),
     (
+        f"flow_runs/{RUN}/heartbeat",
+        r.FlowRunHeartbeat,
+        {
+            "post": {
+                "summary": "A kernel's beat for its %%flow run",
+                "body": s.FlowRunHeartbeatRequest,
+                "responses": {200: s.FlowRunBeatReply},
+            }
+        },
+    ),
+    (
         f"flow_runs/{RUN}/logs",
         r.FlowRunLogs,
         {
@@ -265,6 +276,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {"summary": "Executed notebook", "responses": {200: s.Notebook}},
             "put": {
                 "summary": "Store the executed notebook",
+                "query": s.NotebookStoreQuery,
                 "body": s.Notebook,
                 "responses": {204: None},
             },

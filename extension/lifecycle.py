@@ -33,9 +33,7 @@ def scheduler_pass(s: Session) -> set[str]:
     changed: set[str] = set()
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()
-    for run in heartbeats.crash_runs_of_lost_workers(s):
-        if run.work_pool_id:
-            changed.add(run.work_pool_id)
+    changed |= heartbeats.settle_stuck_runs(s)
     return changed
 
 
@@ -94,6 +92,7 @@ class EmbeddedWorker:
             f"embedded-{socket.gethostname()}-{urlsplit(self.api_url).port}",
             "--grace",
             "10",
+            "--exit-with-parent",
             *self.args,
         ]
         self.process = subprocess.Popen(cmd, env=env)

@@ -21,12 +21,14 @@ from nbflows.schemas import (
     DeploymentsQuery,
     DeploymentUpdate,
     DeployRequest,
+    FlowRunHeartbeatRequest,
     FlowRunsQuery,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
     LogsQuery,
     Notebook,
+    NotebookStoreQuery,
     RunRequest,
     SetState,
     UpcomingQuery,
@@ -269,9 +271,13 @@ class Heartbeat(NBFlowsHandler):
         with self.orch.notifier.subscribe([f"worker:{known_id}:{req.name}"]) as sub:
             pool_id, out = await self.orch.call(beat)
             self.orch.pool_ids[pool] = pool_id
+            if out["settled"]:
+                self.orch.notifier.notify(f"pool:{pool_id}")
             if not out["cancel"] and wait > 0 and pool_id == known_id:
                 await sub.wait(wait)
                 out = await self.orch.call(lambda s: heartbeats.heartbeat(s, pool, req))
+                if out["settled"]:
+                    self.orch.notifier.notify(f"pool:{pool_id}")
         self.reply(out)
 
 
@@ -461,6 +467,16 @@ class FlowRunState(NBFlowsHandler):
         self.reply(out)
 
 
+class FlowRunHeartbeat(NBFlowsHandler):
+    """A kernel's beat for one of its `%%flow` runs (created with `heartbeat_interval`)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        req = parse(FlowRunHeartbeatRequest, await self.body())
+        self.reply(await self.orch.call(heartbeats.beat_flow_run, run_id, req.heartbeat_interval))
+
+
 class FlowRunCancel(NBFlowsHandler):
     @web.authenticated
     @authorized
@@ -526,7 +542,6 @@ class FlowRunNotebook(NBFlowsHandler):
     notebook: checked on the orchestrator's threads, or in a process of its own when big; the
     event loop only passes bytes on."""
 
-
     def compute_etag(self) -> str | None:
         return None  # hashing megabytes on the event loop, for a body nobody revalidates
 
@@ -543,12 +558,16 @@ class FlowRunNotebook(NBFlowsHandler):
         if self._body_size > limits.max_body_size:
             raise too_large("the request body", self._body_size, limits, "max_body_size")
         raw = bytes(self.request.body)
+        # A worker stores its attempt's notebook only while it holds the run (its fence).
+        q = self.query_args(NotebookStoreQuery)
+        worker, fence = q.worker, q.fence
         if len(raw) > limits.max_notebook_size:
             # Over the limit: decoded (on the threads) to cut its largest outputs.
             def cut(s: Session) -> None:
                 nb = load_json(raw)
                 parse(Notebook, nb, what="notebook")
-                flow_runs.store_notebook(s, run_id, executed_notebook_text(nb, limits))
+                text = executed_notebook_text(nb, limits)
+                flow_runs.store_notebook(s, run_id, text, worker=worker, fence=fence)
 
             await self.orch.call(cut)
         else:
@@ -559,7 +578,9 @@ class FlowRunNotebook(NBFlowsHandler):
                     raise InvalidInput(NOT_A_NOTEBOOK)
                 checked = True
             await self.orch.call(
-                lambda s: flow_runs.store_notebook(s, run_id, _notebook_text(raw, checked))
+                lambda s: flow_runs.store_notebook(
+                    s, run_id, _notebook_text(raw, checked), worker=worker, fence=fence
+                )
             )
         self.orch.notifier.notify(f"run:{run_id}")
         self.reply(None, 204)

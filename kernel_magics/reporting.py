@@ -22,6 +22,7 @@ as one line of the next `%%flow` cell.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import sys
 import threading
@@ -52,6 +53,10 @@ __all__ = [
 
 #: The mime type of the events a headless kernel puts into its output for the worker.
 EVENT_MIME_TYPE = "application/vnd.nbflows.event+json"
+
+#: Seconds between the beats a kernel sends for its open runs on the server; a run whose kernel
+#: misses 3 (killed, say) is CRASHED by the server.
+HEARTBEAT_INTERVAL = 5.0
 
 #: The run-level state message of a retry, shown while the run waits for its next attempt.
 _RETRY_NOTE = "attempt {attempt} failed: {reason}; retrying in {delay:g} s"
@@ -257,6 +262,8 @@ class ApiReporter(_QueuedReporter):
     The run is created (`POST flow_runs`, state RUNNING) when its first attempt starts, its log
     lines follow in batches, each attempt's end sets its state; a retry moves the run
     FAILED → SCHEDULED/AwaitingRetry, then RUNNING/Retrying when the next attempt starts.
+    Until its last attempt ends, another daemon thread beats for the run every
+    `HEARTBEAT_INTERVAL` seconds, so a run whose kernel dies does not stay RUNNING.
     """
 
     _thread_name = "nbflows-api-reporter"
@@ -264,9 +271,19 @@ class ApiReporter(_QueuedReporter):
     def __init__(self, client: Client) -> None:
         super().__init__()
         self._client = client
+        self._open: dict[str, FlowRunRecord] = {}
+        self._open_lock = threading.Lock()
+        self._beating: threading.Thread | None = None
 
     def start_run(self, run: FlowRunRecord) -> None:
         self._announce_problem()
+        with self._open_lock:
+            self._open[run.key] = run
+            if self._beating is None:
+                self._beating = threading.Thread(
+                    target=self._beat, name="nbflows-run-heartbeat", daemon=True
+                )
+                self._beating.start()
         self._outbox.put(("start", run, run.attempt))
 
     def log(self, run: FlowRunRecord, lines: list[LogLine]) -> None:
@@ -276,6 +293,19 @@ class ApiReporter(_QueuedReporter):
         self, run: FlowRunRecord, state: str, message: str | None, *, retrying: bool = False
     ) -> None:
         self._outbox.put(("finish", run, run.attempt, state, message, retrying))
+        if not retrying:
+            with self._open_lock:
+                self._open.pop(run.key, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_INTERVAL)
+            with self._open_lock:
+                ids = [r.id for r in self._open.values() if r.id is not None]
+            for run_id in ids:
+                # A missed beat is no problem (the server allows 3): nothing to announce.
+                with contextlib.suppress(Exception):
+                    self._client.heartbeat_flow_run(run_id, HEARTBEAT_INTERVAL)
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
         from nbflows.client import get_client
@@ -313,6 +343,7 @@ class ApiReporter(_QueuedReporter):
                     max_retries=run.max_retries,
                     retry_delay=run.retry_delay,
                     description=run.description,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
                 )
                 run.id = str(created["id"])
             elif run.id is not None:

@@ -61,6 +61,7 @@ def claim_next_runs(
                 state_message=f"claimed by worker '{worker}'",
                 state_timestamp=now,
                 worker_name=worker,
+                fence=t.FlowRun.fence + 1,  # a new fencing token for this claim
                 deployment_version=select(t.Deployment.version)
                 .where(t.Deployment.id == t.FlowRun.deployment_id)
                 .scalar_subquery(),
@@ -135,7 +136,13 @@ def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict
     """What workers need per run; deployments and merged job variables computed once per batch."""
     if not run_ids:
         return []
-    runs = list(s.scalars(select(t.FlowRun).where(t.FlowRun.id.in_(run_ids))))
+    runs = list(
+        s.scalars(
+            select(t.FlowRun)
+            .where(t.FlowRun.id.in_(run_ids))
+            .execution_options(populate_existing=True)
+        )
+    )
     runs.sort(key=lambda r: run_ids.index(r.id))
     deps: dict[str, t.Deployment] = {
         d.id: d
@@ -160,6 +167,8 @@ def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict
         out.append(
             {
                 "flow_run": body,
+                # Required on the worker's reports: they are refused once the run is not its own.
+                "fence": run.fence,
                 "deployment": dep_json.get(key),
                 "job_variables": variables,
                 "job_configuration": rendered,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -172,7 +173,7 @@ def get_client(url: str | None = None, token: str | None = None, timeout: float 
                     token = server.get("token") or None
                     root_dir = server.get("root_dir")
                     break
-        return Client(url, token=token, timeout=timeout, root_dir=root_dir)
+        return Client(url, token=token, timeout=timeout, root_dir=root_dir, relocate="same-url")
     servers = discover_servers()
     if not servers:
         raise NoServerError(_no_server_message("No running nbflows server was found"))
@@ -183,6 +184,7 @@ def get_client(url: str | None = None, token: str | None = None, timeout: float 
         token=explicit_token if explicit_token is not None else (server.get("token") or None),
         timeout=timeout,
         root_dir=server.get("root_dir"),
+        relocate="newest" if explicit_token is None else None,
     )
 
 
@@ -250,7 +252,12 @@ class Client:
     """A synchronous client of the nbflows REST API; one keep-alive connection pool.
 
     Methods return the parsed JSON of the response (`None` for 204). Use as a context manager or
-    call `close()`.
+    call `close()`. Thread-safe.
+
+    `relocate` lets the client find its server again when it cannot be reached or refuses the
+    token (it restarted with a new one): `"same-url"` takes the token of the running server of
+    this user at the same URL, `"newest"` (a client made by discovery) that one, else the
+    newest running server. `generation` counts the moves.
     """
 
     def __init__(
@@ -260,16 +267,53 @@ class Client:
         timeout: float = 30,
         *,
         root_dir: str | None = None,
+        relocate: str | None = None,
     ) -> None:
-        self.api_url = _ensure_slash(api_url)
-        self.token = token
         self.timeout = timeout
         #: The server's root directory when known from discovery (else ask `health()`).
         self.root_dir = root_dir
+        self.relocate = relocate
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._looked_at = 0.0
+        self._retired: list[httpx.Client] = []
+        self._point_at(api_url, token)
+
+    def _point_at(self, api_url: str, token: str | None) -> None:
+        self.api_url = _ensure_slash(api_url)
+        self.token = token
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"token {token}"
-        self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=self.timeout)
+
+    def _found_again(self, generation: int) -> bool:
+        """After a failed or refused request: look for the server again (see `relocate`); True
+        when requests now go elsewhere, so the failed one is worth sending again."""
+        if self.relocate is None:
+            return False
+        with self._lock:
+            if self.generation != generation:
+                return True  # another thread has moved the client meanwhile
+            now = time.monotonic()
+            if now - self._looked_at < 1.0:  # a down server must not cost a scan per request
+                return False
+            self._looked_at = now
+            servers = discover_servers()
+            here = [x for x in servers if _same_server(self.api_url, x.api_url)]
+            # The same server restarted is preferred; found by discovery, any newest one will do.
+            servers = here or (servers if self.relocate == "newest" else [])
+            if not servers:
+                return False
+            url = self.api_url if here else servers[0].api_url
+            token = servers[0].get("token") or None
+            if (url, token) == (self.api_url, self.token):
+                return False
+            self._retired.append(self._http)  # other threads may still be using it
+            self._point_at(url, token)
+            self.root_dir = servers[0].get("root_dir") or self.root_dir
+            self.generation += 1
+            return True
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -280,7 +324,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        for http in [*self._retired, self._http]:
+            http.close()
 
     def __repr__(self) -> str:
         return f"Client({self.api_url!r})"
@@ -308,19 +353,15 @@ class Client:
             kwargs["params"] = _drop_none(params)
         if timeout is not None:
             kwargs["timeout"] = timeout
+        generation = self.generation
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise NoServerError(
-                _no_server_message(f"Cannot connect to the nbflows server at {self.api_url}")
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise APIError(
-                f"{method} {self.api_url}{path} timed out ({type(exc).__name__}); "
-                "the server is running but did not answer in time"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise APIError(f"{method} {self.api_url}{path} failed: {exc}") from exc
+            response = self._send(method, path, kwargs)
+        except NoServerError:
+            if not self._found_again(generation):
+                raise
+            response = self._send(method, path, kwargs)
+        if response.status_code in (401, 403) and self._found_again(generation):
+            response = self._send(method, path, kwargs)
         if response.status_code >= 400:
             raise error_from_response(response)
         if response.status_code == 204 or not response.content:
@@ -335,6 +376,21 @@ class Client:
                 status=response.status_code,
                 text=response.text,
             ) from exc
+
+    def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise NoServerError(
+                _no_server_message(f"Cannot connect to the nbflows server at {self.api_url}")
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise APIError(
+                f"{method} {self.api_url}{path} timed out ({type(exc).__name__}); "
+                "the server is running but did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise APIError(f"{method} {self.api_url}{path} failed: {exc}") from exc
 
     def _get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
@@ -469,13 +525,21 @@ class Client:
         limit: int | None = None,
         heartbeat_interval: float | None = None,
         wait: float = 0,
+        fences: Mapping[str, int] | None = None,
+        problem: str | None = None,
     ) -> dict[str, Any]:
-        """Report the runs this worker is executing; the answer lists runs it must cancel.
+        """Report the runs this worker is executing (`fences`: the fencing token of each); the
+        answer lists runs it must cancel. `problem` says why the worker cannot execute the
+        pool's runs now (shown on the pool).
 
         With `wait`, the server holds the request up to that long and answers as soon as one of
         the worker's runs is to be cancelled (so cancellation does not wait for the next beat).
         """
         body: dict[str, Any] = {"name": worker, "running": list(running)}
+        if fences:
+            body["fences"] = dict(fences)
+        if problem is not None:
+            body["problem"] = problem
         if limit is not None:
             body["limit"] = limit
         if heartbeat_interval is not None:
@@ -613,13 +677,22 @@ class Client:
         message: str | None = None,
         retry: bool = False,
         worker: str | None = None,
+        fence: int | None = None,
     ) -> dict[str, Any]:
-        """Change a run's state; a `worker` reporting is refused (Conflict) once it no longer
-        holds the run (it was crashed and retried elsewhere, say)."""
-        body = _drop_none({"type": type, "name": name, "message": message, "worker": worker})
+        """Change a run's state; a `worker` reporting (with the `fence` its claim returned) is
+        refused (Conflict) once it no longer holds the run (it was crashed and retried
+        elsewhere, say)."""
+        body = _drop_none(
+            {"type": type, "name": name, "message": message, "worker": worker, "fence": fence}
+        )
         if retry:
             body["retry"] = True
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/set_state", body))
+
+    def heartbeat_flow_run(self, id: str, heartbeat_interval: float) -> dict[str, Any]:
+        """A beat for a run created with `heartbeat_interval` (a kernel's `%%flow` run)."""
+        body = {"heartbeat_interval": heartbeat_interval}
+        return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/heartbeat", body))
 
     def cancel_flow_run(self, id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/cancel"))
@@ -655,8 +728,18 @@ class Client:
     def read_flow_run_notebook(self, id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._get(f"flow_runs/{_seg(id)}/notebook"))
 
-    def write_flow_run_notebook(self, id: str, nb: Mapping[str, Any]) -> Any:
-        return self.request("PUT", f"flow_runs/{_seg(id)}/notebook", json_body=dict(nb))
+    def write_flow_run_notebook(
+        self,
+        id: str,
+        nb: Mapping[str, Any],
+        worker: str | None = None,
+        fence: int | None = None,
+    ) -> Any:
+        """Store a run's executed notebook; a `worker`'s only while it holds the run (`fence`)."""
+        params = {"worker": worker, "fence": fence}
+        return self.request(
+            "PUT", f"flow_runs/{_seg(id)}/notebook", json_body=dict(nb), params=params
+        )
 
     def watch_flow_run(
         self,

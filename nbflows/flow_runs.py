@@ -83,6 +83,8 @@ def _run_with_key(s: Session, deployment_id: str, key: str) -> t.FlowRun | None:
 
 
 def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
+    from .heartbeats import MISSED_BEATS
+
     now = t.utcnow()
     state = StateType(req.state)
     run = t.FlowRun(
@@ -101,6 +103,8 @@ def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
         expected_start_time=now,
         start_time=now if state is StateType.RUNNING else None,
     )
+    if req.heartbeat_interval is not None:
+        run.heartbeat_deadline = now + timedelta(seconds=MISSED_BEATS * req.heartbeat_interval)
     s.add(run)
     s.flush()
     return run
@@ -163,15 +167,37 @@ def set_state(s: Session, run_id: str, req: SetState) -> t.FlowRun:
         valid = ", ".join(x.value for x in StateType)
         raise InvalidInput(f"unknown state '{req.type}'; valid states: {valid}") from None
     run = get_flow_run(s, run_id, lock=True)
-    if req.worker is not None and run.worker_name != req.worker:
-        holder = f"worker '{run.worker_name}'" if run.worker_name else "no worker"
-        raise Conflict(
-            f"worker '{req.worker}' no longer holds run '{run_id}' ({run.state_type}, held by "
-            f"{holder}); its report is refused"
-        )
-    transition(run, proposed, name=req.name, message=req.message, retry=req.retry)
+    if req.worker is not None:
+        check_holder(run, req.worker, req.fence)
+        if run.state_type == proposed.value and req.name in (None, run.state_name):
+            # The same report again (its answer was lost, say): already recorded.
+            return run
+    transition(
+        run,
+        proposed,
+        name=req.name,
+        message=req.message,
+        retry=req.retry,
+        hand_back=req.worker is not None,
+    )
     s.flush()
     return run
+
+
+def check_holder(run: t.FlowRun, worker: str, fence: int | None) -> None:
+    """Refuse (409) a report of `worker` unless it holds the run under fencing token `fence`:
+    the results of an attempt are accepted from the claim that started it only."""
+    if fence is None:
+        raise InvalidInput(
+            f"worker '{worker}' sent no fence: a worker's report must carry the fencing token "
+            "its claim returned"
+        )
+    if run.worker_name != worker or run.fence != fence:
+        holder = f"worker '{run.worker_name}'" if run.worker_name else "no worker"
+        raise Conflict(
+            f"worker '{worker}' no longer holds run '{run.id}' (fence {fence}; the run is "
+            f"{run.state_type}, held by {holder} under fence {run.fence}); its report is refused"
+        )
 
 
 def transition(
@@ -181,10 +207,13 @@ def transition(
     name: str | None = None,
     message: str | None = None,
     retry: bool = False,
+    hand_back: bool = False,
 ) -> None:
-    """Apply one state change to a loaded run: the only place that writes a run's state."""
+    """Apply one state change to a loaded run: the only place that writes a run's state.
+
+    `hand_back`: the holding worker gives a RUNNING run back (see `check_transition`)."""
     current = StateType(run.state_type)
-    state_name = check_transition(current, proposed, name=name, retry=retry)
+    state_name = check_transition(current, proposed, name=name, retry=retry, hand_back=hand_back)
     now = t.utcnow()
     run.state_type = proposed.value
     run.state_name = state_name
@@ -194,14 +223,17 @@ def transition(
         run.start_time = now
     if proposed.is_terminal:
         run.end_time = now
+        run.heartbeat_deadline = None
     if retry:
         run.attempt += 1
         run.worker_name = None
         run.start_time = None
         run.end_time = None
         run.expected_start_time = now + timedelta(seconds=run.retry_delay)
-    elif proposed is StateType.SCHEDULED and current is StateType.PENDING:
+    elif proposed is StateType.SCHEDULED and current in (StateType.PENDING, StateType.RUNNING):
+        # Handed back: scheduled again for any worker, the attempt not counted.
         run.worker_name = None
+        run.start_time = None
     retries_left = run.kind == "deployment" and run.attempt <= run.max_retries
     if proposed in (StateType.FAILED, StateType.CRASHED) and retries_left:
         transition(run, StateType.SCHEDULED, message=_retry_message(run, message), retry=True)
@@ -278,8 +310,13 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
     return out
 
 
-def store_notebook(s: Session, run_id: str, notebook: str) -> None:
-    run = get_flow_run(s, run_id)
+def store_notebook(
+    s: Session, run_id: str, notebook: str, *, worker: str | None = None, fence: int | None = None
+) -> None:
+    """Keep the executed notebook of a run; a worker's is refused unless it holds the run."""
+    run = get_flow_run(s, run_id, lock=worker is not None)
+    if worker is not None:
+        check_holder(run, worker, fence)
     row = s.get(t.FlowRunNotebook, run_id)
     if row is None:
         s.add(t.FlowRunNotebook(flow_run_id=run_id, notebook=notebook))

@@ -24,11 +24,18 @@ def write_logs(
 ) -> dict[str, Any]:
     """Append `lines` to the run's log, within its caps: `log_limit` lines (see `_log_limit`),
     each line cut to `max_log_line` characters, and `max_run_output` characters in all. The
-    first cap reached is said in one last line; later lines are dropped."""
+    first cap reached is said in one last line; later lines are dropped. Lines with a
+    (fence, seq) already stored are skipped: a worker replaying its buffer after an outage
+    stores nothing twice."""
     limits = limits or Limits()
-    run = get_flow_run(s, run_id)
+    numbered = any(line.seq is not None for line in lines)
+    # Numbered writes of one run are serialized, so two replays of a batch cannot both pass
+    # the check below.
+    run = get_flow_run(s, run_id, lock=numbered)
     if run.logs_truncated:
         return {"accepted": 0, "truncated": True}
+    if numbered:
+        lines = _unseen(s, run_id, lines)
     cap = _log_limit(s, run, limit)
     room = max(cap - run.log_count, 0)
     used = _output_used(s, run, len(lines), limits)
@@ -52,6 +59,8 @@ def write_logs(
                 "message": message,
                 "cell_index": line.cell_index,
                 "source": line.source,
+                "fence": line.fence if line.seq is not None else None,
+                "seq": line.seq,
             }
         )
     accepted = len(rows)
@@ -64,6 +73,8 @@ def write_logs(
                 "message": note,
                 "cell_index": None,
                 "source": "worker",
+                "fence": None,
+                "seq": None,
             }
         )
         run.logs_truncated = True
@@ -84,6 +95,32 @@ def _output_used(s: Session, run: t.FlowRun, adding: int, limits: Limits) -> int
         )
     )
     return int(total or 0)
+
+
+def _unseen(s: Session, run_id: str, lines: list[LogIn]) -> list[LogIn]:
+    """`lines` without those whose (fence, seq) the run has already, or that repeat one."""
+    keys = {(line.fence, line.seq) for line in lines if line.seq is not None}
+    stored: set[tuple[int | None, int | None]] = set()
+    for fence in {f for f, _ in keys}:
+        seqs = [q for f, q in keys if f == fence]
+        stored.update(
+            s.execute(
+                select(t.LogLine.fence, t.LogLine.seq).where(
+                    t.LogLine.flow_run_id == run_id,
+                    t.LogLine.fence.is_(None) if fence is None else t.LogLine.fence == fence,
+                    t.LogLine.seq.between(min(seqs), max(seqs)),
+                )
+            ).all()
+        )
+    out = []
+    for line in lines:
+        if line.seq is not None:
+            key = (line.fence, line.seq)
+            if key in stored:
+                continue
+            stored.add(key)
+        out.append(line)
+    return out
 
 
 def _log_limit(s: Session, run: t.FlowRun, default: int) -> int:

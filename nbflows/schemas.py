@@ -244,6 +244,15 @@ class InteractiveRunCreate(Body):
     max_retries: Count = 0
     retry_delay: Seconds = 0.0
     description: Text | None = None
+    #: The creator beats every this many seconds (`POST flow_runs/{id}/heartbeat`); the run
+    #: CRASHES after 3 missed beats. None: the run is not watched.
+    heartbeat_interval: Annotated[float, Field(gt=0, le=3600), BeforeValidator(_number)] | None = (
+        None
+    )
+
+
+class FlowRunHeartbeatRequest(Body):
+    heartbeat_interval: Annotated[float, Field(gt=0, le=3600), BeforeValidator(_number)] = 5.0
 
 
 class SetState(Body):
@@ -253,6 +262,9 @@ class SetState(Body):
     retry: StrictBool = False
     #: The reporting worker: refused (409) unless it still holds the run.
     worker: Text | None = Field(default=None, max_length=200)
+    #: The fencing token its claim returned (required with `worker`): refused (409) unless it
+    #: is the run's current one.
+    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = None
 
 
 class LogIn(Body):
@@ -261,6 +273,9 @@ class LogIn(Body):
     message: str
     cell_index: Count | None = None
     source: Text = Field(default="stdout", max_length=20)
+    #: The claim's fencing token and the line's number in it: a line sent twice is stored once.
+    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = None
+    seq: Count | None = None
 
     @field_validator("message", mode="before")
     @classmethod
@@ -284,6 +299,10 @@ class HeartbeatRequest(Body):
         None
     )
     wait: Float = Field(default=0.0, ge=0, le=30)
+    #: run id -> the fencing token the worker holds it with.
+    fences: dict[Text, Annotated[int, Field(ge=MIN_INT, le=MAX_INT)]] = Field(default_factory=dict)
+    #: Why the worker cannot execute this pool's runs now (shown on the pool); None if it can.
+    problem: Text | None = Field(default=None, max_length=2000)
 
 
 # ---- query strings ------------------------------------------------------------------------------
@@ -307,6 +326,17 @@ class DeploymentsQuery(Query):
 class DeploymentNotebookQuery(Query):
     version: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
         default=None, description="A version of the frozen notebook; the latest by default."
+    )
+
+
+class NotebookStoreQuery(Query):
+    worker: QueryText | None = Field(
+        default=None,
+        max_length=200,
+        description="The storing worker (refused unless it holds the run).",
+    )
+    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = Field(
+        default=None, description="The fencing token of the worker's claim."
     )
 
 
@@ -420,6 +450,9 @@ class WorkPoolReply(Reply):
     queues: list[WorkQueueReply]
     workers_online: int
     running_runs: int
+    status_reason: str | None = Field(
+        default=None, description="Why the pool's runs cannot be executed now, if they cannot."
+    )
     created: Timestamp | None
     updated: Timestamp | None
 
@@ -437,6 +470,11 @@ class WorkerReply(Reply):
 class HeartbeatReply(Reply):
     cancel: list[str] = Field(description="Ids of the worker's runs it must cancel.")
     heartbeat_interval: float
+
+
+class FlowRunBeatReply(Reply):
+    id: str
+    state: JSONObject
 
 
 class ScheduleReply(Reply):

@@ -59,13 +59,26 @@ def default_name(state: StateType) -> str:
 
 
 def check_transition(
-    current: StateType, proposed: StateType, *, name: str | None = None, retry: bool = False
+    current: StateType,
+    proposed: StateType,
+    *,
+    name: str | None = None,
+    retry: bool = False,
+    hand_back: bool = False,
 ) -> str:
     """Raise `Conflict` unless `current -> proposed` is legal; return the state name to store.
 
     A terminal run never changes again, except by an explicit retry (`retry=True`), which moves a
-    FAILED or CRASHED run back to SCHEDULED/AwaitingRetry as a new attempt.
+    FAILED or CRASHED run back to SCHEDULED/AwaitingRetry as a new attempt. The worker holding a
+    RUNNING run may hand it back (`hand_back=True`): SCHEDULED again, the attempt not counted.
     """
+    if (
+        hand_back
+        and current is S.RUNNING
+        and proposed is S.SCHEDULED
+        and name in (None, "Scheduled")
+    ):
+        return "Scheduled"
     state_name = name or default_name(proposed)
     if state_name not in STATE_NAMES[proposed]:
         valid = ", ".join(STATE_NAMES[proposed])

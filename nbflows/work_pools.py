@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -147,11 +146,13 @@ def delete_work_queue(s: Session, pool_name: str, name: str) -> None:
 
 
 def online_workers(s: Session, pool: t.WorkPool) -> list[t.Worker]:
-    workers = s.scalars(select(t.Worker).where(t.Worker.work_pool_id == pool.id)).all()
-    now = t.utcnow()
-    return [
-        w for w in workers if now - w.last_heartbeat <= timedelta(seconds=3 * w.heartbeat_interval)
-    ]
+    return list(
+        s.scalars(
+            select(t.Worker).where(
+                t.Worker.work_pool_id == pool.id, t.Worker.online_until > t.utcnow()
+            )
+        )
+    )
 
 
 def work_pool_json(s: Session, pool: t.WorkPool) -> dict[str, Any]:
@@ -160,8 +161,15 @@ def work_pool_json(s: Session, pool: t.WorkPool) -> dict[str, Any]:
         .select_from(t.FlowRun)
         .where(t.FlowRun.work_pool_id == pool.id, t.FlowRun.state_type.in_(ACTIVE_STATES))
     )
-    online = len(online_workers(s, pool))
+    workers = online_workers(s, pool)
+    # Workers that are online but cannot execute runs (their infrastructure is missing) do not
+    # serve the pool; what they say is why it is not ready.
+    online = sum(w.problem is None for w in workers)
     status = "PAUSED" if pool.paused else ("READY" if online else "NOT_READY")
+    reason = None
+    if status == "NOT_READY":
+        problems = sorted({f"worker '{w.name}': {w.problem}" for w in workers if w.problem})
+        reason = "; ".join(problems) or None
     return {
         "id": pool.id,
         "name": pool.name,
@@ -171,6 +179,8 @@ def work_pool_json(s: Session, pool: t.WorkPool) -> dict[str, Any]:
         "concurrency_limit": pool.concurrency_limit,
         "paused": pool.paused,
         "status": status,
+        #: Why a NOT_READY pool's runs cannot start (e.g. "no Docker engine reachable ...").
+        "status_reason": reason,
         "queues": [work_queue_json(q, pool.name) for q in pool.queues],
         "workers_online": online,
         "running_runs": running or 0,

@@ -746,13 +746,13 @@ def test_reports_of_a_worker_that_lost_its_run_are_refused(srv: Server) -> None:
     make_pool(srv, "lost")
     d = ok(deploy(srv, path="trivial.ipynb", name="lost", work_pool_name="lost", retries=1), 201)
     run = new_run(srv, d)
-    claim(srv, "lost", worker="a")
-    ok(set_state(srv, run["id"], "RUNNING", worker="a"))
+    [a] = claim(srv, "lost", worker="a")
+    ok(set_state(srv, run["id"], "RUNNING", worker="a", fence=a["fence"]))
     # Worker a is cut off: its attempt is crashed and retried, and worker b takes it.
     retried = ok(set_state(srv, run["id"], "CRASHED", message="worker 'a' stopped heartbeating"))
     assert retried["state"]["name"] == "AwaitingRetry" and retried["attempt"] == 2
-    claim(srv, "lost", worker="b")
-    ok(set_state(srv, run["id"], "RUNNING", worker="b"))
+    [b] = claim(srv, "lost", worker="b")
+    ok(set_state(srv, run["id"], "RUNNING", worker="b", fence=b["fence"]))
     # a comes back still running attempt 1: told to stop, and its report changes nothing.
     beat = ok(
         srv.http(
@@ -760,7 +760,9 @@ def test_reports_of_a_worker_that_lost_its_run_are_refused(srv: Server) -> None:
         )
     )
     assert beat["cancel"] == [run["id"]]
-    error(set_state(srv, run["id"], "COMPLETED", worker="a"), 409, "no longer holds")
+    error(
+        set_state(srv, run["id"], "COMPLETED", worker="a", fence=a["fence"]), 409, "no longer holds"
+    )
     assert ok(srv.http("GET", f"flow_runs/{run['id']}"))["state"]["type"] == "RUNNING"
     beat = ok(
         srv.http(

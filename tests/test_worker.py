@@ -12,16 +12,24 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 
+from nbflows import heartbeats
 from nbflows.errors import InvalidInput
+from nbflows.store import tables as t
+from nbflows.store.db import Database
+from nbflows.widgets.pool_picker import pool_info_html, pool_status
 from nbflows.workers import get_worker_class
+from nbflows.workers.base import default_worker_name
 from nbflows.workers.process import ProcessWorker
 
-from .servers import DATA, Server
+from .servers import DATA, Server, start_server
 from .waiting import wait_for
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -174,6 +182,38 @@ def test_worker_types_come_from_entry_points() -> None:
     assert get_worker_class("process") is ProcessWorker
     with pytest.raises(InvalidInput, match=r"no worker for work pool type 'kubernetes'.*process"):
         get_worker_class("kubernetes")
+
+
+def test_default_worker_names_are_the_same_after_a_restart() -> None:
+    name = default_worker_name("process")
+    assert name == default_worker_name("process") and str(os.getpid()) not in name
+
+
+def test_dead_worker_rows_expire_and_cost_the_scheduler_pass_nothing(tmp_path: Path) -> None:
+    from nbflows.extension.lifecycle import scheduler_pass
+
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    long_ago = t.utcnow() - timedelta(seconds=heartbeats.OFFLINE_WORKER_TTL + 60)
+    recently = t.utcnow() - timedelta(minutes=5)
+    with db.session() as s:
+        pool = t.WorkPool(name="p", type="process", base_job_template={})
+        s.add(pool)
+        s.flush()
+        for name, beat in [("gone-long-ago", long_ago), ("gone-recently", recently)]:
+            s.add(
+                t.Worker(
+                    work_pool_id=pool.id,
+                    name=name,
+                    last_heartbeat=beat,
+                    online_until=beat + timedelta(seconds=15),
+                )
+            )
+    with db.session() as s:
+        scheduler_pass(s)
+    with db.session() as s:
+        names = set(s.scalars(select(t.Worker.name)))
+    db.dispose()
+    assert names == {"gone-recently"}  # shown OFFLINE for a while, then deleted
 
 
 # -- the embedded worker (server fixture) -------------------------------------------------------
@@ -362,6 +402,49 @@ def test_flow_cells_of_a_notebook_run_become_child_runs(server: Server) -> None:
 # -- standalone workers (bare_server) -----------------------------------------------------------
 
 
+@pytest.mark.slow
+def test_a_pool_type_that_cannot_be_served_stops_no_other_and_says_why(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path,
+        extra_args=[
+            "--NBFlowsExtension.embedded_worker_types=process",
+            "--NBFlowsExtension.embedded_worker_types=docker",
+        ],
+        env={"DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"},
+    )
+    try:
+        with server.client() as api:
+            api.create_work_pool("procs", "process")
+            api.create_work_pool("boxes", "docker")
+            deploy(server, "trivial.ipynb", "d", "procs")
+
+            run = api.create_flow_run_from_deployment("trivial/d", parameters={"x": 1})
+            done = api.watch_flow_run(run["id"], timeout=120)
+            assert state_of(done) == "COMPLETED", done["state"]
+
+            boxes = wait_for(
+                lambda: (p := api.read_work_pool("boxes"))["status_reason"] and p,
+                "the docker pool to say why it is not served",
+                timeout=60,
+            )
+        assert boxes["status"] == "NOT_READY" and boxes["workers_online"] == 0
+        assert "Docker engine" in boxes["status_reason"]
+        listed = server.cli("work-pool", "ls")
+        assert "Docker engine" in listed.stdout, listed.stdout
+        inspected = server.cli("work-pool", "inspect", "boxes")
+        assert "Docker engine" in inspected.stdout, inspected.stdout
+        page = httpx.get(
+            f"{server.url}nbflows/pools", headers={"Authorization": f"token {server.token}"}
+        )
+        assert "not served" in page.text and "Docker engine" in page.text
+        assert pool_status(boxes)[0] == "not served"
+        assert "Docker engine" in pool_info_html(boxes)
+        # One line in the server log says so, not one per attempt.
+        assert server.log().count("no Docker engine reachable") == 1, server.log()
+    finally:
+        server.stop()
+
+
 def test_an_unknown_pool_is_a_clear_error(bare_server: Server) -> None:
     result = bare_server.cli("worker", "start", "--pool", "nope")
 
@@ -429,24 +512,31 @@ def test_the_runs_of_a_killed_worker_crash(
 
 
 @pytest.mark.slow
-def test_sigterm_cancels_what_outlives_the_grace_and_exits_0(
+def test_sigterm_hands_back_what_outlives_the_grace_and_exits_0(
     bare_server: Server, start_worker: Callable[..., Worker]
 ) -> None:
     copy_notebooks(bare_server, "worker_sleep.ipynb")
     with bare_server.client() as api:
         api.create_work_pool("p", "process")
-    deploy(bare_server, "worker_sleep.ipynb", "d", "p")
+    deploy(bare_server, "worker_sleep.ipynb", "d", "p", retries=0)
     worker = start_worker(bare_server, "--pool", "p", "--grace", "1")
     run_id = create_run(bare_server, "worker_sleep/d")
+    cancelled = create_run(bare_server, "worker_sleep/d")
     pid = kernel_pid(bare_server, run_id)
-
-    worker.process.send_signal(signal.SIGTERM)
-
-    assert worker.wait() == 0, worker.output()
+    kernel_pid(bare_server, cancelled)
     with bare_server.client() as api:
+        api.cancel_flow_run(cancelled)  # a user's cancellation stays one
+
+        worker.process.send_signal(signal.SIGTERM)
+
+        assert worker.wait() == 0, worker.output()
         run = api.read_flow_run(run_id)
-    assert state_of(run) == "CANCELLED", run["state"]
-    assert "SIGTERM" in run["state"]["message"]
+        assert state_of(api.read_flow_run(cancelled)) == "CANCELLED"
+    # Scheduled again for any worker, the attempt not counted (no retries were allowed).
+    assert state_of(run) == "SCHEDULED", run["state"]
+    assert run["attempt"] == 1 and run["worker_name"] is None
+    said = messages(bare_server, run_id, "worker")[-1]  # the state may be Late by now
+    assert "handed back" in said and "SIGTERM" in said
     assert gone(pid)
 
 

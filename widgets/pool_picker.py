@@ -1,7 +1,7 @@
 """`pool_picker()`: a dropdown of the server's work pools, with what a user needs to choose one.
 
-Each pool shows its type, its status (ready / paused / no worker), its queues and its running
-runs. `.value` is the chosen pool's name, so `work_pool_name=picker.value` reads naturally.
+Each pool shows its type, its status (ready / paused / no worker / not served, with why), its
+queues and its running runs. `.value` is the chosen pool's name, so `work_pool_name=picker.value` reads naturally.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ _STATUS = {
 
 
 def pool_status(pool: dict[str, Any]) -> tuple[str, str]:
-    """(words, colour) of a pool's status: ready, paused or no worker."""
+    """(words, colour) of a pool's status: ready, paused, no worker, or not served (a worker
+    is there but cannot execute its runs: `status_reason` says why)."""
+    if pool.get("status") == "NOT_READY" and pool.get("status_reason"):
+        return ("not served", "#c62828")
     return _STATUS.get(
         str(pool.get("status")), (str(pool.get("status") or "unknown").lower(), "#757575")
     )
@@ -56,6 +59,8 @@ def pool_info_html(pool: dict[str, Any]) -> str:
     if pool.get("concurrency_limit") is not None:
         parts.append(f"limit {pool['concurrency_limit']}")
     text = " · ".join(parts)
+    if pool.get("status_reason"):
+        text += f'<div style="color:#c62828">{html.escape(str(pool["status_reason"]))}</div>'
     if pool.get("description"):
         text += f'<div style="opacity:0.7">{html.escape(str(pool["description"]))}</div>'
     return text

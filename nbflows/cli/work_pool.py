@@ -121,6 +121,12 @@ def ls(output: out.Output = out.OUTPUT_OPTION) -> None:
         title="Work Pools",
         empty="No work pools yet. Create one with: nbflows work-pool create NAME --type process",
     )
+    for pool in pools:
+        if pool.get("status_reason"):
+            out.info(
+                f"[yellow]{escape(str(pool.get('name')))} is not served: "
+                f"{escape(str(pool['status_reason']))}[/]"
+            )
 
 
 @app.command()
@@ -141,6 +147,7 @@ def inspect(
             "id",
             "type",
             "status",
+            "status_reason",
             "description",
             "concurrency_limit",
             "paused",
@@ -171,6 +178,7 @@ def inspect(
             ("Status", lambda w: w.get("status")),
             ("Last heartbeat", lambda w: out.fmt_time(w.get("last_heartbeat"))),
             ("Running", lambda w: w.get("running")),
+            ("Problem", lambda w: w.get("problem") or ""),
         ],
         title="Workers",
         empty="No workers have polled this pool yet.",

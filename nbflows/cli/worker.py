@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -47,7 +48,10 @@ def start(
         DEFAULT_LIMIT, "--limit", "-l", min=1, help="Runs executed at the same time."
     ),
     name: str | None = typer.Option(
-        None, "--name", "-n", help="Worker name (default: type, host name and process id)."
+        None,
+        "--name",
+        "-n",
+        help="Worker name (default: type and host name, the same after a restart).",
     ),
     heartbeat_interval: float = typer.Option(
         DEFAULT_HEARTBEAT_INTERVAL,
@@ -60,7 +64,13 @@ def start(
         "--grace",
         min=0,
         help="On SIGTERM/SIGINT, seconds running runs may take to finish before they are "
-        "cancelled (a second signal cancels them at once).",
+        "handed back to the server for another worker (a second signal hands them back at once).",
+    ),
+    exit_with_parent: bool = typer.Option(
+        False,
+        "--exit-with-parent",
+        hidden=True,
+        help="Stop when the parent process is gone (the embedded worker of a server).",
     ),
 ) -> None:
     """Claim and execute due flow runs until stopped (SIGTERM or Ctrl-C).
@@ -78,7 +88,23 @@ def start(
         heartbeat_interval=heartbeat_interval,
         grace=grace,
     )
+    if exit_with_parent:
+        _stop_with_parent(workers)
     serve_until_stopped(workers)
+
+
+def _stop_with_parent(workers: list[BaseWorker]) -> None:
+    """Stop the workers at once when the parent process dies. A server killed with -9 leaves
+    its embedded worker behind; the server started next runs its own under the same name."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        for worker in workers:
+            worker.stop("its server process is gone", now=True)
+
+    threading.Thread(target=watch, name="nbflows-parent-watch", daemon=True).start()
 
 
 def build_workers(

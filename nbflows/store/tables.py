@@ -197,6 +197,11 @@ class FlowRun(Base):
     log_count: Mapped[int] = mapped_column(Integer, default=0)
     logs_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     has_notebook: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Fencing token: bumped by every claim and hand-back; a worker's reports must carry the
+    #: value its claim returned, so an attempt's results come only from the worker holding it.
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Runs whose creator heartbeats (a kernel's `%%flow` runs): CRASHED once this passes.
+    heartbeat_deadline: Mapped[datetime | None] = mapped_column()
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -210,6 +215,7 @@ class FlowRun(Base):
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_worker_state", "worker_name", "state_type"),
         Index("ux_runs_idempotency_key", *RUN_KEY, unique=True),
+        Index("ix_runs_heartbeat_deadline", "heartbeat_deadline"),
     )
 
 
@@ -237,8 +243,14 @@ class LogLine(Base):
     message: Mapped[str] = mapped_column(Text)
     cell_index: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(20), default="stdout")
+    #: (fence, seq) of a line a worker sent: a line sent again after an outage is stored once.
+    fence: Mapped[int | None] = mapped_column(Integer)
+    seq: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_logs_run_id", "flow_run_id", "id"),)
+    __table_args__ = (
+        Index("ix_logs_run_id", "flow_run_id", "id"),
+        Index("ux_logs_run_fence_seq", "flow_run_id", "fence", "seq", unique=True),
+    )
 
 
 class Worker(Base):
@@ -252,3 +264,10 @@ class Worker(Base):
     heartbeat_interval: Mapped[float] = mapped_column(Float, default=10.0)
     limit: Mapped[int | None] = mapped_column(Integer)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    #: last_heartbeat + 3 intervals: the worker is online until then (indexed, no arithmetic
+    #: in SQL).
+    online_until: Mapped[datetime | None] = mapped_column()
+    #: Why the worker cannot execute the pool's runs now (e.g. no Docker engine); None if it can.
+    problem: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_workers_online_until", "online_until"),)

@@ -14,15 +14,22 @@ slots, so a run is handed over the moment it is created) and a heartbeat thread 
 alive and learns which runs to cancel. Each claimed run executes on its own thread:
 PENDING → RUNNING → `run()` → logs flushed, executed notebook stored → COMPLETED / FAILED /
 CRASHED / CANCELLED. `stop()` (SIGTERM, SIGINT) stops claiming, lets running runs finish for
-`grace` seconds, cancels what is left and returns with nothing left RUNNING.
+`grace` seconds, hands what is left back to the server (scheduled again for any worker, the
+attempt not counted) and returns with nothing left RUNNING.
+
+Outages: a worker rides them out. Its runs go on; their log lines, notebooks and end states wait
+and are sent when the server is back (the server keeps the runs of a worker that reconnects, and
+stores a line sent twice once). Every report carries the claim's fencing token, so the results
+of an attempt count only while this worker holds it. When the pool type's infrastructure is
+missing (no Docker engine, say), the worker says why on its pools and tries again later.
 
 The worker talks to the server only through `nbflows.client`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -33,9 +40,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from nbflows.client import TERMINAL_STATES, Client
+from nbflows.client import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
-from nbflows.workers.reporting import LogShipper, RunReporter
+from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 
 __all__ = [
     "CLAIM_WAIT",
@@ -60,8 +67,12 @@ DEFAULT_GRACE = 30.0
 CLAIM_WAIT = 20.0
 #: Seconds between two looks at which pools exist (pools created later get served).
 POOL_REFRESH_INTERVAL = 2.0
-#: How long a state change is retried while the server cannot be reached.
-STATE_RETRY_FOR = 60.0
+#: Longest wait between two tries while the server cannot be reached.
+MAX_BACKOFF = 5.0
+#: Seconds between two tries to set up a pool type's infrastructure that was missing.
+SETUP_RETRY = 30.0
+#: After a stop, how long reports still waiting for the server are kept trying.
+REPORT_WAIT_AT_EXIT = 30.0
 #: Frozen notebooks of this many (deployment, version) pairs are kept in memory.
 NOTEBOOK_CACHE_SIZE = 32
 #: How long cancelled runs may take to stop when the worker shuts down before they are given up.
@@ -78,8 +89,10 @@ _END_LEVELS = {
 
 
 def default_worker_name(pool_type: str) -> str:
-    """A name unique to this process: heartbeats, and so crash detection, are per name."""
-    return f"{pool_type}-worker-{socket.gethostname()}-{os.getpid()}"
+    """The same name every time on this machine, so a restarted worker takes over what its
+    previous process held (and rows do not pile up); `serve()` adds `-2`, `-3`... when a worker
+    of that name is online already."""
+    return f"{pool_type}-worker-{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,8 @@ class ClaimedRun:
     #: The pool's base job template rendered with `job_variables` (what the run executes with).
     job_configuration: dict[str, Any]
     job_variables: dict[str, Any]
+    #: The claim's fencing token: the worker's reports about the run carry it.
+    fence: int | None = None
 
     @classmethod
     def from_json(cls, pool: str, data: Mapping[str, Any]) -> ClaimedRun:
@@ -101,6 +116,7 @@ class ClaimedRun:
             deployment=dict(data["deployment"]) if data.get("deployment") else None,
             job_configuration=dict(data.get("job_configuration") or {}),
             job_variables=dict(data.get("job_variables") or {}),
+            fence=data.get("fence"),
         )
 
     @property
@@ -168,8 +184,10 @@ class DeploymentNotebooks(Generic[NotebookT]):
 class _ActiveRun:
     claimed: ClaimedRun
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    #: Why the worker itself cancelled the run (shutdown); None for a user's cancellation.
+    #: Why the worker itself stopped the run (shutdown); None for a user's cancellation.
     stop_reason: str | None = None
+    #: A user asked to cancel the run (the server said so): it ends CANCELLED, never handed back.
+    cancelled_by_user: bool = False
     started: float = field(default_factory=time.monotonic)
 
 
@@ -190,6 +208,7 @@ class BaseWorker:
     `pools=None` serves every pool of the worker's `type`, including pools created while it
     runs. `queues` restricts claiming to those queues (in pools that have them). At most
     `limit` runs execute at once. `echo` receives the lines a person watching the worker reads.
+    Without a `name`, the worker takes `default_worker_name(type)`.
     """
 
     #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
@@ -210,6 +229,7 @@ class BaseWorker:
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, not {limit}")
         self.client = client
+        self._named = name is not None
         self.name = name or default_worker_name(self.type)
         self.pools = list(pools) if pools else None
         self.queues = list(queues) if queues else None
@@ -220,16 +240,23 @@ class BaseWorker:
         self._echo_lock = threading.Lock()
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
+        #: Set when reports still waiting for the server are to be dropped (the worker exits).
+        self._give_up = threading.Event()
         self._stop_reason = "the worker was stopped"
+        self._last_refusal = ""
         self._served: dict[str, _ServedPool] = {}
         self._active: dict[str, _ActiveRun] = {}
         self._slots = threading.Condition()
+        self.link = ServerLink(client, self.say)
         self._shipper: LogShipper | None = None
 
     # -- what a pool type implements ------------------------------------------------------------
 
     def setup(self) -> None:
-        """Prepare the infrastructure before the first claim (e.g. start a kernel pool)."""
+        """Prepare the infrastructure before the first claim (e.g. start a kernel pool).
+
+        What it raises is shown on the worker's pools as the reason they are not served, and
+        `setup()` is tried again every `SETUP_RETRY` seconds."""
 
     def run(
         self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
@@ -255,27 +282,34 @@ class BaseWorker:
 
     def serve(self) -> None:
         """Claim and execute runs until `stop()`; return once no run of this worker executes."""
-        self.setup()
-        self._shipper = LogShipper(self.client)
+        self._shipper = LogShipper(self.client, link=self.link, give_up=self._give_up)
+        ready = False
         try:
+            if not self._named:
+                self.name = self._free_name()
             self.say(f"worker '{self.name}' ({self.type}) started, limit {self.limit}")
-            self._serve_pools(first=True)
-            while not self._stopping.wait(POOL_REFRESH_INTERVAL):
-                self._serve_pools()
+            ready = self._set_up()
+            if ready:
+                self._serve_pools(first=True)
+                while not self._stopping.wait(POOL_REFRESH_INTERVAL):
+                    self._serve_pools()
             self.say(f"stopping: {self._stop_reason}")
             self._drain()
         finally:
             for pool in self._served.values():
                 pool.stopped.set()
+            self._give_up.set()
             self._shipper.close()
-            self.teardown()
+            if ready:
+                self.teardown()
             self.say(f"worker '{self.name}' stopped")
 
     def stop(self, reason: str = "the worker was stopped", *, now: bool = False) -> None:
-        """Stop claiming; running runs get `grace` seconds (none with `now` or on a 2nd call)."""
+        """Stop claiming; running runs get `grace` seconds (none with `now` or on a 2nd call),
+        then they are handed back."""
         if self._stopping.is_set() or now:
             self._stop_now.set()
-        else:
+        if not self._stopping.is_set():
             self._stop_reason = reason
         self._stopping.set()
         with self._slots:
@@ -287,6 +321,82 @@ class BaseWorker:
         with self._echo_lock:
             self._echo(f"{stamp} | {message}")
 
+    def _free_name(self) -> str:
+        """The default name, or `-2`, `-3`... after it while a worker of that name is online in
+        one of the pools (two workers started alike on one machine)."""
+        try:
+            pools = [str(p["name"]) for p in self._wanted_pools()]
+            online = {
+                str(w["name"])
+                for pool in pools
+                for w in self.client.list_workers(pool)
+                if w.get("status") == "ONLINE"
+            }
+        except NBFlowsError:
+            return self.name
+        name, n = self.name, 1
+        while name in online:
+            n += 1
+            name = f"{self.name}-{n}"
+        return name
+
+    def _set_up(self) -> bool:
+        """`setup()`, tried again until it works or the worker stops; meanwhile the worker's
+        pools say why they are not served. False if the worker stopped first."""
+        problem = None
+        while not self._stopping.is_set():
+            try:
+                self.setup()
+            except Exception as exc:
+                if problem is None:
+                    self.say(
+                        f"{self.type} runs cannot be executed here: {exc} (the work pools "
+                        f"show why; trying again every {SETUP_RETRY:g} s)"
+                    )
+                problem = f"cannot execute {self.type} runs: {exc}"
+                deadline = time.monotonic() + SETUP_RETRY
+                while time.monotonic() < deadline:
+                    self._beat_problem(problem)
+                    if self._stopping.wait(min(self.heartbeat_interval, SETUP_RETRY)):
+                        return False
+                continue
+            if problem is not None:
+                self.say(f"{self.type} runs can be executed here again")
+            return True
+        return False
+
+    def _beat_problem(self, problem: str) -> None:
+        try:
+            pools = self._wanted_pools()
+        except NBFlowsError as exc:
+            self._failed(exc)
+            return
+        for pool in pools:
+            try:
+                self.client.heartbeat(
+                    str(pool["name"]),
+                    self.name,
+                    [],
+                    limit=self.limit,
+                    heartbeat_interval=self.heartbeat_interval,
+                    problem=problem,
+                )
+            except NBFlowsError as exc:
+                self._failed(exc)
+                return
+        self.link.ok()
+
+    def _failed(self, exc: BaseException) -> None:
+        """A request failed: the server is away, or it answered what we did not expect; each
+        said once, not once per retry."""
+        if unreachable(exc):
+            self.link.failed(exc)
+            return
+        message = f"the server refused a request: {exc}"
+        if message != self._last_refusal:
+            self._last_refusal = message
+            self.say(message)
+
     # -- pools ----------------------------------------------------------------------------------
 
     def _serve_pools(self, first: bool = False) -> None:
@@ -296,8 +406,9 @@ class BaseWorker:
         except NBFlowsError as exc:
             if first:
                 raise
-            self.say(f"could not list work pools: {exc}")
+            self._failed(exc)
             return
+        self.link.ok()
         for pool in wanted:
             name = str(pool["name"])
             served = self._served.get(name)
@@ -330,8 +441,9 @@ class BaseWorker:
         return [q for q in self.queues if q in have]
 
     def _start_serving(self, pool: _ServedPool) -> None:
-        self._adopt_orphans(pool.name)
-        self._beat(pool)  # the pool shows the worker online before it claims
+        # The pool shows the worker online before it claims; the server settles what a
+        # previous process of this name held and this one does not run.
+        self._beat(pool)
         self._served[pool.name] = pool
         for target, kind in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
             thread = threading.Thread(
@@ -341,26 +453,6 @@ class BaseWorker:
             thread.start()
         queues = f" (queues {', '.join(pool.queues)})" if pool.queues else ""
         self.say(f"serving work pool '{pool.name}'{queues}")
-
-    def _adopt_orphans(self, pool: str) -> None:
-        # A worker restarted under the same name heartbeats for runs its previous process held:
-        # without this they would stay RUNNING forever.
-        try:
-            runs = self.client.list_flow_runs(
-                state=["PENDING", "RUNNING", "CANCELLING"], work_pool_name=pool, limit=1000
-            )
-        except NBFlowsError:
-            return
-        for run in runs:
-            run_id = str(run["id"])
-            if run.get("worker_name") != self.name or run_id in self._active:
-                continue
-            cancelling = (run.get("state") or {}).get("type") == "CANCELLING"
-            self._set_state(
-                run_id,
-                "CANCELLED" if cancelling else "CRASHED",
-                f"worker '{self.name}' restarted while the run was active",
-            )
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -380,13 +472,11 @@ class BaseWorker:
                 return
             except Exception as exc:  # the server is away or answered nonsense: try again
                 failures += 1
-                if failures == 1:
-                    self.say(f"claiming in work pool '{pool.name}' failed: {exc}; retrying")
-                self._stopping.wait(min(0.5 * 2**failures, 10.0))
+                self._failed(exc)
+                self._stopping.wait(min(0.25 * 2**failures, MAX_BACKOFF))
                 continue
-            if failures:
-                self.say(f"claiming in work pool '{pool.name}' works again")
-                failures = 0
+            failures = 0
+            self.link.ok()
             for item in answer:
                 self._accept(ClaimedRun.from_json(pool.name, item))
 
@@ -419,24 +509,23 @@ class BaseWorker:
         ).start()
 
     def _hand_back(self, claimed: ClaimedRun, reason: str) -> None:
+        """Give a run this worker will not start back to the server (the server hands it back
+        itself if this cannot be said)."""
         message = f"handed back by worker '{self.name}' before it started ({reason})"
         try:
-            self.client.set_flow_run_state(
-                claimed.id, "SCHEDULED", message=message, worker=self.name
-            )
+            self._report(claimed, "SCHEDULED", message, patient=False)
         except Conflict:
-            self._settle_unstarted(claimed.id)
-        except NBFlowsError as exc:
-            self.say(f"could not hand back {claimed.label}: {exc}")
+            self._settle_unstarted(claimed)
 
-    def _settle_unstarted(self, run_id: str) -> None:
+    def _settle_unstarted(self, claimed: ClaimedRun) -> None:
         """A run this worker claimed but will not start, and that is not PENDING any more."""
         try:
-            run = self.client.read_flow_run(run_id)
+            run = self.client.read_flow_run(claimed.id)
         except NBFlowsError:
             return
         if (run.get("state") or {}).get("type") == "CANCELLING":
-            self._set_state(run_id, "CANCELLED", "cancelled before it started")
+            with contextlib.suppress(Conflict):
+                self._report(claimed, "CANCELLED", "cancelled before it started")
 
     # -- executing one run ----------------------------------------------------------------------
 
@@ -444,7 +533,7 @@ class BaseWorker:
         claimed = active.claimed
         assert self._shipper is not None
         live = claimed.job_configuration.get("stream_output") is not False
-        reporter = RunReporter(self._shipper, claimed.id, live=live)
+        reporter = RunReporter(self._shipper, claimed.id, live=live, fence=claimed.fence)
         outcome: Outcome | None = None
         try:
             if not self._begin(active):
@@ -464,94 +553,149 @@ class BaseWorker:
                     reporter.close()
             finally:
                 with self._slots:
-                    self._active.pop(claimed.id, None)
+                    # A retry of the run may have been claimed while this attempt reported.
+                    if self._active.get(claimed.id) is active:
+                        del self._active[claimed.id]
                     self._slots.notify_all()
 
     def _begin(self, active: _ActiveRun) -> bool:
-        """PENDING → RUNNING; False (and the run settled) when it must not start."""
+        """PENDING → RUNNING (waiting for the server if it is away); False, and the run settled,
+        when it must not start."""
         claimed = active.claimed
         if self._stopping.is_set():
             self._hand_back(claimed, "the worker is stopping")
             return False
         if active.cancel_event.is_set():
-            self._set_state(claimed.id, "CANCELLED", "cancelled before it started")
+            with contextlib.suppress(Conflict):
+                self._report(claimed, "CANCELLED", "cancelled before it started")
             return False
         try:
-            self.client.set_flow_run_state(claimed.id, "RUNNING", worker=self.name)
+            if self._report(claimed, "RUNNING", None) is None:
+                return False  # the server stayed away until the worker had to exit
         except Conflict:
-            self._settle_unstarted(claimed.id)
+            self._settle_unstarted(claimed)
             return False
         return True
 
     def _finish(self, active: _ActiveRun, reporter: RunReporter, outcome: Outcome) -> None:
         """Logs, then the executed notebook, then the final state: a watcher that sees the run
-        end finds everything else there already."""
+        end finds everything else there already. While the server is away each waits for it:
+        an attempt's result is not dropped because the server was restarting."""
         claimed = active.claimed
         state: str = outcome.state
         message = outcome.message
+        hand_back = (
+            state == "CANCELLED" and active.stop_reason is not None and not active.cancelled_by_user
+        )
+        if hand_back:
+            reporter.log(f"stopped: {active.stop_reason}; the run is handed back", logging.WARNING)
+            reporter.close()
+            note = (
+                f"handed back by worker '{self.name}' ({active.stop_reason}; it was still running "
+                f"after the {self.grace:g} s grace)"
+            )
+            final = self._report_end(claimed, "SCHEDULED", note)
+            self._say_end(active, "SCHEDULED", final, "handed back")
+            return
         if state == "CANCELLED" and active.stop_reason:
             message = f"{active.stop_reason}: {message}" if message else active.stop_reason
         reporter.log(f"{state}: {message}" if message else state, _END_LEVELS[state])
         if outcome.notebook is not None:
-            try:
-                self.client.write_flow_run_notebook(claimed.id, outcome.notebook)
-            except NBFlowsError as exc:
-                reporter.log(f"could not store the executed notebook: {exc}", logging.WARNING)
+            self._store_notebook(claimed, reporter, outcome.notebook)
         reporter.close(state)
-        final = self._report_end(claimed.id, state, message)
+        final = self._report_end(claimed, state, message)
+        first_line = message.splitlines()[0] if message else ""
+        self._say_end(active, state, final, first_line if state != "COMPLETED" else "")
+
+    def _say_end(
+        self, active: _ActiveRun, state: str, final: dict[str, Any] | None, note: str
+    ) -> None:
         took = time.monotonic() - active.started
         summary = (final.get("state") or {}).get("type", state) if final else state
-        if final and summary == "SCHEDULED":
+        if final and summary == "SCHEDULED" and state != "SCHEDULED":
             summary = f"{state}, will be retried"
-        first_line = message.splitlines()[0] if message else ""
         self.say(
-            f"{claimed.label} ended {summary} in {took:.2f} s"
-            + (f": {first_line}" if first_line and state != "COMPLETED" else "")
+            f"{active.claimed.label} ended {summary} in {took:.2f} s"
+            + (f": {note}" if note else "")
         )
 
-    def _report_end(self, run_id: str, state: str, message: str) -> dict[str, Any] | None:
+    def _store_notebook(
+        self, claimed: ClaimedRun, reporter: RunReporter, notebook: Mapping[str, Any]
+    ) -> None:
+        def store() -> Any:
+            return self.client.write_flow_run_notebook(
+                claimed.id, notebook, worker=self.name, fence=claimed.fence
+            )
+
         try:
-            return self._set_state(run_id, state, message or None, quiet_conflict=True)
+            self._patiently(store)
+        except Conflict as exc:
+            reporter.log(f"the executed notebook was refused: {exc}", logging.WARNING)
+        except NBFlowsError as exc:
+            reporter.log(f"could not store the executed notebook: {exc}", logging.WARNING)
+
+    def _report_end(self, claimed: ClaimedRun, state: str, message: str) -> dict[str, Any] | None:
+        try:
+            return self._report(claimed, state, message or None)
         except Conflict:
             pass
-        # The state changed under the run: cancellation was asked for as it ended, or the
-        # server had given the run up (late heartbeats).
+        # The run changed under this worker: cancellation was asked for as it ended, or the
+        # server gave the run up (the worker was silent too long) and it is not ours any more.
         try:
-            run = self.client.read_flow_run(run_id)
+            run = self.client.read_flow_run(claimed.id)
         except NBFlowsError:
             return None
         current = (run.get("state") or {}).get("type")
-        if current == "CANCELLING":
+        if current == "CANCELLING" and run.get("worker_name") == self.name:
             note = f"cancellation was requested as the run ended {state}"
-            return self._set_state(run_id, "CANCELLED", f"{note}: {message}" if message else note)
-        if current in TERMINAL_STATES:
-            self.say(f"run {run_id} ended {state} but the server had it {current} already")
+            with contextlib.suppress(Conflict):
+                return self._report(claimed, "CANCELLED", f"{note}: {message}" if message else note)
+        self.say(
+            f"{claimed.label} ended {state} here; the server has the run {current} now "
+            f"(attempt {run.get('attempt')}, worker {run.get('worker_name')})"
+        )
         return run
 
-    def _set_state(
-        self, run_id: str, state: str, message: str | None, *, quiet_conflict: bool = False
+    def _report(
+        self, claimed: ClaimedRun, state: str, message: str | None, *, patient: bool = True
     ) -> dict[str, Any] | None:
-        """Set a run's state, retrying while the server cannot be reached (not on a conflict)."""
-        deadline = time.monotonic() + STATE_RETRY_FOR
+        """Report a state of a run this worker holds; `Conflict` once it holds it no more.
+        While the server is away: wait for it (`patient`), or give up at once. None when the
+        report could not be made."""
+
+        def send() -> dict[str, Any]:
+            return self.client.set_flow_run_state(
+                claimed.id, state, message=message, worker=self.name, fence=claimed.fence
+            )
+
+        try:
+            return self._patiently(send) if patient else send()
+        except Conflict:
+            raise
+        except NotFound:
+            return None
+        except NBFlowsError as exc:
+            self._failed(exc)
+            self.say(f"could not report {claimed.label} {state}: {exc}")
+            return None
+
+    def _patiently(self, request: Callable[[], Any]) -> Any:
+        """`request()`, sent again with backoff while the server is away, until it answers
+        (or the worker gives up waiting when it must exit)."""
         delay = 0.2
         while True:
             try:
-                return self.client.set_flow_run_state(
-                    run_id, state, message=message, worker=self.name
-                )
-            except Conflict as exc:
-                if quiet_conflict:
-                    raise
-                self.say(f"run {run_id} could not become {state}: {exc}")
-                return None
-            except NotFound:
-                return None
+                answer = request()
             except NBFlowsError as exc:
-                if time.monotonic() > deadline:
-                    self.say(f"gave up setting run {run_id} to {state}: {exc}")
-                    return None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                if not unreachable(exc) or self._give_up.is_set():
+                    raise
+                self.link.failed(exc)
+                if self._give_up.wait(delay):
+                    raise
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            self.link.ok()
+            return answer
 
     # -- heartbeats and cancellation ------------------------------------------------------------
 
@@ -559,78 +703,106 @@ class BaseWorker:
         # Each beat long-polls for `heartbeat_interval` seconds, so a cancellation arrives as
         # soon as it is asked for; the server records a beat when the request starts and ends.
         while not pool.stopped.is_set():
-            answer = self._beat(pool, wait=self.heartbeat_interval)
+            sent: dict[str, int | None] = {}
+            answer = self._beat(pool, wait=self.heartbeat_interval, sent=sent)
             if answer is None:
-                pool.stopped.wait(self.heartbeat_interval)
+                pool.stopped.wait(min(self.heartbeat_interval, MAX_BACKOFF))
                 continue
-            cancel = [str(x) for x in answer.get("cancel") or []]
-            for run_id in cancel:
-                self._cancel(run_id)
-            if cancel:  # those runs are being stopped; the next answer lists them again
+            stopping = [
+                run_id
+                for run_id in answer.get("cancel") or []
+                if self._cancel(run_id, sent.get(run_id))
+            ]
+            if stopping:  # those runs are being stopped; the next answer lists them again
                 pool.stopped.wait(0.2)
 
-    def _beat(self, pool: _ServedPool, wait: float = 0) -> dict[str, Any] | None:
+    def _beat(
+        self, pool: _ServedPool, wait: float = 0, sent: dict[str, int | None] | None = None
+    ) -> dict[str, Any] | None:
+        """One heartbeat for `pool`; `sent` receives the fence of each run it listed."""
         with self._slots:
-            running = [i for i, a in self._active.items() if a.claimed.pool == pool.name]
+            running = {
+                i: a.claimed.fence for i, a in self._active.items() if a.claimed.pool == pool.name
+            }
+        if sent is not None:
+            sent.update(running)
         try:
             answer = self.client.heartbeat(
                 pool.name,
                 self.name,
-                running,
+                list(running),
                 limit=self.limit,
                 heartbeat_interval=self.heartbeat_interval,
                 wait=wait,
+                fences={i: f for i, f in running.items() if f is not None},
             )
         except NotFound:
             pool.stopped.set()
             return None
         except NBFlowsError as exc:
-            self.say(f"heartbeat to work pool '{pool.name}' failed: {exc}")
+            self._failed(exc)
             return None
+        self.link.ok()
         return dict(answer or {})
 
-    def _cancel(self, run_id: str) -> None:
+    def _cancel(self, run_id: str, fence: int | None) -> bool:
+        """Stop a run the server says must stop (as listed under `fence`); False when it does
+        not execute here (the server settles those itself) or runs under a newer claim."""
         with self._slots:
             active = self._active.get(run_id)
-        if active is not None:
-            active.cancel_event.set()
-            return
-        # Not executing here: claimed by a previous process of this name, or its claim answer
-        # is still on the way (then starting it fails on the CANCELLED state, as it should).
-        self._set_state(run_id, "CANCELLED", f"worker '{self.name}' was not running it")
+        if active is None or active.cancel_event.is_set():
+            return False
+        if fence is not None and active.claimed.fence != fence:
+            return False  # the beat listed an earlier claim of the run: that one is over
+        active.cancelled_by_user = active.stop_reason is None
+        active.cancel_event.set()
+        return True
 
     # -- stopping -------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """After a stop request: give running runs `grace` seconds, then cancel the rest."""
+        """After a stop request: give running runs `grace` seconds, then hand the rest back."""
         deadline = time.monotonic() + self.grace
         if self._running_count():
             self.say(
                 f"stopping: waiting up to {self.grace:g} s for {self._running_count()} "
-                "running run(s) (stop again to cancel them now)"
+                "running run(s) (stop again to hand them back now)"
             )
         while self._running_count() and time.monotonic() < deadline:
             if self._stop_now.wait(0.1):
                 break
         with self._slots:
-            left = list(self._active.values())
+            left = [a for a in self._active.values() if not a.cancel_event.is_set()]
         for active in left:
             active.stop_reason = self._stop_reason
             active.cancel_event.set()
         if left:
-            self.say(f"cancelling {len(left)} run(s) still running")
+            self.say(f"handing back {len(left)} run(s) still running")
         deadline = time.monotonic() + CANCEL_TIMEOUT
         while self._running_count() and time.monotonic() < deadline:
             time.sleep(0.05)
         with self._slots:
             stuck = list(self._active.values())
-        for active in stuck:  # a run that ignores cancellation must not stay RUNNING
-            self._set_state(
-                active.claimed.id,
-                "CRASHED",
-                f"{self._stop_reason}; the run did not stop within {CANCEL_TIMEOUT:g} s of "
-                "being cancelled",
+        if stuck:  # stopped but still reporting (the server is away), or ignoring the stop
+            self.say(
+                f"{len(stuck)} run(s) still stopping or reporting; waiting up to "
+                f"{REPORT_WAIT_AT_EXIT:g} s more"
             )
+            deadline = time.monotonic() + REPORT_WAIT_AT_EXIT
+            while self._running_count() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._give_up.set()
+        with self._slots:
+            stuck = list(self._active.values())
+        for active in stuck:  # a run that ignores cancellation must not stay RUNNING
+            with contextlib.suppress(Conflict):
+                self._report(
+                    active.claimed,
+                    "CRASHED",
+                    f"{self._stop_reason}; the run did not stop within {CANCEL_TIMEOUT:g} s "
+                    "of being stopped",
+                    patient=False,
+                )
 
     def _running_count(self) -> int:
         with self._slots:

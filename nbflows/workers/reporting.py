@@ -4,7 +4,12 @@
 executes, one request per run and batch (every `FLUSH_INTERVAL` seconds, or as soon as a run has
 `BATCH_LINES` lines waiting), never one request per line. `RunReporter` is what a worker's `run()`
 is given for one flow run: it turns kernel output into log lines and relays the run's
-*events*.
+*events*. `ServerLink` tells the person watching the worker, in one line each, when the server
+is lost and when it is found again.
+
+While the server cannot be reached, lines wait (in order, up to `MAX_BUFFERED` per run) and are
+sent when it is back. Each line carries the claim's fencing token and its number (`fence`,
+`seq`), so a batch sent again after a request whose answer was lost is stored once.
 
 Events (the headless `%%flow` protocol)
 ---------------------------------------
@@ -29,11 +34,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from nbflows.client import Client
+from nbflows.client import APIError, Client, NoServerError
 from nbflows.errors import NBFlowsError, NotFound
 
 __all__ = [
@@ -43,6 +48,8 @@ __all__ = [
     "LogShipper",
     "RunLog",
     "RunReporter",
+    "ServerLink",
+    "unreachable",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,60 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the server is away (down, restarting, refusing the token), so that
+    the request is worth sending again later; a domain error (404, 409, 422) is an answer."""
+    if isinstance(exc, NoServerError):
+        return True
+    if isinstance(exc, APIError):
+        status = exc.status_code
+        return status is None or status in (401, 403) or status >= 500
+    return False
+
+
+class ServerLink:
+    """Whether the worker reaches its server, said in one line when lost and one when found.
+
+    Every part of the worker that talks to the server reports `ok()` or `failed(exc)`; only the
+    changes are said, never one line per retry.
+    """
+
+    def __init__(self, client: Client, say: Callable[[str], None]) -> None:
+        self.client = client
+        self._say = say
+        self._lock = threading.Lock()
+        self._lost_at: float | None = None
+        self._generation = client.generation
+
+    @property
+    def lost(self) -> bool:
+        return self._lost_at is not None
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._lost_at is not None:
+                return
+            self._lost_at = time.monotonic()
+        self._say(
+            f"lost the server at {self.client.api_url}: {str(exc).rstrip('.')}; trying again "
+            "with backoff "
+            "(running runs go on, their logs and results wait for the server)"
+        )
+
+    def ok(self) -> None:
+        if self._lost_at is None and self._generation == self.client.generation:
+            return
+        with self._lock:
+            lost_at, self._lost_at = self._lost_at, None
+            moved = self._generation != self.client.generation
+            self._generation = self.client.generation
+        if lost_at is None and not moved:
+            return
+        how = " (it restarted with a new token)" if moved else ""
+        after = f" after {time.monotonic() - lost_at:.0f} s" if lost_at is not None else ""
+        self._say(f"found the server again at {self.client.api_url}{after}{how}")
+
+
 class OutputLineLike(Protocol):
     """One line of kernel output (`nbflows.execution.OutputLine` is one)."""
 
@@ -89,13 +150,18 @@ class RunLog:
     """The log lines of one run on their way to the server; `add` is safe from any thread.
 
     With `live=False` the lines are held until `close()` (job variable `stream_output: false`).
+    Lines are numbered in the order they are added; `fence` is the claim's fencing token.
     """
 
-    def __init__(self, shipper: LogShipper, run_id: str, *, live: bool = True) -> None:
+    def __init__(
+        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+    ) -> None:
         self.run_id = run_id
         self.live = live
+        self.fence = fence
         self._shipper = shipper
         self._lines: list[dict[str, Any]] = []
+        self._seq = 0
         self._dropped = 0
         self._lock = threading.Lock()
         # Sends of one run are serialised so that its lines reach the server in order.
@@ -112,6 +178,8 @@ class RunLog:
         with self._lock:
             if self.truncated or self.closed:
                 return
+            line = {**line, "fence": self.fence, "seq": self._seq}
+            self._seq += 1
             self._lines.append(line)
             if len(self._lines) > MAX_BUFFERED:
                 del self._lines[0]
@@ -127,7 +195,8 @@ class RunLog:
         return self.live and waiting and time.monotonic() >= self._retry_at
 
     def flush(self) -> bool:
-        """Send what is buffered now, on the calling thread; False if the server refused it."""
+        """Send what is buffered now, on the calling thread; False if the server could not be
+        reached (the lines wait for the next try)."""
         with self._send_lock:
             with self._lock:
                 lines, self._lines = self._lines, []
@@ -136,7 +205,8 @@ class RunLog:
                 lines.insert(
                     0,
                     _worker_line(
-                        f"{dropped} log lines were dropped while the server could not be reached",
+                        f"{dropped} log lines were dropped while the server could not be reached "
+                        f"(at most {MAX_BUFFERED} wait per run)",
                         logging.WARNING,
                     ),
                 )
@@ -146,31 +216,41 @@ class RunLog:
                     answer = self._shipper.client.write_logs(self.run_id, chunk)
                 except NotFound:  # the run was deleted: nothing more to send
                     self._stop_sending()
-                    return False
+                    return True
                 except NBFlowsError as exc:
-                    if not self._failures:
-                        log.warning("could not send log lines of run %s: %s", self.run_id, exc)
+                    if not unreachable(exc):  # refused: sending them again changes nothing
+                        log.warning("log lines of run %s were refused: %s", self.run_id, exc)
+                        continue
+                    self._shipper.link_failed(exc)
                     self._failures += 1
-                    self._retry_at = time.monotonic() + min(0.5 * 2**self._failures, 10.0)
+                    self._retry_at = time.monotonic() + min(0.5 * 2**self._failures, 5.0)
                     with self._lock:  # keep them (in order) for the next try
                         self._lines[:0] = lines[start:]
-                        del self._lines[: max(len(self._lines) - MAX_BUFFERED, 0)]
+                        excess = max(len(self._lines) - MAX_BUFFERED, 0)
+                        del self._lines[:excess]
+                        self._dropped += excess
                     return False
                 self._failures = 0
+                self._shipper.link_ok()
                 if answer and answer.get("truncated"):
                     self._stop_sending()
                     return True
         return True
 
-    def close(self) -> None:
-        """Send the remaining lines (one retry if the server is briefly away) and stop."""
+    def close(self, give_up: threading.Event | None = None) -> bool:
+        """Send the remaining lines and stop; while the server is away, wait for it (until
+        `give_up` is set). False if lines were left unsent."""
         self._shipper.forget(self)
-        if not self.flush():
-            time.sleep(0.5)
-            self.flush()
+        stop = give_up or threading.Event()
+        sent = self.flush()
+        delay = 0.2
+        while not sent and not stop.wait(delay):
+            delay = min(delay * 2, 5.0)
+            sent = self.flush()
         with self._lock:
             self.closed = True
             self._lines = []
+        return sent
 
     def _stop_sending(self) -> None:
         with self._lock:
@@ -181,9 +261,18 @@ class RunLog:
 class LogShipper:
     """One background thread that sends the buffered lines of every open `RunLog`."""
 
-    def __init__(self, client: Client, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        client: Client,
+        interval: float = FLUSH_INTERVAL,
+        link: ServerLink | None = None,
+        give_up: threading.Event | None = None,
+    ) -> None:
         self.client = client
         self.interval = interval
+        self.link = link
+        #: Set when the worker must exit now: closing logs stops waiting for the server.
+        self.give_up = give_up or threading.Event()
         self._logs: dict[int, RunLog] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -191,8 +280,8 @@ class LogShipper:
         self._thread = threading.Thread(target=self._loop, name="nbflows-log-shipper", daemon=True)
         self._thread.start()
 
-    def open(self, run_id: str, *, live: bool = True) -> RunLog:
-        run_log = RunLog(self, run_id, live=live)
+    def open(self, run_id: str, *, live: bool = True, fence: int | None = None) -> RunLog:
+        run_log = RunLog(self, run_id, live=live, fence=fence)
         with self._lock:
             self._logs[id(run_log)] = run_log
         return run_log
@@ -204,13 +293,21 @@ class LogShipper:
     def wake(self) -> None:
         self._wake.set()
 
+    def link_failed(self, exc: BaseException) -> None:
+        if self.link is not None:
+            self.link.failed(exc)
+
+    def link_ok(self) -> None:
+        if self.link is not None:
+            self.link.ok()
+
     def close(self) -> None:
-        """Send everything still buffered and stop the thread."""
+        """Send everything still buffered (until `give_up` is set) and stop the thread."""
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=30)
         for run_log in self._open_logs():
-            run_log.close()
+            run_log.close(self.give_up)
 
     def _open_logs(self) -> list[RunLog]:
         with self._lock:
@@ -254,11 +351,13 @@ class RunReporter:
     over: children still open end with it, and every buffered line is sent before it returns.
     """
 
-    def __init__(self, shipper: LogShipper, run_id: str, *, live: bool = True) -> None:
+    def __init__(
+        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+    ) -> None:
         self.run_id = run_id
         self._shipper = shipper
         self.client = shipper.client
-        self._log = shipper.open(run_id, live=live)
+        self._log = shipper.open(run_id, live=live, fence=fence)
         self._live = live
         self._children: dict[str, _Child] = {}
         #: Keys of the open children, innermost last: printed lines go to the innermost one.
@@ -386,7 +485,7 @@ class RunReporter:
         self._finish_child(child, state, message)
 
     def _finish_child(self, child: _Child, state: str, message: str | None) -> None:
-        child.log.close()
+        child.log.close(self._shipper.give_up)
         try:
             self.client.set_flow_run_state(child.run_id, state, message=message)
         except NBFlowsError as exc:
@@ -398,11 +497,11 @@ class RunReporter:
 
     # -- end ------------------------------------------------------------------------------------
 
-    def close(self, state: str | None = None) -> None:
+    def close(self, state: str | None = None) -> bool:
         """End the reporting of this run, which ended in `state` (a state type).
 
         Children still open end CANCELLED if the run was cancelled, else CRASHED. Returns once
-        every buffered line is sent (or the server stayed unreachable).
+        every buffered line is sent (True), or the worker gave up waiting for the server.
         """
         with self._lock:
             leftover = list(self._children.values())
@@ -415,4 +514,4 @@ class RunReporter:
                 end,
                 f"the notebook run ended ({state or 'unknown state'}) before the flow finished",
             )
-        self._log.close()
+        return self._log.close(self._shipper.give_up)
