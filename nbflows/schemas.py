@@ -132,6 +132,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: A count, limit or priority: 0 or more, within 32 bits.
 # (Constraints before the validator, so that the JSON schema shows them as minimum/maximum.)
 Count = Annotated[int, Field(ge=0, le=MAX_INT), BeforeValidator(_number)]
+#: A claim's fencing token.
+Fence = Annotated[int, Field(ge=MIN_INT, le=MAX_INT), BeforeValidator(_number)]
 Priority = Annotated[int, Field(ge=1, le=MAX_INT), BeforeValidator(_number)]
 #: Seconds: finite and not negative.
 Seconds = Annotated[float, Field(ge=0), BeforeValidator(_number)]
@@ -264,7 +266,7 @@ class SetState(Body):
     worker: Text | None = Field(default=None, max_length=200)
     #: The fencing token its claim returned (required with `worker`): refused (409) unless it
     #: is the run's current one.
-    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = None
+    fence: Fence | None = None
 
 
 class LogIn(Body):
@@ -274,7 +276,7 @@ class LogIn(Body):
     cell_index: Count | None = None
     source: Text = Field(default="stdout", max_length=20)
     #: The claim's fencing token and the line's number in it: a line sent twice is stored once.
-    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = None
+    fence: Fence | None = None
     seq: Count | None = None
 
     @field_validator("message", mode="before")
@@ -300,7 +302,7 @@ class HeartbeatRequest(Body):
     )
     wait: Float = Field(default=0.0, ge=0, le=30)
     #: run id -> the fencing token the worker holds it with.
-    fences: dict[Text, Annotated[int, Field(ge=MIN_INT, le=MAX_INT)]] = Field(default_factory=dict)
+    fences: dict[Text, Fence] = Field(default_factory=dict)
     #: Why the worker cannot execute this pool's runs now (shown on the pool); None if it can.
     problem: Text | None = Field(default=None, max_length=2000)
 

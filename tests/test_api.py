@@ -536,8 +536,8 @@ def test_heartbeat_long_poll_is_woken_by_a_cancellation(srv: Server) -> None:
     make_pool(srv, "beat")
     d = ok(deploy(srv, path="trivial.ipynb", name="b", work_pool_name="beat"), 201)
     run = new_run(srv, d)
-    claim(srv, "beat", worker="wb")
-    ok(set_state(srv, run["id"], "RUNNING", worker="wb"))
+    [claimed] = claim(srv, "beat", worker="wb")
+    ok(set_state(srv, run["id"], "RUNNING", worker="wb", fence=claimed["fence"]))
     beat = {"name": "wb", "running": [run["id"]], "wait": POLL, "heartbeat_interval": POLL}
     path = "work_pools/beat/workers/heartbeat"
     assert ok(srv.http("POST", path, json=beat | {"wait": 0}))["cancel"] == []

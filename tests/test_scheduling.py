@@ -113,16 +113,18 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
         d = deployments.get_deployment(s, dep)
         later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
         manual, _ = flow_runs.create_deployment_run(s, d, later)
-        flow_runs.create_interactive_run(s, InteractiveRunCreate(flow_name="cell"))
+        flow_runs.create_interactive_run(
+            s, InteractiveRunCreate(flow_name="cell", heartbeat_interval=5)
+        )
     with db.session() as s:
         heartbeats.heartbeat(s, "p", HeartbeatRequest(name="w"))
         claimed = claims.claim_next_runs(s, "p", "w", None, 2)
-    run_id = claimed[0]["flow_run"]["id"]
+    run_id, fence = claimed[0]["flow_run"]["id"], claimed[0]["fence"]
     with db.session() as s:
-        flow_runs.set_state(s, run_id, SetState(type="RUNNING", worker="w"))
+        flow_runs.set_state(s, run_id, SetState(type="RUNNING", worker="w", fence=fence))
         logs.write_logs(s, run_id, [LogIn(message="hello")])
         flow_runs.store_notebook(s, run_id, "{}")
-        flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w"))
+        flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w", fence=fence))
         flow_runs.cancel(s, manual.id)
         scheduling.mark_late_runs(s)
     with db.session() as s:
