@@ -41,6 +41,12 @@ def isolate_from_servers(monkeypatch: pytest.MonkeyPatch, runtime_dir: Path) -> 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime_dir))
 
 
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    """The JSON of a response that must have `status` (the response text when it has not)."""
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import Server, start_server
+from .servers import Server, ok, start_server
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
 
 
 def error(response: httpx.Response, status: int, *fragments: str) -> dict[str, Any]:

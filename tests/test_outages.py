@@ -29,7 +29,7 @@ from nbflows.store import tables as t
 from nbflows.store.db import Database
 
 from .pg_support import postgres_server
-from .servers import NBFLOWS_ENV, Server, start_server
+from .servers import NBFLOWS_ENV, Server, ok, start_server
 from .waiting import wait_for
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -237,11 +237,6 @@ def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
 
 
 def pool_with_run(server: Server, pool: str, **deploy: Any) -> str:

@@ -13,11 +13,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from .pg_support import postgres_server
-from .servers import Server, start_server
+from .servers import Server, ok, start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,11 +39,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
                 second.stop()
         finally:
             first.stop()
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
 
 
 def in_background(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
