@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from nbflows import schemas as s
 
+from . import previews as p
 from . import routes as r
 from .openapi import OpenAPI
 
@@ -39,6 +40,28 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     ("openapi.json", OpenAPI, {"get": {"summary": "This document", "responses": {200: JSON}}}),
+    (
+        "previews/schedules",
+        p.SchedulePreview,
+        {
+            "post": {
+                "summary": "Next times of schedules, checked as a deploy checks them",
+                "body": s.SchedulePreviewRequest,
+                "responses": {200: s.SchedulePreviewReply},
+            }
+        },
+    ),
+    (
+        "previews/deploy",
+        p.DeployPreview,
+        {
+            "post": {
+                "summary": "A notebook's flows, parameters and the cells a deployment would hold",
+                "body": s.DeployPreviewRequest,
+                "responses": {200: s.DeployPreviewReply},
+            }
+        },
+    ),
     (
         "work_pool_types",
         r.PoolTypes,

@@ -35,7 +35,8 @@ from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
 from nbflows.kernel_magics.context import KernelContext, current_context
 from nbflows.kernel_magics.executed import CodeAsRun, ExecutedCell, code_as_run, executed_cells
-from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
+from nbflows.kernel_magics.reporting import ApiReporter, FlowRunRecord, Reporter, get_reporter
+from nbflows.kernel_magics.status_line import RunStatusLine
 
 if TYPE_CHECKING:
     import asyncio
@@ -196,7 +197,11 @@ class Flow:
             parent=_current_run.get(),
         )
         with _overridden(self._shell.user_ns, run.parameters):
-            return self._attempts(run, get_reporter(ctx), program, display)
+            reporter = get_reporter(ctx)
+            line = None
+            if display and not ctx.headless and isinstance(reporter, ApiReporter):
+                line = RunStatusLine()
+            return self._attempts(run, reporter, program, display, line)
 
     def compile(self, *, display: bool) -> _Program:
         """The body compiled for a cell (`display=True`) or a call; compiled once for each."""
@@ -209,13 +214,20 @@ class Flow:
         return program
 
     def _attempts(
-        self, run: FlowRunRecord, reporter: Reporter, program: _Program, display: bool
+        self,
+        run: FlowRunRecord,
+        reporter: Reporter,
+        program: _Program,
+        display: bool,
+        line: RunStatusLine | None = None,
     ) -> Any:
         __tracebackhide__ = True
         on_main_thread = threading.current_thread() is threading.main_thread()
         while True:
             run.start_time, run.end_time = time.time(), None
             reporter.start_run(run)
+            if line is not None:
+                line.show(run, "RUNNING")
             token = _current_run.set(run)
             try:
                 capture = RunCapture(
@@ -228,6 +240,8 @@ class Flow:
             except KeyboardInterrupt:
                 run.end_time = time.time()
                 reporter.finish(run, "CANCELLED", "interrupted (KeyboardInterrupt)")
+                if line is not None:
+                    line.show(run, "CANCELLED")
                 raise
             except BaseException as exc:
                 run.end_time = time.time()
@@ -243,12 +257,16 @@ class Flow:
                     and not _someone_elses_timeout(exc, run)
                 )
                 reporter.finish(run, "FAILED", message, retrying=retrying)
+                if line is not None:
+                    line.show(run, "SCHEDULED" if retrying else "FAILED", message)
                 if not retrying:
                     raise
                 self._wait_for_retry(run, reporter, message)
             else:
                 run.end_time = time.time()
                 reporter.finish(run, "COMPLETED", None)
+                if line is not None:
+                    line.show(run, "COMPLETED")
                 return value
             finally:
                 _current_run.reset(token)

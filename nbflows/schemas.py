@@ -307,6 +307,21 @@ class HeartbeatRequest(Body):
     problem: Text | None = Field(default=None, max_length=2000)
 
 
+class SchedulePreviewRequest(Body):
+    schedules: list[JSONObject] = Field(min_length=1, max_length=20)
+    count: Int = Field(default=5, ge=1, le=100)
+    #: When the times start (exclusive); now by default.
+    after: Moment | None = None
+
+
+class DeployPreviewRequest(Body):
+    path: Text = Field(min_length=1)
+    #: A `%%flow` cell's flow; none: the whole notebook.
+    flow_name: Text | None = Field(default=None, min_length=1, max_length=MAX_FLOW_NAME)
+    #: Checked against the notebook's parameters (422 naming the valid ones).
+    parameters: JSONObject = Field(default_factory=dict)
+
+
 # ---- query strings ------------------------------------------------------------------------------
 
 
@@ -579,6 +594,37 @@ class LogsPageReply(Reply):
 class LogsWrittenReply(Reply):
     accepted: int
     truncated: bool = Field(description="The run's log is full: later lines are not kept.")
+
+
+class ScheduleTimesReply(Reply):
+    description: str
+    next_times: list[Timestamp]
+
+
+class SchedulePreviewReply(Reply):
+    schedules: list[ScheduleTimesReply]
+
+
+class FlowCellReply(Reply):
+    name: str
+    cell_index: int
+
+
+class DeployCellReply(Reply):
+    index: int = Field(description="The cell's index in the notebook on disk.")
+    cell_type: str
+    source: str
+    tags: list[str]
+
+
+class DeployPreviewReply(Reply):
+    path: str
+    kind: Literal["cell", "notebook"]
+    flow_name: str
+    kernel_name: str | None
+    flows: list[FlowCellReply]
+    parameter_schema: JSONObject
+    cells: list[DeployCellReply] = Field(description="The cells the deployment will hold.")
 
 
 class Notebook(BaseModel):
