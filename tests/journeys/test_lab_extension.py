@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.journeys.conftest import Journey
 from tests.journeys.test_tutorial_lab import code_cell, user_settings
@@ -76,7 +77,7 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     dialog.get_by_label("Work pool").select_option("my-pool")
     dialog.locator(".nbflows-poolInfo").get_by_text(re.compile("READY · 1 worker")).wait_for()
     dialog.get_by_label("Schedule kind").select_option("cron")
-    schedule, preview = dialog.get_by_label("Expression"), dialog.locator(".nbflows-schedulePreview")
+    schedule, preview = dialog.get_by_label("Schedule expression"), dialog.locator(".nbflows-schedulePreview")
     schedule.fill("0 25 * * *")
     preview.get_by_text(re.compile("hour")).wait_for()  # the server's own message
     assert "nbflows-invalid" in (preview.get_attribute("class") or "")
@@ -103,10 +104,10 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     item.get_by_text("next:").wait_for()
     item.get_by_role("button", name="Run now").click()
     run_dialog = page.locator(".jp-Dialog", has_text="Run get_repo_info/from-the-lab now")
-    run_dialog.get_by_label("Parameter repo_name").fill("jupyter/jupyterlab")
+    run_dialog.get_by_label("Parameter repo_name").fill("jupyterlab/jupyterlab")
     run_dialog.get_by_role("button", name="Run").click()
     logs = panel.locator(".nbflows-runView .nbflows-logs")
-    logs.get_by_text("jupyter/jupyterlab repository statistics").wait_for()
+    logs.get_by_text("jupyterlab/jupyterlab repository statistics").wait_for()
     panel.locator(".nbflows-runHeader[data-state='COMPLETED']").wait_for()
     page.locator(".jp-toast-message", has_text="completed").first.wait_for()
     screenshot(page, "lab-ext-run-logs")
@@ -114,14 +115,17 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     # The executed notebook opens in the Lab, read-only.
     panel.get_by_role("button", name="Open executed notebook").click()
     executed = page.locator(".nbflows-executedNotebook")
-    executed.get_by_text("jupyter/jupyterlab repository statistics").first.wait_for()
+    executed.get_by_text("jupyterlab/jupyterlab repository statistics").first.wait_for()
     tab = page.locator(".lm-TabBar-tab", has_text="(executed, read-only)")
     tab.wait_for()
-    assert executed.locator(".jp-Cell.jp-mod-readOnly").count() >= 4
+    executed.get_by_text("notebook is read-only").wait_for()
+    executed.locator(".cm-editor.jp-mod-readOnly").first.wait_for()
+    assert executed.locator(".cm-editor:not(.jp-mod-readOnly)").count() == 0
     screenshot(page, "lab-ext-executed-notebook")
 
     # A second notebook, deployed from the file browser's context menu, run, then cancelled.
-    page.locator(".jp-SideBar [data-id='filebrowser']").click()
+    if not page.locator("#filebrowser").is_visible():
+        page.locator(".jp-SideBar [data-id='filebrowser']").click()
     page.locator(".jp-DirListing-item", has_text="gated.ipynb").click(button="right")
     page.locator(".lm-Menu-item", has_text="Deploy notebook…").click()
     dialog.wait_for()
@@ -146,5 +150,5 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     assert run["state"]["type"] == "CANCELLED"
     panel.get_by_label("Filter by state").select_option("CANCELLED")
     panel.locator(f".nbflows-run[data-run='{run['id']}']").wait_for()
-    assert panel.locator(".nbflows-run").count() == 1
+    expect(panel.locator(".nbflows-run")).to_have_count(1)  # the filter applied
     screenshot(page, "lab-ext-cancelled")

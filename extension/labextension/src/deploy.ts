@@ -62,7 +62,7 @@ class DeployDialog extends Widget {
       ...['none', 'cron', 'interval', 'rrule'].map(k =>
         h('option', { value: k }, k === 'none' ? 'No schedule (run on demand)' : k)));
     this.scheduleValue = h('input', {
-      name: 'schedule', 'aria-label': 'Schedule', placeholder: '0 6 * * *  ·  3600 or 1h  ·  FREQ=DAILY;BYHOUR=6',
+      name: 'schedule', 'aria-label': 'Schedule expression', placeholder: '0 6 * * *  ·  3600 or 1h  ·  FREQ=DAILY;BYHOUR=6',
       onInput: check
     });
     this.timezone = h('input', {

@@ -99,7 +99,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           widget.sessionContext.kernelPreference = { shouldStart: false, canStart: false };
           await widget.context.ready;
           widget.title.label = `${run.name} (executed, read-only)`;
-          widget.content.widgets.forEach(cell => (cell.readOnly = true));
+          widget.context.model.readOnly = true;
           widget.addClass('nbflows-executedNotebook');
         }
       }
@@ -194,6 +194,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.docRegistry.addWidgetExtension('Notebook', {
       createNew: (nb: NotebookPanel) => {
+        if (nb.context.path.startsWith(`${DRIVE_NAME}:`)) {
+          return; // an executed notebook: a record, not something to deploy
+        }
         const button = new ToolbarButton({
           className: 'nbflows-scheduleButton',
           label: 'Schedule',

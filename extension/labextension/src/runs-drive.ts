@@ -32,6 +32,10 @@ export class RunsDrive implements Contents.IDrive {
     }
     const runId = name.replace(/\.ipynb$/, '');
     const content = options?.content === false ? null : await requestAPI<any>(`flow_runs/${runId}/notebook`);
+    // Cells not editable either (JupyterLab's own per-cell flag): this is a record of what ran.
+    for (const cell of content?.cells ?? []) {
+      cell.metadata = { ...(cell.metadata ?? {}), editable: false };
+    }
     const now = new Date().toISOString();
     return {
       name, path: localPath, type: 'notebook', writable: false, created: now, last_modified: now,
