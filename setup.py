@@ -46,7 +46,9 @@ def build_labextension() -> None:
             f"({LABEXT}); install Node.js >= 18, or install nbflows from a wheel"
         )
     installed = LABEXT / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < _newest([LABEXT / "package-lock.json"]):
+    if not installed.exists() or installed.stat().st_mtime < _newest(
+        [LABEXT / "package-lock.json"]
+    ):
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=LABEXT, check=True)
     subprocess.run([npm, "run", "build"], cwd=LABEXT, check=True)
     os.utime(marker)
@@ -57,7 +59,10 @@ def data_files() -> list[tuple[str, list[str]]]:
     rel = BUILT.relative_to(HERE)
     static = sorted(p.relative_to(HERE).as_posix() for p in (BUILT / "static").iterdir())
     return [
-        ("etc/jupyter/jupyter_server_config.d", ["jupyter-config/jupyter_server_config.d/nbflows.json"]),
+        (
+            "etc/jupyter/jupyter_server_config.d",
+            ["jupyter-config/jupyter_server_config.d/nbflows.json"],
+        ),
         (TARGET, [f"{rel.as_posix()}/package.json", "extension/labextension/install.json"]),
         (f"{TARGET}/static", static),
     ]

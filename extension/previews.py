@@ -25,8 +25,8 @@ HORIZON = timedelta(days=3660)
 
 def schedule_times(req: SchedulePreviewRequest, floor: float) -> dict[str, Any]:
     """Each schedule's description and next `req.count` times; InvalidInput like a deploy's."""
-    from nbflows.scheduling import check_frequency
     from nbflows.schedules import parse_schedule
+    from nbflows.scheduling import check_frequency
 
     after = req.after or datetime.now(timezone.utc)
     if after.tzinfo is None:

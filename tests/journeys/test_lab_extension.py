@@ -77,7 +77,10 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     dialog.get_by_label("Work pool").select_option("my-pool")
     dialog.locator(".nbflows-poolInfo").get_by_text(re.compile("READY · 1 worker")).wait_for()
     dialog.get_by_label("Schedule kind").select_option("cron")
-    schedule, preview = dialog.get_by_label("Schedule expression"), dialog.locator(".nbflows-schedulePreview")
+    schedule, preview = (
+        dialog.get_by_label("Schedule expression"),
+        dialog.locator(".nbflows-schedulePreview"),
+    )
     schedule.fill("0 25 * * *")
     preview.get_by_text(re.compile("hour")).wait_for()  # the server's own message
     assert "nbflows-invalid" in (preview.get_attribute("class") or "")
