@@ -74,7 +74,9 @@ def test_a_schedule_more_often_than_the_server_allows_is_422(srv: Server) -> Non
 def test_a_cell_flow_holds_the_parameters_cell_the_cells_above_and_itself(srv: Server) -> None:
     preview = ok(
         srv.http(
-            "POST", "previews/deploy", json={"path": "repo_info.ipynb", "flow_name": "get_repo_info"}
+            "POST",
+            "previews/deploy",
+            json={"path": "repo_info.ipynb", "flow_name": "get_repo_info"},
         )
     )
     assert preview["kind"] == "cell" and preview["kernel_name"] == "python3"
