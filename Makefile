@@ -52,6 +52,7 @@ server: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	cd $(LABEXT) && npm test
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
