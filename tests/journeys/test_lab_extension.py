@@ -155,3 +155,30 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     panel.locator(f".nbflows-run[data-run='{run['id']}']").wait_for()
     expect(panel.locator(".nbflows-run")).to_have_count(1)  # the filter applied
     screenshot(page, "lab-ext-cancelled")
+
+    # Retry: a failed run (an unknown repository) gets a second attempt, in the same view.
+    panel.get_by_label("Filter by state").select_option("")
+    item = panel.locator(".nbflows-deployment[data-deployment='get_repo_info/from-the-lab']")
+    item.get_by_role("button", name="Run now").click()
+    run_dialog.get_by_label("Parameter repo_name").fill("nobody/nothing")
+    run_dialog.get_by_role("button", name="Run").click()
+    failed = panel.locator(".nbflows-runHeader[data-state='FAILED']")
+    failed.get_by_text("attempt 1").wait_for()
+    logs.get_by_text("unknown repository 'nobody/nothing'").first.wait_for()
+    failed.get_by_role("button", name="Retry").click()
+    failed.get_by_text("attempt 2").wait_for()
+    screenshot(page, "lab-ext-retried")
+
+    # The command palette lists nbflows' commands; the launcher's tile opens the dashboard.
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#command-palette")
+    palette.locator("input").fill("nbflows")
+    palette.get_by_text("Show the Flows panel").wait_for()
+    palette.get_by_text("Schedule / deploy this notebook…").wait_for()
+    screenshot(page, "lab-ext-palette")
+    page.keyboard.press("Escape")
+    page.locator(".lm-TabBar-addButton:not(.lm-mod-hidden)").first.click()
+    page.locator(".jp-LauncherCard", has_text="nbflows Dashboard").click()
+    frame = page.frame_locator(".jp-MainAreaWidget iframe").first
+    frame.get_by_text("Work Pools").first.wait_for()
+    screenshot(page, "lab-ext-dashboard-tab")

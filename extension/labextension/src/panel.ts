@@ -211,7 +211,8 @@ export class FlowsPanel extends Widget {
         ` attempt ${run.attempt} · ${formatDuration(run.duration)}`, run.state.message ? ` · ${run.state.message}` : ''),
       h('div', { className: 'nbflows-actions' },
         !terminal ? h('button', { className: 'jp-mod-styled jp-mod-warn nbflows-cancel', onClick: () => void this.cancel(run) }, 'Cancel') : null,
-        terminal && run.kind === 'deployment' && run.state.type !== 'COMPLETED'
+        // The server retries FAILED and CRASHED runs (a new attempt of the same run).
+        run.kind === 'deployment' && ['FAILED', 'CRASHED'].includes(run.state.type)
           ? h('button', { className: 'jp-mod-styled nbflows-retry', onClick: () => void this.retry(run) }, 'Retry') : null,
         run.has_notebook ? h('button', { className: 'jp-mod-styled nbflows-openNotebook', onClick: () => void this.hooks.openNotebook(run) }, 'Open executed notebook') : null,
         h('button', { className: 'jp-mod-styled', onClick: () => { this.selected = null; fill(this.runView); } }, 'Close')));
