@@ -15,6 +15,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from nbflows.errors import InvalidInput
+from nbflows.limits import Limits
 from nbflows.schemas import DeployPreviewRequest, SchedulePreviewRequest, parse
 
 from .base import NBFlowsHandler
@@ -31,6 +32,10 @@ def schedule_times(req: SchedulePreviewRequest, floor: float) -> dict[str, Any]:
     after = req.after or datetime.now(timezone.utc)
     if after.tzinfo is None:
         after = after.replace(tzinfo=timezone.utc)
+    try:
+        until = after + HORIZON
+    except OverflowError:  # near the year 9999: as far as datetimes go
+        until = datetime.max.replace(tzinfo=timezone.utc)
     items = []
     for index, spec in enumerate(req.schedules):
         try:
@@ -39,19 +44,24 @@ def schedule_times(req: SchedulePreviewRequest, floor: float) -> dict[str, Any]:
         except InvalidInput as exc:
             prefix = f"schedule {index + 1}: " if len(req.schedules) > 1 else ""
             raise InvalidInput(prefix + exc.message, index=index) from None
-        times = schedule.next_times(after, after + HORIZON, limit=req.count)
+        times = schedule.next_times(after, until, limit=req.count)
         items.append(
             {"description": schedule.describe(), "next_times": [x.isoformat() for x in times]}
         )
     return {"schedules": items}
 
 
-def deploy_preview(req: DeployPreviewRequest, root_dir: str | None) -> dict[str, Any]:
+def deploy_preview(
+    req: DeployPreviewRequest, root_dir: str | None, limits: Limits
+) -> dict[str, Any]:
     """The notebook's flows and parameters, and the cells a deployment of it would hold."""
+    # The same checks as a deploy's, in the same order: a notebook too big is not read.
+    from nbflows.deployments import _check_notebook_file_size
     from nbflows.extraction import extract_flow_notebook, find_flows, whole_notebook_snapshot
     from nbflows.notebooks import kernel_name, load_notebook
     from nbflows.parameters import parameter_schema, validate_parameters
 
+    _check_notebook_file_size(req.path, root_dir, limits)
     path, source = load_notebook(req.path, root_dir)
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
@@ -98,4 +108,4 @@ class DeployPreview(NBFlowsHandler):
     @authorized
     async def post(self) -> None:
         req = parse(DeployPreviewRequest, await self.body())
-        self.reply(await self.orch.compute(deploy_preview, req, self.orch.root_dir))
+        self.reply(await self.orch.compute(deploy_preview, req, self.orch.root_dir, self.limits))

@@ -308,8 +308,8 @@ class HeartbeatRequest(Body):
 
 
 class SchedulePreviewRequest(Body):
-    schedules: list[JSONObject] = Field(min_length=1, max_length=20)
-    count: Int = Field(default=5, ge=1, le=100)
+    schedules: list[JSONObject] = Field(min_length=1, max_length=5)
+    count: Int = Field(default=5, ge=1, le=20)
     #: When the times start (exclusive); now by default.
     after: Moment | None = None
 

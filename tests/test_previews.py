@@ -111,3 +111,9 @@ def test_unknown_flows_missing_notebooks_and_paths_outside_the_root(srv: Server)
     refused(srv.http("POST", "previews/deploy", json={"path": "missing.ipynb"}), 404)
     outside = {"path": "../../etc/passwd.ipynb"}
     refused(srv.http("POST", "previews/deploy", json=outside), 422, "outside")
+
+
+def test_times_near_the_end_of_the_calendar_are_no_error(srv: Server) -> None:
+    body = {"schedules": [{"interval": 3600}], "after": "9999-12-31T20:00:00+00:00"}
+    [item] = ok(srv.http("POST", "previews/schedules", json=body))["schedules"]
+    assert len(item["next_times"]) <= 3
