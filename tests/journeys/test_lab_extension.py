@@ -109,7 +109,7 @@ def test_schedule_run_watch_open_and_cancel_from_jupyterlab(
     run_dialog = page.locator(".jp-Dialog", has_text="Run get_repo_info/from-the-lab now")
     run_dialog.get_by_label("Parameter repo_name").fill("jupyterlab/jupyterlab")
     run_dialog.get_by_role("button", name="Run").click()
-    logs = panel.locator(".nbflows-runView .nbflows-logs")
+    logs = panel.locator(".nbflows-runView .nbflows-runLogs")
     logs.get_by_text("jupyterlab/jupyterlab repository statistics").wait_for()
     panel.locator(".nbflows-runHeader[data-state='COMPLETED']").wait_for()
     page.locator(".jp-toast-message", has_text="completed").first.wait_for()

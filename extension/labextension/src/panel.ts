@@ -164,7 +164,7 @@ export class FlowsPanel extends Widget {
 
   /** Follow the selected run: long-poll its logs and state until it ends or another is shown. */
   private async followLogs(runId: string): Promise<void> {
-    const log = h('pre', { className: 'nbflows-logs', 'aria-label': 'Run logs' });
+    const log = h('pre', { className: 'nbflows-runLogs', 'aria-label': 'Run logs' });
     let header: HTMLElement | null = null;
     while (this.selected === runId && !this.isDisposed) {
       let page: ILogsPage;
@@ -281,7 +281,7 @@ export class FlowsPanel extends Widget {
   private readonly message = h('div', { className: 'nbflows-error', role: 'alert' });
   private readonly pools = h('div', { className: 'nbflows-list nbflows-pools' });
   private readonly deployments = h('div', { className: 'nbflows-list nbflows-deployments' });
-  private readonly runs = h('div', { className: 'nbflows-list nbflows-runs' });
+  private readonly runs = h('div', { className: 'nbflows-list nbflows-runList' });
   private readonly runView = h('section', { className: 'nbflows-runView' });
   private readonly stateFilter: HTMLSelectElement;
   private readonly flowFilter: HTMLInputElement;
