@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from pydantic import TypeAdapter
 from tornado import web
 
@@ -14,6 +13,7 @@ from nbflows import __version__
 from nbflows.schemas import ErrorReply
 
 from .base import NBFlowsHandler
+from .permissions import permitted
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _REF = "#/components/schemas/{model}"
@@ -199,6 +199,6 @@ def _operation(paths: dict[str, dict[str, Any]], handler: type, method: str) -> 
 
 class OpenAPI(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(self.settings["nbflows_openapi"])

@@ -19,7 +19,15 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound, TooLarge
+from nbflows.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NBFlowsError,
+    NotFound,
+    TooLarge,
+)
 
 __all__ = [
     "APIError",
@@ -37,7 +45,8 @@ API_PATH = "nbflows/api/"
 
 #: Server error `reason` → the exception the client raises (the server names its class).
 _REASONS: dict[str, type[NBFlowsError]] = {
-    cls.__name__: cls for cls in (BadRequest, NotFound, Conflict, InvalidInput, TooLarge)
+    cls.__name__: cls
+    for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge)
 }
 
 #: Terminal state types (kept here as strings so the client does not depend on the store).
@@ -173,7 +182,9 @@ def get_client(url: str | None = None, token: str | None = None, timeout: float 
                     token = server.get("token") or None
                     root_dir = server.get("root_dir")
                     break
-        return Client(url, token=token, timeout=timeout, root_dir=root_dir, relocate="same-url")
+        # A worker's or a run's credential is never traded for another token found on disk.
+        relocate = None if token and token.startswith(("nbfw_", "nbfr_")) else "same-url"
+        return Client(url, token=token, timeout=timeout, root_dir=root_dir, relocate=relocate)
     servers = discover_servers()
     if not servers:
         raise NoServerError(_no_server_message("No running nbflows server was found"))
