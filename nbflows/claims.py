@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import job_templates
-from . import credentials
+from . import credentials, job_templates
 from .deployments import deployment_json
 from .errors import NotFound
 from .flow_runs import runs_json

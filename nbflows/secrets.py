@@ -110,8 +110,7 @@ def list_secrets(s: Session) -> list[dict[str, Any]]:
         select(t.Secret.name, t.Secret.created, t.Secret.updated).order_by(t.Secret.name)
     )
     return [
-        {"name": n, "created": c.isoformat(), "updated": u.isoformat()}
-        for n, c, u in rows.all()
+        {"name": n, "created": c.isoformat(), "updated": u.isoformat()} for n, c, u in rows.all()
     ]
 
 
