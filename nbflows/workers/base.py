@@ -538,12 +538,11 @@ class BaseWorker:
         claimed = active.claimed
         assert self._shipper is not None
         live = claimed.job_configuration.get("stream_output") is not False
+        problem: str | None = None
         try:
             claimed, masker = self._with_secrets(claimed)
         except NBFlowsError as exc:
             masker, problem = Masker(()), f"its secrets could not be resolved: {exc}"
-        else:
-            problem = None
         reporter = RunReporter(
             self._shipper, claimed.id, live=live, fence=claimed.fence, masker=masker
         )
