@@ -18,6 +18,7 @@ spec in `nbflows.extension.api`); a method without one refuses credentials.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -130,3 +131,42 @@ def _describe(who: Principal) -> str:
         return f"run {who.run_id} and its child runs"
     names = sorted(who.pools) + [f"every {k} pool" for k in sorted(who.pool_types)]
     return ", ".join(names) or "none"
+
+
+def permission_table() -> str:
+    """The route-by-route table of docs/permissions.md, from the route table itself."""
+    from .api import ROUTES
+
+    rows = [
+        "| route | method | user permission (action, resource) | worker credential | "
+        "run credential |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for pattern, _, meta in ROUTES:
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
+        for method, spec in meta.items():
+            action, resource = spec["permission"]
+            worker, run = (_SCOPES[kind][spec.get(kind)] for kind in ("worker", "run"))
+            rows.append(
+                f"| `{path}` | {method.upper()} | `{action}` `{resource}` | {worker} | {run} |"
+            )
+    return "\n".join(rows)
+
+
+_SCOPES: dict[str, dict[str | None, str]] = {
+    "worker": {
+        None: "—",
+        ANY: "yes",
+        POOLS: "yes (lists its pools only)",
+        POOL: "its pools",
+        DEPLOYMENT: "deployments of its pools",
+        RUN: "runs of its pools and their child runs",
+        CHILD: "a child of a run of its pools",
+    },
+    "run": {
+        None: "—",
+        ANY: "yes",
+        RUN: "its own run and its child runs",
+        CHILD: "a child of its own run",
+    },
+}
