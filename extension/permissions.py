@@ -122,7 +122,7 @@ def _within(s: Session, who: Principal, scope: str, kwargs: dict[str, Any], body
         return who.may_use_run(s, kwargs["run_id"])
     if scope == CHILD:  # a new run: a child of a run within the credential's reach
         parent = body.get("parent_run_id") if isinstance(body, dict) else None
-        return isinstance(parent, str) and who.may_use_run(s, parent)
+        return isinstance(parent, str) and who.may_use_run(s, parent, missing=False)
     return False
 
 

@@ -71,15 +71,19 @@ class Principal:
         """A worker credential's pools include `pool`."""
         return self.kind == "worker" and (pool.name in self.pools or pool.type in self.pool_types)
 
+    # Something that does not exist is the route's own 404 (ids are random: that tells nothing;
+    # a worker learns so that a pool or run it served is gone).
+
     def may_use_pool(self, s: Session, name: str) -> bool:
         pool = s.scalar(select(t.WorkPool).where(t.WorkPool.name == name))
-        # An unknown pool is the route's own 404 when the credential could serve it by name.
-        return self.serves(pool) if pool is not None else name in self.pools
+        return self.serves(pool) if pool is not None else True
 
-    def may_use_run(self, s: Session, run_id: str) -> bool:
+    def may_use_run(self, s: Session, run_id: str, *, missing: bool = True) -> bool:
         """A worker's: the run, or the run it is a child of, is in its pools. A run's: the run
-        is its own or one of its (grand)children."""
+        is its own or one of its (grand)children. `missing`: the answer for no such run."""
         run = s.get(t.FlowRun, run_id)
+        if run is None:
+            return missing
         for _ in range(MAX_DEPTH):
             if run is None:
                 return False
@@ -96,7 +100,7 @@ class Principal:
     def may_use_deployment(self, s: Session, ref: str) -> bool:
         d = s.get(t.Deployment, ref)
         if d is None:
-            return False
+            return True
         pool = s.get(t.WorkPool, d.work_pool_id)
         return pool is not None and self.serves(pool)
 
