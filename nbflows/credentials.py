@@ -98,9 +98,12 @@ class Principal:
         return False
 
     def may_use_deployment(self, s: Session, ref: str) -> bool:
-        d = s.get(t.Deployment, ref)
-        if d is None:
-            return True
+        from nbflows.deployments import get_deployment
+
+        try:
+            d = get_deployment(s, ref)
+        except NotFound:  # its 404 names every deployment: not for a worker
+            return False
         pool = s.get(t.WorkPool, d.work_pool_id)
         return pool is not None and self.serves(pool)
 
