@@ -444,7 +444,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
-        r"secrets/(?P<name>[^/]+)",
+        r"secrets/(?P<name>[A-Za-z_][A-Za-z0-9_]{0,199})",
         a.Secret,
         {
             "put": {
