@@ -160,7 +160,7 @@ _SCOPES: dict[str, dict[str | None, str]] = {
         POOLS: "yes (lists its pools only)",
         POOL: "its pools",
         DEPLOYMENT: "deployments of its pools",
-        RUN: "runs of its pools and their child runs",
+        RUN: "runs of its pools (or of none) and their child runs",
         CHILD: "a child of a run of its pools",
     },
     "run": {

@@ -79,8 +79,8 @@ class Principal:
         return self.serves(pool) if pool is not None else True
 
     def may_use_run(self, s: Session, run_id: str, *, missing: bool = True) -> bool:
-        """A worker's: the run, or the run it is a child of, is in its pools. A run's: the run
-        is its own or one of its (grand)children. `missing`: the answer for no such run."""
+        """A worker's: the run, or the run it is a child of, is in its pools or in no pool. A
+        run's: the run is its own or one of its (grand)children. `missing`: the answer for no such run."""
         run = s.get(t.FlowRun, run_id)
         if run is None:
             return missing
@@ -93,7 +93,10 @@ class Principal:
                 pool = s.get(t.WorkPool, run.work_pool_id)
                 return pool is not None and self.serves(pool)
             if not run.parent_run_id:
-                return False
+                # A run in no pool (recorded from a notebook) may have left a container labelled
+                # with the worker's pool: its reaper reads the run and says what it did there.
+                return self.kind == "worker"
+
             run = s.get(t.FlowRun, run.parent_run_id)
         return False
 
