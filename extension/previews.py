@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from nbflows.errors import InvalidInput
@@ -19,6 +18,7 @@ from nbflows.limits import Limits
 from nbflows.schemas import DeployPreviewRequest, SchedulePreviewRequest, parse
 
 from .base import NBFlowsHandler
+from .permissions import permitted
 
 #: How far ahead the next times of a schedule are looked for.
 HORIZON = timedelta(days=3660)
@@ -94,7 +94,7 @@ def deploy_preview(
 
 class SchedulePreview(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         from nbflows.scheduling import MIN_INTERVAL
 
@@ -105,7 +105,7 @@ class SchedulePreview(NBFlowsHandler):
 
 class DeployPreview(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(DeployPreviewRequest, await self.body())
         self.reply(await self.orch.compute(deploy_preview, req, self.orch.root_dir, self.limits))
