@@ -13,10 +13,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from nbflows import schemas as s
-
-from . import routes as r
-from .openapi import OpenAPI
+from nbflows.extension import routes as r
+from nbflows.extension.openapi import OpenAPI
+from nbflows.services import schemas as s
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (

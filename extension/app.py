@@ -13,19 +13,18 @@ from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
 
-from nbflows import scheduling
-from nbflows.limits import Limits
-from nbflows.orchestrator import Orchestrator
+from nbflows.extension.api import LINKS, ROUTES
+from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop
+from nbflows.extension.openapi import openapi_document
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.extension.routes import NotFoundRoute
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services.limits import Limits
 from nbflows.store.db import Database, default_database_url
-
-from .api import LINKS, ROUTES
-from .lifecycle import EmbeddedWorker, SchedulerLoop
-from .openapi import openapi_document
-from .routes import NotFoundRoute
 
 
 def _limit_trait(name: str) -> Int:
-    """A size limit of `nbflows.limits.Limits` as a setting, with its default and help."""
+    """A size limit of `nbflows.services.limits.Limits` as a setting, with its default and help."""
     return Int(Limits.default(name), min=1, help=Limits.help(name)).tag(config=True)
 
 
@@ -183,7 +182,7 @@ class LoopLagMonitor:
 
 def _dashboard_handlers() -> list[tuple[str, Any]]:
     try:
-        from .dashboard import HANDLERS
+        from nbflows.extension.dashboard import HANDLERS
     except ImportError:
         return []
     return list(HANDLERS)

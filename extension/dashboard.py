@@ -25,13 +25,13 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import deployments, flow_runs, heartbeats, logs
-from nbflows import work_pools as pools
 from nbflows.errors import NBFlowsError
-from nbflows.orchestrator import Orchestrator
+from nbflows.extension.orchestrator import Orchestrator
 from nbflows.presentation import format_duration, parse_timestamp
-from nbflows.schemas import log_json
-from nbflows.states import StateType
+from nbflows.protocol import StateType
+from nbflows.services import deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import log_json
 
 __all__ = ["HANDLERS", "render_notebook_html"]
 

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nbflows import heartbeats, scheduling
-from nbflows.orchestrator import Orchestrator
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import heartbeats
 from nbflows.store.db import begin_write
 
 log = logging.getLogger("nbflows")

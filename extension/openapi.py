@@ -11,9 +11,8 @@ from pydantic import TypeAdapter
 from tornado import web
 
 from nbflows import __version__
-from nbflows.schemas import ErrorReply
-
-from .base import NBFlowsHandler
+from nbflows.extension.base import NBFlowsHandler
+from nbflows.services.schemas import ErrorReply
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _REF = "#/components/schemas/{model}"

@@ -10,12 +10,15 @@ from jupyter_server.auth.decorator import authorized
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
-from nbflows import work_pools as pools
+from nbflows import __version__
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.limits import executed_notebook_text, too_large
-from nbflows.scheduling import MIN_INTERVAL, check_frequency
-from nbflows.schemas import (
+from nbflows.extension.base import NBFlowsHandler, decode_json, json_object_keys
+from nbflows.protocol import StateType
+from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.limits import executed_notebook_text, too_large
+from nbflows.services.schemas import (
     ClaimRequest,
     DeploymentNotebookQuery,
     DeploymentsQuery,
@@ -41,10 +44,8 @@ from nbflows.schemas import (
     parse,
     work_queue_json,
 )
-from nbflows.states import StateType
 from nbflows.store import tables as t
-
-from .base import NBFlowsHandler, decode_json, json_object_keys
+from nbflows.workers import job_templates
 
 MAX_WAIT = 30.0
 

@@ -7,7 +7,7 @@ attempt, `log` with captured lines, `finish` at the end of each attempt, and `re
 - `HeadlessReporter` when a worker runs the kernel (`NBFLOWS_FLOW_RUN_ID` is set): no network;
   events travel in the cell's output as `application/vnd.nbflows.event+json` display data, which
   the worker relays.
-- `ApiReporter` when a server is found (`nbflows.client.get_client()`).
+- `ApiReporter` when a server is found (`nbflows.client.rest.get_client()`).
 - `LocalStoreReporter` otherwise (plain IPython, VS Code without a server): runs go into the
   store a server would use, so they show up once one starts.
 
@@ -38,7 +38,7 @@ from nbflows.kernel_magics.capture import LogLine
 from nbflows.kernel_magics.context import KernelContext, current_context
 
 if TYPE_CHECKING:
-    from nbflows.client import Client
+    from nbflows.client.rest import Client
 
 __all__ = [
     "EVENT_MIME_TYPE",
@@ -130,7 +130,7 @@ def get_reporter(context: KernelContext | None = None) -> Reporter:
     """The reporter for runs in this kernel: the one set with `set_reporter`, else by context.
 
     The automatic choice is made once per context (a changed environment, as in tests, makes it
-    again); finding out whether a server exists imports `nbflows.client` the first time.
+    again); finding out whether a server exists imports `nbflows.client.rest` the first time.
     """
     global _auto
     if _override is not None:
@@ -146,7 +146,7 @@ def get_reporter(context: KernelContext | None = None) -> Reporter:
 def _choose(ctx: KernelContext) -> Reporter:
     if ctx.headless:
         return HeadlessReporter(ctx)
-    from nbflows.client import NoServerError, get_client
+    from nbflows.client.rest import NoServerError, get_client
 
     try:
         return ApiReporter(get_client())
@@ -257,7 +257,7 @@ class _QueuedReporter:
 
 
 class ApiReporter(_QueuedReporter):
-    """Records runs on an nbflows server through `nbflows.client` (from a background thread).
+    """Records runs on an nbflows server through `nbflows.client.rest` (from a background thread).
 
     The run is created (`POST flow_runs`, state RUNNING) when its first attempt starts, its log
     lines follow in batches, each attempt's end sets its state; a retry moves the run
@@ -308,7 +308,7 @@ class ApiReporter(_QueuedReporter):
                     self._client.heartbeat_flow_run(run_id, HEARTBEAT_INTERVAL)
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
-        from nbflows.client import get_client
+        from nbflows.client.rest import get_client
 
         self.flush(5.0)
         with get_client() as client:
@@ -413,7 +413,7 @@ class LocalStoreReporter(_QueuedReporter):
         self._outbox.put(("record", run, state, message, logs))
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
-        from nbflows import flow_runs
+        from nbflows.services import flow_runs
         from nbflows.store.local import local_database
 
         self.flush(10.0)

@@ -26,7 +26,7 @@ from nbflows.cli.deploy import (
     split_entrypoint,
     split_image,
 )
-from nbflows.client import (
+from nbflows.client.rest import (
     APIError,
     Client,
     NoServerError,
@@ -363,7 +363,7 @@ def test_interval_text() -> None:
 
 
 def test_api_root() -> None:
-    from nbflows.client import api_root
+    from nbflows.client.rest import api_root
 
     assert api_root("http://h:8888/") == "http://h:8888/nbflows/api/"
     assert api_root("http://h:8888") == "http://h:8888/nbflows/api/"

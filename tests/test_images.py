@@ -25,7 +25,8 @@ import nbformat
 import pytest
 
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.images import (
+from nbflows.packaging.build import IMAGE_WHEEL_ENV, build_for_deploy
+from nbflows.packaging.images import (
     FLOW_NOTEBOOK_DIR,
     LABEL_CONTEXT_HASH,
     LABEL_FLOW,
@@ -48,8 +49,7 @@ from nbflows.images import (
     prepare_build_context,
     push_image,
 )
-from nbflows.job_templates import default_base_job_template
-from nbflows.packaging import IMAGE_WHEEL_ENV, build_for_deploy
+from nbflows.workers.job_templates import default_base_job_template
 from tests.docker_support import REPO_ROOT, docker_client, local_base_image, remove_image
 
 PROJECT = Path(__file__).resolve().parent / "data" / "img_project"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nbflows.errors import InvalidInput
-from nbflows.job_templates import (
+from nbflows.workers.job_templates import (
     DEFAULT_TEMPLATES,
     POOL_TYPES,
     REDACTED,

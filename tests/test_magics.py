@@ -23,7 +23,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
-from nbflows.client import NoServerError
+from nbflows.client.rest import NoServerError
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics import (
     EVENT_MIME_TYPE,
@@ -641,8 +641,8 @@ def local_store(tmp_path, monkeypatch) -> Iterator[str]:
 
 
 def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
-    from nbflows import logs
     from nbflows.kernel_magics import LocalStoreReporter, get_reporter
+    from nbflows.services import logs
     from nbflows.store.local import local_database
 
     reporter = get_reporter()

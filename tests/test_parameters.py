@@ -11,8 +11,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from nbflows.errors import InvalidInput
-from nbflows.notebooks import load_notebook
-from nbflows.parameters import (
+from nbflows.notebooks.loading import load_notebook
+from nbflows.notebooks.parameters import (
     infer_parameters,
     parameter_schema,
     parameters_cell_index,

@@ -16,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
-from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput
-from nbflows.schemas import (
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import (
     DeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,

@@ -20,11 +20,10 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Unicode
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
 from nbflows.presentation import change_text, format_timestamp, parse_timestamp
-
-from .pool_picker import PoolPicker
+from nbflows.widgets.pool_picker import PoolPicker
 
 __all__ = ["CRON_PRESETS", "INTERVAL_PRESETS", "DeployForm", "deploy_form", "parameter_input"]
 
@@ -162,8 +161,8 @@ class _Target:
         path = self.notebook_file()
         if path is None:
             return {}
-        from nbflows.notebooks import load_notebook
-        from nbflows.parameters import parameter_schema
+        from nbflows.notebooks.loading import load_notebook
+        from nbflows.notebooks.parameters import parameter_schema
 
         _, nb = load_notebook(path, None)
         return dict(parameter_schema(nb).get("properties", {}))
@@ -185,7 +184,7 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
 
     An image is built here, before the request, as `Flow.deploy` and the CLI do.
     """
-    from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
+    from nbflows.scheduling.schedules import make_schedule, parse_schedule, schedule_to_dict
 
     body = {
         key: kwargs[key]
@@ -211,8 +210,8 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
         body["schedules"] = [schedule_to_dict(parse_schedule(x)) for x in kwargs["schedules"]]
     image = kwargs.get("image")
     if image is not None:
-        from nbflows.images import DeploymentImage
-        from nbflows.packaging import build_for_deploy
+        from nbflows.packaging.build import build_for_deploy
+        from nbflows.packaging.images import DeploymentImage
 
         if not isinstance(image, DeploymentImage):
             image = DeploymentImage(name=str(image))
@@ -530,7 +529,7 @@ class DeployForm(widgets.VBox):
             chosen = {"interval": seconds}
         zone = self.timezone.value.strip() or "UTC"
         chosen["timezone"] = zone
-        from nbflows.schedules import make_schedule
+        from nbflows.scheduling.schedules import make_schedule
 
         make_schedule(**chosen)  # a bad cron or time zone is said now, with the schedule's words
         return chosen
@@ -543,7 +542,7 @@ class DeployForm(widgets.VBox):
             raise InvalidInput(
                 "give the image a name (e.g. sales), or untick 'Run in a Docker image'"
             )
-        from nbflows.images import DeploymentImage
+        from nbflows.packaging.images import DeploymentImage
 
         image = DeploymentImage(
             name=name,

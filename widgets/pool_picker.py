@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import List, TraitError, Unicode, observe, validate
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
 
 __all__ = ["PoolPicker", "pool_picker", "pool_status"]

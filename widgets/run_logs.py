@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import ipywidgets as widgets
 from traitlets import Bool, Dict, Int, Unicode
 
-from nbflows.client import MAX_WAIT, TERMINAL_STATES, Client, get_client
+from nbflows.client.rest import MAX_WAIT, TERMINAL_STATES, Client, get_client
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.presentation import format_duration, format_timestamp, parse_timestamp, state_badge
 

@@ -1,6 +1,6 @@
 """The `nbflows` command: the root, its global options, and the command groups.
 
-Every command talks to the server through `nbflows.client`; any `NBFlowsError` ends the command
+Every command talks to the server through `nbflows.client.rest`; any `NBFlowsError` ends the command
 with one red line on stderr and exit code 1, never a traceback.
 """
 
@@ -16,7 +16,7 @@ from nbflows import __version__
 from nbflows.cli import common, deployment, flow_run, work_pool, work_queue
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
-from nbflows.client import TOKEN_ENV, URL_ENV
+from nbflows.client.rest import TOKEN_ENV, URL_ENV
 from nbflows.errors import NBFlowsError
 
 
@@ -89,7 +89,7 @@ def server(
 
     Other Jupyter server options (--ServerApp.x=y) are passed through.
     """
-    from nbflows.server import main as server_main
+    from nbflows.extension.server import main as server_main
 
     argv: list[str] = []
     for flag, value in (

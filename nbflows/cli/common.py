@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput
 
 

@@ -276,8 +276,8 @@ def package_image(
     """Build (and push with --push) the image `spec` of `build_image` describes; returns the
     deploy request's `image`. Build lines are printed as they come (on stderr with --output
     json, so that stdout stays one JSON document)."""
-    from nbflows.images import DeploymentImage
-    from nbflows.packaging import build_for_deploy
+    from nbflows.packaging.build import build_for_deploy
+    from nbflows.packaging.images import DeploymentImage
 
     push = bool(spec.pop("push", False))
     image = DeploymentImage(**spec)

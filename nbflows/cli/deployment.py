@@ -12,7 +12,7 @@ from rich.text import Text
 from nbflows.cli import output as out
 from nbflows.cli.common import client, confirm, parse_json_object, parse_key_values
 from nbflows.cli.flow_run import finish, follow, run_label
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import NBFlowsError
 
 app = typer.Typer(help="Manage deployments and run them.", no_args_is_help=True)

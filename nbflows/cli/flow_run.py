@@ -12,7 +12,7 @@ from rich.text import Text
 
 from nbflows.cli import output as out
 from nbflows.cli.common import client
-from nbflows.client import TERMINAL_STATES, Client
+from nbflows.client.rest import TERMINAL_STATES, Client
 
 PAGE = 1000
 

@@ -10,10 +10,9 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from nbflows.schemas import InteractiveRunCreate, LogIn
-from nbflows.states import StateType
-
-from .db import Database
+from nbflows.protocol import StateType
+from nbflows.services.schemas import InteractiveRunCreate, LogIn
+from nbflows.store.db import Database
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,8 +26,8 @@ def record_flow_run(run: dict[str, Any], logs: list[dict[str, Any]] | None = Non
     `run`: flow_name, state (a StateType value), optional message, parameters, tags,
     parent_run_id, notebook_path, start_time, end_time (datetimes or ISO strings).
     """
-    from nbflows import flow_runs
-    from nbflows import logs as run_logs
+    from nbflows.services import flow_runs
+    from nbflows.services import logs as run_logs
 
     with local_database().session() as s:
         created = flow_runs.create_interactive_run(

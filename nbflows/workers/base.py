@@ -23,7 +23,7 @@ stores a line sent twice once). Every report carries the claim's fencing token, 
 of an attempt count only while this worker holds it. When the pool type's infrastructure is
 missing (no Docker engine, say), the worker says why on its pools and tries again later.
 
-The worker talks to the server only through `nbflows.client`.
+The worker talks to the server only through `nbflows.client.rest`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
 from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 

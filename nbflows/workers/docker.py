@@ -18,7 +18,7 @@ A run, as `DockerWorker.run` tells it:
    version.
 4. **The container starts** and runs `python -m nbflows.workers.docker RUN_DIR/spec.json`
    (`run_in_container` below): the notebook executes with papermill (the nbflows engine of
-   `nbflows.execution`) in a kernel inside the container. The run is headless
+   `nbflows.execution.engine`) in a kernel inside the container. The run is headless
    (`NBFLOWS_FLOW_RUN_ID`, `NBFLOWS_FLOW_NAME`, `NBFLOWS_RUN_KIND` in its environment): `%%flow`
    cells report through their output, never over the network, so a container needs no path to
    the server. Each output line and each run event is written to the container's stdout as one
@@ -36,7 +36,7 @@ A run, as `DockerWorker.run` tells it:
    without it the container is kept for inspection).
 
 Before step 2 the worker refuses a job configuration that reaches into the host beyond what
-the pool allows (host paths, privileged, host network: `nbflows.job_templates.check_host_access`,
+the pool allows (host paths, privileged, host network: `nbflows.workers.job_templates.check_host_access`,
 which the server applies at deploy and run time; here symbolic links are judged where they lead
 too), and stops any container an earlier attempt of the run left running: a retry never runs
 beside the attempt it replaces (on one engine), and the run's log says so.
@@ -170,7 +170,7 @@ class DockerWorker(BaseWorker):
         self._reaper: threading.Thread | None = None
 
     def setup(self) -> None:
-        from nbflows.images import docker_client
+        from nbflows.packaging.images import docker_client
 
         super().setup()
         # Fail at start, with how to fix it, rather than crash every run.
@@ -240,7 +240,7 @@ class DockerWorker(BaseWorker):
         """Why the container must not be created (host access the pool does not allow), or
         None. The server checks too; this holds when its template changed since the deploy, or
         when an allowed host path is a link elsewhere (seen only on the engine's machine)."""
-        from nbflows import job_templates
+        from nbflows.workers import job_templates
 
         local = os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
         problems = job_templates.host_access_problems(
@@ -864,7 +864,7 @@ def run_in_container(
     """
     import nbformat
 
-    from nbflows.execution import execute
+    from nbflows.execution.engine import execute
 
     send = emit or _Emitter(sys.stdout)
     folder = os.path.dirname(spec_path)

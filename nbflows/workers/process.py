@@ -22,8 +22,8 @@ from nbflows.workers.reporting import RunReporter
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-    from nbflows.execution import ExecutionResult
-    from nbflows.kernel_pool import KernelPool
+    from nbflows.execution.engine import ExecutionResult
+    from nbflows.execution.kernel_pool import KernelPool
 
 __all__ = ["ProcessWorker", "run_environment"]
 
@@ -68,8 +68,8 @@ class ProcessWorker(BaseWorker):
     def setup(self) -> None:
         # papermill, nbclient and jupyter_client load here (about 2 s), not in the first run
         # and not when the CLI starts.
-        import nbflows.execution  # noqa: F401
-        from nbflows.kernel_pool import KernelPool
+        import nbflows.execution.engine  # noqa: F401
+        from nbflows.execution.kernel_pool import KernelPool
 
         self._kernels = KernelPool(max_spares=self.max_spare_kernels)
 
@@ -81,7 +81,7 @@ class ProcessWorker(BaseWorker):
     def run(
         self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
     ) -> Outcome:
-        from nbflows.execution import execute
+        from nbflows.execution.engine import execute
 
         config = claimed.job_configuration
         deployment = claimed.deployment

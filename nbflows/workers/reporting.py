@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from nbflows.client import APIError, Client, NoServerError
+from nbflows.client.rest import APIError, Client, NoServerError
 from nbflows.errors import NBFlowsError, NotFound
 
 __all__ = [
@@ -134,7 +134,7 @@ class ServerLink:
 
 
 class OutputLineLike(Protocol):
-    """One line of kernel output (`nbflows.execution.OutputLine` is one)."""
+    """One line of kernel output (`nbflows.execution.engine.OutputLine` is one)."""
 
     @property
     def time(self) -> datetime: ...

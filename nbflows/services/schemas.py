@@ -19,10 +19,10 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import BadRequest, InvalidInput
-from .job_templates import POOL_TYPES
-from .states import StateType
-from .store import tables as t
+from nbflows.errors import BadRequest, InvalidInput
+from nbflows.protocol import StateType
+from nbflows.store import tables as t
+from nbflows.workers.job_templates import POOL_TYPES
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 #: A run is named `<flow name>-<6 hex digits>` in a 200-character column.

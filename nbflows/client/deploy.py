@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from nbflows.images import DeploymentImage
+from nbflows.packaging.images import DeploymentImage
 
 
 def deploy(
@@ -45,8 +45,8 @@ def deploy(
     `move_pool=True`.
     `kernel` names the kernel to run it in (papermill's `-k`; default: the notebook's own).
     """
-    from nbflows.client import get_client
-    from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
+    from nbflows.client.rest import get_client
+    from nbflows.scheduling.schedules import make_schedule, parse_schedule, schedule_to_dict
 
     client = client or get_client()
     path = Path(notebook).resolve()
@@ -73,7 +73,7 @@ def deploy(
     if chosen or schedules is not None:
         body["schedules"] = chosen
     if image is not None:
-        from nbflows.packaging import build_for_deploy
+        from nbflows.packaging.build import build_for_deploy
 
         if not isinstance(image, DeploymentImage):
             image = DeploymentImage(name=image)

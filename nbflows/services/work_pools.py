@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import job_templates
-from .errors import Conflict, InvalidInput, NotFound
-from .schemas import (
+from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.protocol import StateType
+from nbflows.services.schemas import (
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
@@ -17,8 +17,8 @@ from .schemas import (
     iso,
     work_queue_json,
 )
-from .states import StateType
-from .store import tables as t
+from nbflows.store import tables as t
+from nbflows.workers import job_templates
 
 DEFAULT_QUEUE = "default"
 ACTIVE_STATES = (StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value)

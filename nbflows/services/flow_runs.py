@@ -1,4 +1,4 @@
-"""Flow runs: creation, queries, and every state change (through `nbflows.states`)."""
+"""Flow runs: creation, queries, and every state change (through `nbflows.protocol`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from . import job_templates
-from .errors import Conflict, InvalidInput, NotFound
-from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
-from .states import StateType, check_transition
-from .store import tables as t
-from .store.db import begin_write
+from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.protocol import StateType, check_transition
+from nbflows.services.schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
+from nbflows.store import tables as t
+from nbflows.store.db import begin_write
+from nbflows.workers import job_templates
 
 MAX_LIST = 1000
 
@@ -31,7 +31,7 @@ def create_deployment_run(
     idempotency_key: str | None = None,
 ) -> tuple[t.FlowRun, bool]:
     """A SCHEDULED run of `deployment`; returns (run, created). Same idempotency key → same run."""
-    from .parameters import run_parameters, validate_parameters
+    from nbflows.notebooks.parameters import run_parameters, validate_parameters
 
     key = req.idempotency_key or idempotency_key
     if key:
@@ -83,7 +83,7 @@ def _run_with_key(s: Session, deployment_id: str, key: str) -> t.FlowRun | None:
 
 
 def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
-    from .heartbeats import MISSED_BEATS
+    from nbflows.services.heartbeats import MISSED_BEATS
 
     now = t.utcnow()
     state = StateType(req.state)

@@ -266,7 +266,7 @@ def prepare_build_context(
     image, so the run would fail later, far from the cause. The message names the files and the
     folder to deploy from. `NotFound`/`InvalidInput` for a missing or invalid notebook.
     """
-    from nbflows.notebooks import load_notebook
+    from nbflows.notebooks.loading import load_notebook
 
     notebook, nb = load_notebook(Path(notebook_path))
     root = (
@@ -387,7 +387,7 @@ def nbflows_package() -> NbflowsPackage:
     except metadata.PackageNotFoundError:
         dist = None
     if dist is None:
-        source = Path(__file__).resolve().parent.parent
+        source = Path(__file__).resolve().parents[2]
         if not (source / "pyproject.toml").is_file():
             raise InvalidInput("nbflows is neither installed nor run from its source tree")
         return _development_package(source)
@@ -706,7 +706,7 @@ def _flow_notebook_bytes(
     if isinstance(flow_notebook, Mapping):
         import nbformat
 
-        from nbflows.notebooks import notebook_to_json
+        from nbflows.notebooks.loading import notebook_to_json
 
         node = nbformat.from_dict(dict(flow_notebook))
         return "flow.ipynb", notebook_to_json(node).encode()

@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import InvalidInput
+from nbflows.errors import InvalidInput
 
 __all__ = [
     "CronSchedule",

@@ -42,8 +42,8 @@ from papermill.parameterize import parameterize_notebook
 from papermill.version import version as papermill_version
 
 from nbflows.errors import InvalidInput
-from nbflows.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
-from nbflows.notebooks import installed_kernelspec, resolve_kernel_name
+from nbflows.execution.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
+from nbflows.notebooks.loading import installed_kernelspec, resolve_kernel_name
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager

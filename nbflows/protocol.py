@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .errors import Conflict
+from nbflows.errors import Conflict
 
 
 class StateType(str, Enum):
