@@ -76,10 +76,10 @@ class PoolTypes(NBFlowsHandler):
             [
                 {
                     "type": kind,
-                    "description": job_templates.DEFAULT_TEMPLATES[kind].get("description", ""),
+                    "description": "",
                     "base_job_template": job_templates.default_base_job_template(kind),
                 }
-                for kind in job_templates.POOL_TYPES
+                for kind in job_templates.pool_types()
             ]
         )
 
@@ -88,8 +88,8 @@ class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, kind: str) -> None:
-        if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
-            valid = ", ".join(job_templates.POOL_TYPES)
+        if kind not in job_templates.pool_types():  # a type is a resource here: unknown is 404
+            valid = ", ".join(job_templates.pool_types())
             raise NotFound(f"no work pool type '{kind}'; valid types: {valid}")
         self.reply(job_templates.default_base_job_template(kind))
 

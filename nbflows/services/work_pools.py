@@ -25,8 +25,8 @@ ACTIVE_STATES = (StateType.PENDING.value, StateType.RUNNING.value, StateType.CAN
 
 
 def create_work_pool(s: Session, req: WorkPoolCreate) -> t.WorkPool:
-    if req.type not in job_templates.POOL_TYPES:
-        valid = ", ".join(job_templates.POOL_TYPES)
+    if req.type not in job_templates.pool_types():  # one type per worker entry point
+        valid = ", ".join(job_templates.pool_types())
         raise InvalidInput(f"unknown work pool type '{req.type}'; valid types: {valid}")
     if s.scalar(select(t.WorkPool.id).where(t.WorkPool.name == req.name)):
         raise Conflict(f"a work pool named '{req.name}' exists already")

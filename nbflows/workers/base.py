@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from nbflows.client.rest import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
+from nbflows.workers import job_templates
 from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 
 __all__ = [
@@ -213,6 +214,9 @@ class BaseWorker:
 
     #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
     type: ClassVar[str] = ""
+    #: The JSON schema of the job variables of this pool type's default base job template
+    #: (each exposed to `run()` under its own name). A plug-in may declare its own.
+    job_variables: ClassVar[Mapping[str, Any]] = job_templates.COMMON_VARIABLES
 
     def __init__(
         self,

@@ -76,6 +76,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import NBFlowsError, NotFound
+from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -157,6 +158,7 @@ class DockerWorker(BaseWorker):
     """
 
     type = "docker"
+    job_variables = job_templates.DOCKER_VARIABLES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

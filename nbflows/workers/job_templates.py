@@ -38,9 +38,11 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from nbflows.errors import InvalidInput
 
 __all__ = [
+    "COMMON_VARIABLES",
     "DEFAULT_TEMPLATES",
+    "DOCKER_VARIABLES",
     "HOST_ACCESS_KEYS",
-    "POOL_TYPES",
+    "PROCESS_VARIABLES",
     "REDACTED",
     "SECRET_ENV_WORDS",
     "check_host_access",
@@ -48,8 +50,10 @@ __all__ = [
     "default_base_job_template",
     "host_access_problems",
     "merge_job_variables",
+    "pool_types",
     "redact",
     "render_job_configuration",
+    "template_for",
     "validate_base_job_template",
 ]
 
@@ -226,34 +230,57 @@ _DOCKER_VARIABLES: dict[str, Any] = {
 }
 
 
-def _template_for(variables: dict[str, Any]) -> dict[str, Any]:
-    # The defaults expose every variable to the worker under its own name.
+#: The variables of a plug-in pool type whose worker declares none of its own.
+COMMON_VARIABLES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "env": _ENV,
+        "labels": _LABELS,
+        "timeout": _TIMEOUT,
+        "stream_output": _STREAM_OUTPUT,
+    },
+}
+PROCESS_VARIABLES = _PROCESS_VARIABLES
+DOCKER_VARIABLES = _DOCKER_VARIABLES
+
+
+def template_for(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The base job template exposing each of `variables` to the worker under its own name."""
     return {
         "job_configuration": {name: f"{{{{ {name} }}}}" for name in variables["properties"]},
-        "variables": copy.deepcopy(variables),
+        "variables": copy.deepcopy(dict(variables)),
     }
 
 
-#: The base job template a pool of each type gets when it is created without one.
+#: The base job templates of the built-in pool types (their workers declare the same).
 DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "process": _template_for(_PROCESS_VARIABLES),
-    "docker": _template_for(_DOCKER_VARIABLES),
+    "process": template_for(_PROCESS_VARIABLES),
+    "docker": template_for(_DOCKER_VARIABLES),
 }
 
-#: The work pool types nbflows knows.
-POOL_TYPES: tuple[str, ...] = tuple(DEFAULT_TEMPLATES)
+
+def pool_types() -> tuple[str, ...]:
+    """The work pool types: one per worker entry point (`nbflows.workers`) installed here."""
+    from nbflows.workers import worker_types
+
+    return tuple(worker_types())
 
 
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
-    """A fresh (deep) copy of the default base job template for ``pool_type``."""
-    try:
-        template = DEFAULT_TEMPLATES[pool_type]
-    except KeyError:
+    """A fresh (deep) copy of the default base job template for ``pool_type``.
+
+    The template comes from the pool type's worker class (`BaseWorker.job_variables`), so a
+    plug-in worker brings its own.
+    """
+    from nbflows.workers import get_worker_class
+
+    valid = pool_types()
+    if pool_type not in valid:
         raise InvalidInput(
-            f"unknown work pool type {pool_type!r}; valid types: {', '.join(POOL_TYPES)}",
-            valid=list(POOL_TYPES),
-        ) from None
-    return copy.deepcopy(template)
+            f"unknown work pool type {pool_type!r}; valid types: {', '.join(valid)}",
+            valid=list(valid),
+        )
+    return template_for(get_worker_class(pool_type).job_variables)
 
 
 def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:

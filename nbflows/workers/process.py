@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -58,6 +59,7 @@ class ProcessWorker(BaseWorker):
     """
 
     type = "process"
+    job_variables = job_templates.PROCESS_VARIABLES
 
     def __init__(self, *args: Any, max_spare_kernels: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
