@@ -415,11 +415,15 @@ def nbflows_package() -> NbflowsPackage:
 
 # Parts of the nbflows source tree that are not in its wheel: left out of the copy that the wheel
 # is built from and of the digest that keys the wheel cache.
-_NOT_IN_WHEEL = {"build", "dist", "node_modules", "__pycache__", "tests", "bench", "notebooks"}
+#: Folders of the source tree's top level that are not part of the package.
+_NOT_IN_WHEEL = {"build", "dist", "node_modules", "tests", "bench", "notebooks"}
 
 
-def _skip_source(name: str) -> bool:
-    return name.startswith(".") or name in _NOT_IN_WHEEL or name.endswith(".egg-info")
+def _skip_source(name: str, top: bool) -> bool:
+    # Only at the top: `nbflows/notebooks/` is a subpackage, `notebooks/` the tutorials.
+    if name.startswith(".") or name == "__pycache__" or name.endswith(".egg-info"):
+        return True
+    return top and name in _NOT_IN_WHEEL
 
 
 def _development_package(source: Path) -> NbflowsPackage:
@@ -449,7 +453,9 @@ def _wheel_from_source(source: Path) -> Path:
             source,
             tree,
             ignore=lambda folder, names: [
-                n for n in names if _skip_source(n) or _is_special(os.path.join(folder, n))
+                n
+                for n in names
+                if _skip_source(n, Path(folder) == source) or _is_special(os.path.join(folder, n))
             ],
         )
         out = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
@@ -492,12 +498,14 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nbflows"
 
 
-def _walk_files(root: Path, skip: Callable[[str], bool]) -> Iterator[Path]:
-    """Regular files (or links to them) under `root`: a named pipe or a socket is no source."""
+def _walk_files(root: Path, skip: Callable[[str, bool], bool]) -> Iterator[Path]:
+    """Regular files (or links to them) under `root`: a named pipe or a socket is no source.
+    `skip(name, top)` leaves a name out (`top`: it is directly under `root`)."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not skip(d))
+        top = Path(folder) == root
+        dirs[:] = sorted(d for d in dirs if not skip(d, top))
         for name in sorted(files):
-            if not skip(name) and os.path.isfile(os.path.join(folder, name)):
+            if not skip(name, top) and os.path.isfile(os.path.join(folder, name)):
                 yield Path(folder) / name
 
 
