@@ -21,6 +21,7 @@ from nbflows.extension.routes import NotFoundRoute
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services.limits import Limits
 from nbflows.store.db import Database, default_database_url
+from nbflows.store.local import import_journal
 
 
 def _limit_trait(name: str) -> Int:
@@ -85,6 +86,10 @@ class NBFlowsExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         root_dir = os.path.abspath(os.path.expanduser(self.server.root_dir))
         database = Database(self.database_url)
+        # Runs kernels recorded while no server ran (before the loop serves: like migrating).
+        imported = import_journal(database, self.database_url)
+        if imported:
+            self.log.info("nbflows: imported %d flow runs from the local journal", imported)
         self.orchestrator = Orchestrator(database, root_dir=root_dir)
         self.settings.update(
             {

@@ -1,8 +1,11 @@
-"""Flow run states and the one function that decides which transitions are legal."""
+"""What the server, workers and kernels share: flow run states (and the one function that
+decides which transitions are legal), and the environment that says which store is meant."""
 
 from __future__ import annotations
 
+import os
 from enum import Enum
+from pathlib import Path
 
 from nbflows.errors import Conflict
 
@@ -95,3 +98,17 @@ def check_transition(
             f"a {current.value} run cannot become {proposed.value}; from {current.value}: {allowed}"
         )
     return state_name
+
+
+#: The store a server uses (and a kernel without a server records for): a SQLAlchemy URL.
+DATABASE_URL_ENV = "NBFLOWS_DATABASE_URL"
+
+
+def default_database_url() -> str:
+    """`NBFLOWS_DATABASE_URL`, else SQLite under the Jupyter data dir (the folder is not made)."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    from jupyter_core.paths import jupyter_data_dir
+
+    return f"sqlite:///{Path(jupyter_data_dir()) / 'nbflows' / 'nbflows.db'}"

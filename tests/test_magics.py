@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -624,26 +625,20 @@ def test_api_reporter_problems_never_fail_a_cell_and_are_said_once(ip):
 
 
 # --------------------------------------------------------------------------------------------
-# No server: the local store
+# No server: the local journal
 
 
 @pytest.fixture
-def local_store(tmp_path, monkeypatch) -> Iterator[str]:
-    from nbflows.store.local import local_database
-
-    monkeypatch.setenv("NBFLOWS_DATABASE_URL", f"sqlite:///{tmp_path / 'nbflows.db'}")
-    local_database.cache_clear()  # the store is opened once per process
+def local_store(tmp_path, monkeypatch) -> Iterator[Path]:
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     previous = set_reporter(None)
-    yield str(tmp_path / "nbflows.db")
+    yield tmp_path / "data"
     set_reporter(previous)
-    local_database().dispose()
-    local_database.cache_clear()
 
 
-def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
+def test_without_a_server_runs_go_to_the_local_journal(ip, local_store):
+    from nbflows.client import journal
     from nbflows.kernel_magics import LocalStoreReporter, get_reporter
-    from nbflows.services import logs
-    from nbflows.store.local import local_database
 
     reporter = get_reporter()
     assert isinstance(reporter, LocalStoreReporter)
@@ -657,9 +652,9 @@ def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
     assert runs[0]["state"]["message"].startswith("RuntimeError: offline failure")
     assert runs[1]["tags"] == ["lab"]
     assert runs[1]["kind"] == "interactive"
-    with local_database().session() as s:
-        lines = [line.message for line in logs.read_logs(s, runs[1]["id"])]
-    assert lines == ["no server here"]
+    [entry] = [e for e in journal.read_entries() if e["id"] == runs[1]["id"]]
+    assert [line["message"] for line in entry["logs"]] == ["no server here"]
+    assert not (local_store / "nbflows" / "nbflows.db").exists()  # the kernel never made a store
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,7 +82,10 @@ def _run_with_key(s: Session, deployment_id: str, key: str) -> t.FlowRun | None:
     )
 
 
-def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
+def create_interactive_run(
+    s: Session, req: InteractiveRunCreate, *, run_id: str | None = None
+) -> t.FlowRun:
+    """A `%%flow` run; `run_id` keeps the id a journal entry was given (see `store.local`)."""
     from nbflows.services.heartbeats import MISSED_BEATS
 
     now = t.utcnow()
@@ -103,6 +106,8 @@ def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
         expected_start_time=now,
         start_time=now if state is StateType.RUNNING else None,
     )
+    if run_id is not None:
+        run.id = run_id
     if req.heartbeat_interval is not None:
         run.heartbeat_deadline = now + timedelta(seconds=MISSED_BEATS * req.heartbeat_interval)
     s.add(run)
