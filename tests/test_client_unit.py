@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nbflows.cli.app import app
-from nbflows.cli.common import parse_json_object, parse_key_values, parse_value
+from nbflows.cli.common import parse_json_object
 from nbflows.cli.deploy import (
     absolute_path,
     build_image,
@@ -35,6 +35,7 @@ from nbflows.client.rest import (
     get_client,
 )
 from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound
+from nbflows.notebooks.parameters import parse_key_values, parse_value
 
 # ---- discovery ---------------------------------------------------------------------------------
 

@@ -451,6 +451,25 @@ def test_deploy_magic_checks_its_arguments(ip, recorder):
         ip.run_line_magic("deploy", "params --name d --pool p --no-schedule --cron '0 6 * * *'")
 
 
+def test_deploy_magic_reads_params_as_the_cli_does(ip, recorder, monkeypatch):
+    from nbflows.notebooks.parameters import parse_key_values
+
+    run_flow(ip, "typed", "1")
+    sent: dict[str, Any] = {}
+
+    def deploy(self: Flow, **kwargs: Any) -> dict[str, Any]:
+        sent.update(kwargs)
+        return {"full_name": "typed/d", "changes": []}
+
+    monkeypatch.setattr(Flow, "deploy", deploy)
+    items = ["flag=true", "n=3", "ratio=0.5", "name=plain text", "none=null", "xs=[1, 2]"]
+    line = "typed --name d --pool p " + " ".join(f"--param '{item}'" for item in items)
+    with capture_output():
+        ip.run_line_magic("deploy", line)
+    assert sent["parameters"] == parse_key_values(items, "--param")
+    assert sent["parameters"]["flag"] is True and sent["parameters"]["n"] == 3
+
+
 # --------------------------------------------------------------------------------------------
 # Headless: a worker runs the kernel
 

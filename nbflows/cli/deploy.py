@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 
 from nbflows.cli import output as out
-from nbflows.cli.common import client, parse_json_object, parse_key_values
+from nbflows.cli.common import client, parse_json_object
 from nbflows.errors import InvalidInput
+from nbflows.notebooks.parameters import parse_key_values
 from nbflows.presentation import change_text
 
 
