@@ -13,6 +13,7 @@ from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
 
+from nbflows import protocol
 from nbflows.extension.api import LINKS, ROUTES
 from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop
 from nbflows.extension.openapi import openapi_document
@@ -121,8 +122,8 @@ class NBFlowsExtension(ExtensionApp):
     async def _started(self) -> None:
         token = self.server.identity_provider.token or ""
         # Kernels inherit the server's environment: this is how %%flow finds the API.
-        os.environ["NBFLOWS_API_URL"] = self.api_url
-        os.environ["NBFLOWS_API_TOKEN"] = token
+        os.environ[protocol.API_URL_ENV] = self.api_url
+        os.environ[protocol.API_TOKEN_ENV] = token
         self.orchestrator.start()
         self.loop_lag.start()
         if self.scheduler:

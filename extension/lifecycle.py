@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from nbflows import protocol
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import heartbeats
@@ -79,8 +80,8 @@ class EmbeddedWorker:
     def start(self) -> None:
         env: dict[str, Any] = {
             **os.environ,
-            "NBFLOWS_API_URL": self.api_url,
-            "NBFLOWS_API_TOKEN": self.token,
+            protocol.API_URL_ENV: self.api_url,
+            protocol.API_TOKEN_ENV: self.token,
         }
         cmd = [sys.executable, "-m", "nbflows.cli.app", "worker", "start"]
         for kind in self.pool_types:

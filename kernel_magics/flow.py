@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 
+from nbflows.client.context import KernelContext, current_context
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
-from nbflows.kernel_magics.context import KernelContext, current_context
 from nbflows.kernel_magics.executed import CodeAsRun, ExecutedCell, code_as_run, executed_cells
 from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
 

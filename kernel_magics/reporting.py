@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nbflows.client.context import KernelContext, current_context
 from nbflows.kernel_magics.capture import LogLine
-from nbflows.kernel_magics.context import KernelContext, current_context
+from nbflows.protocol import EVENT_MIME_TYPE
 
 if TYPE_CHECKING:
     from nbflows.client.rest import Client
 
 __all__ = [
-    "EVENT_MIME_TYPE",
     "ApiReporter",
     "FlowRunRecord",
     "HeadlessReporter",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 #: The mime type of the events a headless kernel puts into its output for the worker.
-EVENT_MIME_TYPE = "application/vnd.nbflows.event+json"
 
 #: Seconds between the beats a kernel sends for its open runs on the server; a run whose kernel
 #: misses 3 (killed, say) is CRASHED by the server.

@@ -14,8 +14,9 @@ import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from nbflows.execution.engine import ENGINE_NAME, EVENT_MIME, NBFlowsEngine, OutputLine, execute
+from nbflows.execution.engine import ENGINE_NAME, NBFlowsEngine, OutputLine, execute
 from nbflows.execution.kernel_pool import KernelKey, KernelPool
+from nbflows.protocol import EVENT_MIME_TYPE as EVENT_MIME
 
 from .kernel_support import require_kernel
 

@@ -440,7 +440,9 @@ def test_development_install_ships_a_reproducible_wheel(
     # frozen copy of the source: the checkout may be edited while the tests run.
     source = tmp_path / "src"
     shutil.copytree(
-        REPO_ROOT, source, ignore=lambda _d, names: [n for n in names if _skip_source(n)]
+        REPO_ROOT,
+        source,
+        ignore=lambda d, names: [n for n in names if _skip_source(n, Path(d) == REPO_ROOT)],
     )
     # A named pipe or a socket in the source tree (a server's socket, a debugging FIFO) is no
     # part of the wheel: reading the pipe would block the deploy for ever.

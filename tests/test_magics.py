@@ -27,13 +27,13 @@ from IPython.utils.capture import capture_output
 from nbflows.client.rest import NoServerError
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics import (
-    EVENT_MIME_TYPE,
     ApiReporter,
     Flow,
     FlowRunRecord,
     FlowTimeout,
     set_reporter,
 )
+from nbflows.protocol import EVENT_MIME_TYPE
 
 from .servers import NBFLOWS_ENV, isolate_from_servers
 

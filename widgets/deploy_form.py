@@ -139,7 +139,7 @@ class _Target:
         if self.kind == "notebook":
             return self.path
         if self.path is None:
-            from nbflows.kernel_magics.context import current_context
+            from nbflows.client.context import current_context
 
             self.path = current_context().notebook_path
         if not self.path:

@@ -188,7 +188,7 @@ def run_history(
 ) -> RunHistory:
     """A table of the most recent runs (state, start, duration, parameters, who ran it) and a
     timeline of their durations, for one flow, one deployment (`"flow/name"` or an id) or all."""
-    from nbflows.kernel_magics.context import current_context
+    from nbflows.client.context import current_context
 
     if current_context().headless:
         history = RunHistory(flow_name, deployment, limit, client, load=False)

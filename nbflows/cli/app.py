@@ -16,8 +16,8 @@ from nbflows import __version__
 from nbflows.cli import common, deployment, flow_run, work_pool, work_queue
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
-from nbflows.client.rest import TOKEN_ENV, URL_ENV
 from nbflows.errors import NBFlowsError
+from nbflows.protocol import API_TOKEN_ENV, API_URL_ENV
 
 
 class NBFlowsGroup(TyperGroup):
@@ -56,11 +56,11 @@ def root(
     url: str | None = typer.Option(
         None,
         "--url",
-        help=f"API root, e.g. http://127.0.0.1:8888/nbflows/api/ (env {URL_ENV}; default: the "
+        help=f"API root, e.g. http://127.0.0.1:8888/nbflows/api/ (env {API_URL_ENV}; default: the "
         "running Jupyter server).",
     ),
     token: str | None = typer.Option(
-        None, "--token", help=f"The server's token (env {TOKEN_ENV})."
+        None, "--token", help=f"The server's token (env {API_TOKEN_ENV})."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."

@@ -75,6 +75,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nbflows import protocol
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
@@ -261,9 +262,9 @@ class DockerWorker(BaseWorker):
         environment = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
         environment.update(
             {
-                "NBFLOWS_FLOW_RUN_ID": claimed.id,
-                "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
-                "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
+                protocol.FLOW_RUN_ID_ENV: claimed.id,
+                protocol.FLOW_NAME_ENV: str(claimed.flow_run.get("flow_name") or ""),
+                protocol.RUN_KIND_ENV: "cell" if kind == "cell" else "notebook",
                 "NBFLOWS_OUTPUT_NOTEBOOK": f"{RUN_DIR}/{_OUTPUT}",
                 "PYTHONUNBUFFERED": "1",
             }

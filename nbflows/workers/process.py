@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nbflows import protocol
 from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
@@ -37,16 +38,16 @@ _OUTCOMES: dict[str, EndState] = {
 
 
 def run_environment(claimed: ClaimedRun) -> dict[str, str]:
-    """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context).
+    """What the kernel must know about its run (read by `%%flow`, see nbflows.client.context).
 
     A spare Python kernel starts before its run is known, so these are set inside it just before
     the notebook runs; a kernel of another language is started with them (see `execute`).
     """
     kind = (claimed.deployment or {}).get("kind")
     return {
-        "NBFLOWS_FLOW_RUN_ID": claimed.id,
-        "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
-        "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
+        protocol.FLOW_RUN_ID_ENV: claimed.id,
+        protocol.FLOW_NAME_ENV: str(claimed.flow_run.get("flow_name") or ""),
+        protocol.RUN_KIND_ENV: "cell" if kind == "cell" else "notebook",
     }
 
 

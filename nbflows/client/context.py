@@ -18,23 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nbflows.protocol import (
+    API_TOKEN_ENV,
+    API_URL_ENV,
+    FLOW_NAME_ENV,
+    FLOW_RUN_ID_ENV,
+    RUN_KIND_ENV,
+    SESSION_NAME_ENV,
+)
+
 __all__ = [
-    "API_TOKEN_ENV",
-    "API_URL_ENV",
-    "FLOW_NAME_ENV",
-    "FLOW_RUN_ID_ENV",
-    "RUN_KIND_ENV",
-    "SESSION_NAME_ENV",
     "KernelContext",
     "current_context",
 ]
-
-SESSION_NAME_ENV = "JPY_SESSION_NAME"
-API_URL_ENV = "NBFLOWS_API_URL"
-API_TOKEN_ENV = "NBFLOWS_API_TOKEN"
-FLOW_RUN_ID_ENV = "NBFLOWS_FLOW_RUN_ID"
-FLOW_NAME_ENV = "NBFLOWS_FLOW_NAME"
-RUN_KIND_ENV = "NBFLOWS_RUN_KIND"
 
 # VS Code's Jupyter extension names the notebook in the user namespace, not in the environment.
 _VSCODE_NOTEBOOK_VAR = "__vsc_ipynb_file__"
