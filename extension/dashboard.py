@@ -56,20 +56,10 @@ def format_when(value: Any) -> str:
 
 
 def describe_schedule(schedule: dict[str, Any]) -> str:
-    kind = schedule.get("kind")
-    zone = schedule.get("timezone") or "UTC"
-    if kind == "cron":
-        text = f"cron {schedule.get('cron')}"
-    elif kind == "interval":
-        text = f"every {format_duration(schedule.get('interval'))}"
-    elif kind == "rrule":
-        text = f"rrule {schedule.get('rrule')}"
-    else:
-        text = str(kind)
-    text += f" ({zone})"
-    if schedule.get("active") is False:
-        text += ", inactive"
-    return text
+    """The schedule's own words (`Schedule.describe`), the same text the CLI prints."""
+    from nbflows.scheduling.schedules import parse_schedule
+
+    return parse_schedule(schedule).describe()
 
 
 def compact_json(value: Any) -> str:
