@@ -149,11 +149,14 @@ def _deployments_page(s: Session) -> list[dict[str, Any]]:
 
 def _run_form_fields(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     """The inputs of a deployment's "Run now" form: one per parameter, typed, with its value."""
-    props = (deployment.get("parameter_schema") or {}).get("properties") or {}
-    values = deployment.get("parameters") or {}
+    from nbflows.notebooks.parameters import parameter_defaults
+
+    schema = deployment.get("parameter_schema") or {}
+    props = schema.get("properties") or {}
+    values = parameter_defaults(schema, deployment.get("parameters"))
     fields = []
     for name, prop in props.items():
-        value = values.get(name, prop.get("default"))
+        value = values[name]
         kind = prop.get("type")
         fields.append(
             {

@@ -22,6 +22,7 @@ from nbflows.errors import InvalidInput
 __all__ = [
     "PARAMETERS_TAG",
     "infer_parameters",
+    "parameter_defaults",
     "parameter_schema",
     "parameters_cell_index",
     "parse_key_values",
@@ -127,6 +128,19 @@ def run_parameters(
     parameters cell (papermill's semantics), so a computed default is computed by the run.
     """
     return {**(deployment or {}), **(run or {})}
+
+
+def parameter_defaults(
+    schema: Mapping[str, Any] | None, *layers: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The value each parameter of `schema` shows by default: the notebook's default (when it is a
+    JSON literal), then each layer (a deployment's parameters, a run's) over it; the one reading
+    of defaults for forms (dashboard, deploy form) and listings."""
+    props = (schema or {}).get("properties") or {}
+    values = {name: prop.get("default") for name, prop in props.items()}
+    for layer in layers:
+        values.update({k: v for k, v in (layer or {}).items() if k in props})
+    return values
 
 
 def validate_parameters(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

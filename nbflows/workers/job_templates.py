@@ -55,6 +55,7 @@ __all__ = [
     "render_job_configuration",
     "template_for",
     "validate_base_job_template",
+    "variable_defaults",
 ]
 
 #: What a secret is replaced by wherever variables are shown (API, dashboard, logs).
@@ -351,11 +352,7 @@ def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
                 f"'{{{{ {name} }}}}' to make it overridable"
             )
 
-    defaults = {
-        name: prop["default"]
-        for name, prop in properties.items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
+    defaults = variable_defaults(template)
     errors = _schema_errors(dict(template), defaults, enforce_required=False)
     if errors:
         raise InvalidInput(f"base job template has invalid default(s): {'; '.join(errors)}")
@@ -366,6 +363,15 @@ def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
             f"base job template: its defaults {'; '.join(problems)}", problems=problems
         )
     return copy.deepcopy(dict(template))
+
+
+def variable_defaults(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The job variables a run gets when nothing sets them: each declared default (deep copies)."""
+    return {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in _properties(template).items()
+        if isinstance(prop, Mapping) and "default" in prop
+    }
 
 
 def check_job_variables(
@@ -383,12 +389,7 @@ def check_job_variables(
         raise InvalidInput(f"invalid job variables: {'; '.join(errors)}", errors=errors)
     # Host access: a layer replaces `volumes`, `privileged` and `network_mode` as a whole, so
     # each layer over the defaults is what a run can get from it.
-    over_defaults = {
-        name: prop["default"]
-        for name, prop in _properties(template).items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
-    over_defaults.update(layer)
+    over_defaults = {**variable_defaults(template), **layer}
     check_host_access(render_job_configuration(template, over_defaults), template=template)
     return layer
 
@@ -403,11 +404,7 @@ def merge_job_variables(
     checked first (pinned or unknown → InvalidInput), then the merged result is validated against
     the template's schema, including ``required``.
     """
-    merged = {
-        name: copy.deepcopy(prop["default"])
-        for name, prop in _properties(template).items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
+    merged = variable_defaults(template)
     for variables in layers:
         for name, value in _check_names(template, variables).items():
             current = merged.get(name)
