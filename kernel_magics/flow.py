@@ -377,29 +377,31 @@ class Flow:
         if ctx.headless:
             _say_skipped(ctx, f"{self.name}.deploy()")
             return None
-        given_schedules = schedules is not None or any(
-            value is not None for value in (cron, interval, rrule)
-        )
-        all_schedules = _schedules(cron, interval, rrule, timezone, schedules)
+        from nbflows.client.deploy import deploy_request
+
         options = self.options
-        body: dict[str, Any] = {
-            "path": None,
-            "flow_name": self.name,
-            "name": name,
-            "work_pool_name": work_pool_name,
-            "work_queue_name": work_queue_name,
-            "parameters": None if parameters is None else dict(parameters),
-            "job_variables": None if job_variables is None else dict(job_variables),
-            "schedules": [_schedule_dict(s) for s in all_schedules] if given_schedules else None,
-            "paused": paused,
+        body = deploy_request(
+            path=None,
+            flow_name=self.name,
+            name=name,
+            work_pool_name=work_pool_name,
+            work_queue_name=work_queue_name,
+            parameters=parameters,
+            job_variables=job_variables,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+            timezone=timezone,
+            schedules=schedules,
+            paused=paused,
             # The cell's options are the flow's own; what neither they nor the call set is kept.
-            "tags": list(tags) if tags is not None else (list(options.tags) or None),
-            "description": description if description is not None else options.description,
-            "version": version,
-            "retries": options.retries or None,
-            "retry_delay": options.retry_delay or None,
-            "move_pool": move_pool or None,
-        }
+            tags=list(tags) if tags is not None else (list(options.tags) or None),
+            description=description if description is not None else options.description,
+            version=version,
+            retries=options.retries or None,
+            retry_delay=options.retry_delay or None,
+            move_pool=move_pool,
+        )
         chosen = _deployment_image(image)
         with _server_client("Deploying") as client:
             if ctx.notebook_path is None:
@@ -681,12 +683,6 @@ def _schedules(
     elif timezone is not None:
         raise InvalidInput("timezone applies to a schedule: give cron=, interval= or rrule= too")
     return chosen
-
-
-def _schedule_dict(schedule: Schedule) -> dict[str, Any]:
-    from nbflows.scheduling.schedules import schedule_to_dict
-
-    return schedule_to_dict(schedule)
 
 
 def _deployment_image(image: DeploymentImage | str | None) -> DeploymentImage | None:

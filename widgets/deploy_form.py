@@ -184,46 +184,32 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
 
     An image is built here, before the request, as `Flow.deploy` and the CLI do.
     """
-    from nbflows.scheduling.schedules import make_schedule, parse_schedule, schedule_to_dict
+    from nbflows.client.deploy import deploy_request, image_for_deploy
 
-    body = {
-        key: kwargs[key]
-        for key in (
-            "name",
-            "work_pool_name",
-            "work_queue_name",
-            "parameters",
-            "job_variables",
-            "tags",
-            "paused",
-            "description",
-            "move_pool",
-        )
-        if kwargs.get(key) is not None
-    }
-    body["path"] = path
-    given = {k: kwargs[k] for k in ("cron", "interval", "rrule") if kwargs.get(k) is not None}
-    if given:
-        schedule = make_schedule(**given, timezone=kwargs.get("timezone"))
-        body["schedules"] = [schedule_to_dict(schedule)]
-    elif kwargs.get("schedules") is not None:
-        body["schedules"] = [schedule_to_dict(parse_schedule(x)) for x in kwargs["schedules"]]
+    keys = ("work_queue_name", "parameters", "job_variables", "tags", "paused", "description")
+    body = deploy_request(
+        path=path,
+        name=kwargs["name"],
+        work_pool_name=kwargs["work_pool_name"],
+        cron=kwargs.get("cron"),
+        interval=kwargs.get("interval"),
+        rrule=kwargs.get("rrule"),
+        timezone=kwargs.get("timezone"),
+        schedules=kwargs.get("schedules"),
+        move_pool=bool(kwargs.get("move_pool")),
+        **{key: kwargs.get(key) for key in keys},
+    )
     image = kwargs.get("image")
     if image is not None:
-        from nbflows.packaging.build import build_for_deploy
-        from nbflows.packaging.images import DeploymentImage
-
-        if not isinstance(image, DeploymentImage):
-            image = DeploymentImage(name=str(image))
-        body["image"] = build_for_deploy(
+        body["image"] = image_for_deploy(
+            client,
             path,
             None,
             image,
-            client.read_work_pool(kwargs["work_pool_name"]),
+            kwargs["work_pool_name"],
+            kwargs.get("job_variables"),
             build=kwargs.get("build", True),
             push=bool(kwargs.get("push", False)),
-            progress=print,
-            job_variables=kwargs.get("job_variables"),
         )
     return body
 

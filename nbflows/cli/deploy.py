@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from nbflows.cli import output as out
 from nbflows.cli.common import client, parse_json_object
+from nbflows.client.deploy import deploy_request
 from nbflows.errors import InvalidInput
 from nbflows.notebooks.parameters import parse_key_values
 from nbflows.presentation import change_text
@@ -198,33 +199,31 @@ def deploy(
             )
         schedules = []
     parameters = {**parse_json_object(params, "--params"), **parse_key_values(param, "--param")}
-    body: dict[str, Any] = {
-        "path": absolute_path(path),
-        "flow_name": flow_name,
-        "name": name,
-        "work_pool_name": pool,
-        "work_queue_name": queue,
-        "parameters": parameters or None,
-        "job_variables": parse_key_values(job_variable, "--job-variable") or None,
-        "schedules": schedules,
-        "tags": list(tag) if tag else None,
-        "description": description,
-        "version": version,
-        "retries": retries,
-        "retry_delay": retry_delay,
-        "catchup": catchup.value if catchup else None,
-        "image": build_image(image, dockerfile, base_image, push),
-        "kernel_name": kernel,
-    }
-    if paused:
-        body["paused"] = True
-    if move_pool:
-        body["move_pool"] = True
-    if body["image"] is not None:
+    body = deploy_request(
+        path=absolute_path(path),
+        flow_name=flow_name,
+        name=name,
+        work_pool_name=pool,
+        work_queue_name=queue,
+        parameters=parameters or None,
+        job_variables=parse_key_values(job_variable, "--job-variable") or None,
+        schedules=schedules,
+        tags=list(tag) if tag else None,
+        description=description,
+        version=version,
+        retries=retries,
+        retry_delay=retry_delay,
+        catchup=catchup.value if catchup else None,
+        kernel_name=kernel,
+        paused=True if paused else None,
+        move_pool=move_pool,
+    )
+    image_spec = build_image(image, dockerfile, base_image, push)
+    if image_spec is not None:
         # Built here, where the notebook and the Docker engine are, before the deploy request:
         # a failed build leaves no deployment behind.
         body["image"] = package_image(
-            body["image"], path, flow_name, pool, body["job_variables"], output
+            image_spec, path, flow_name, pool, body.get("job_variables"), output
         )
     deployment = client().deploy(**body)
     if output is out.Output.json:
