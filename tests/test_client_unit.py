@@ -24,7 +24,6 @@ from nbflows.cli.deploy import (
     build_image,
     build_schedules,
     split_entrypoint,
-    split_image,
 )
 from nbflows.client.rest import (
     APIError,
@@ -196,10 +195,13 @@ def test_absolute_path() -> None:
 
 
 def test_split_image() -> None:
+    from nbflows.packaging.images import split_image_reference as split_image
+
     assert split_image("sales") == ("sales", None)
     assert split_image("sales:v1") == ("sales", "v1")
     assert split_image("localhost:5000/sales") == ("localhost:5000/sales", None)
     assert split_image("localhost:5000/sales:v1") == ("localhost:5000/sales", "v1")
+    assert split_image("sales@sha256:abc") == ("sales@sha256:abc", None)
 
 
 def test_build_schedules() -> None:

@@ -42,14 +42,6 @@ def absolute_path(path: str, cwd: str | None = None) -> str:
     return os.path.normpath(os.path.join(cwd or os.getcwd(), expanded))
 
 
-def split_image(image: str) -> tuple[str, str | None]:
-    """`name[:tag]` → (name, tag); a registry port (`host:5000/name`) is not a tag."""
-    head, sep, tail = image.rpartition(":")
-    if sep and head and "/" not in tail:
-        return head, tail or None
-    return image, None
-
-
 def build_schedules(
     cron: list[str] | None,
     interval: list[float] | None,
@@ -100,7 +92,9 @@ def build_image(
         if extras:
             raise InvalidInput(f"{', '.join(extras)} only apply with --image NAME[:TAG]")
         return None
-    name, tag = split_image(image)
+    from nbflows.packaging.images import split_image_reference
+
+    name, tag = split_image_reference(image)
     spec: dict[str, Any] = {"name": name}
     if tag:
         spec["tag"] = tag

@@ -33,6 +33,7 @@ from nbflows.packaging.images import (
     DeploymentImage,
     NbflowsPackage,
     default_base_image,
+    split_image_reference,
 )
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def build_for_deploy(
             say(warning)
         spec.update(reference=plan.reference, context_hash=plan.context_hash)
         say(f"Not building (build=False): the deployment uses the image {plan.reference}")
-    spec["tag"] = str(spec["reference"]).rpartition(":")[2]
+    spec["tag"] = split_image_reference(str(spec["reference"]))[1] or "latest"
     if push:
         push_image(str(spec["reference"]), say, client)
         spec["pushed"] = True

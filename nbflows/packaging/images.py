@@ -77,6 +77,7 @@ __all__ = [
     "plan_build",
     "prepare_build_context",
     "push_image",
+    "split_image_reference",
 ]
 
 #: Where things live inside an image built by nbflows.
@@ -175,7 +176,7 @@ class DeploymentImage:
     buildargs: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
-        repository, tag = _split_reference(self.name)
+        repository, tag = split_image_reference(self.name)
         if tag is not None:
             if self.tag is not None and self.tag != tag:
                 raise InvalidInput(
@@ -1081,7 +1082,7 @@ def push_image(
     import docker
 
     say = progress or (lambda _line: None)
-    repository, tag = _split_reference(reference)
+    repository, tag = split_image_reference(reference)
     client = client or docker_client()
     say(f"Pushing {reference}")
     try:
@@ -1108,13 +1109,14 @@ def _local_image(client: docker.DockerClient, reference: str) -> Any:
         return None
 
 
-def _split_reference(reference: str) -> tuple[str, str | None]:
-    """`registry:5000/team/x:v1` -> (`registry:5000/team/x`, `v1`); a digest is not a tag."""
+def split_image_reference(reference: str) -> tuple[str, str | None]:
+    """The one reading of an image reference: `registry:5000/team/x:v1` -> (`registry:5000/team/x`,
+    `v1`); a registry port is not a tag, a digest (`x@sha256:...`) stays whole; no tag -> None."""
     if "@" in reference:
         return reference, None
     head, sep, tail = reference.rpartition(":")
-    if sep and "/" not in tail:
-        return head, tail
+    if sep and head and "/" not in tail:
+        return head, tail or None
     return reference, None
 
 

@@ -650,7 +650,9 @@ def _ensure_image(
         )
     if policy == "IfNotPresent" and present:
         return None
-    repository, _, tag = _split_reference(reference)
+    from nbflows.packaging.images import split_image_reference
+
+    repository, tag = split_image_reference(reference)
     reporter.log(f"pulling image {reference} (image_pull_policy {policy})")
     try:
         for chunk in engine.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
@@ -667,16 +669,6 @@ def _ensure_image(
             f"{exc.explanation or exc}{where}"
         )
     return None
-
-
-def _split_reference(reference: str) -> tuple[str, str, str | None]:
-    """(repository, ':', tag or None); a registry port is not a tag, a digest stays whole."""
-    if "@" in reference:
-        return reference, "", None
-    head, sep, tail = reference.rpartition(":")
-    if sep and "/" not in tail:
-        return head, sep, tail
-    return reference, "", None
 
 
 def _run_dir_archive(files: Mapping[str, bytes]) -> bytes:
