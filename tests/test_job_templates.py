@@ -123,7 +123,7 @@ def test_unknown_pool_type_lists_valid_types() -> None:
     with pytest.raises(InvalidInput) as info:
         default_base_job_template("kubernetes")
     assert "'kubernetes'" in info.value.message
-    assert "docker, process" in info.value.message  # one type per worker entry point
+    assert "process, docker" in info.value.message
     assert info.value.status == 422
 
 

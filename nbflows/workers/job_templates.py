@@ -264,7 +264,12 @@ def pool_types() -> tuple[str, ...]:
     """The work pool types: one per worker entry point (`nbflows.workers`) installed here."""
     from nbflows.workers import worker_types
 
-    return tuple(worker_types())
+    # The built-in types first, in their usual order; plug-ins after them.
+    found = worker_types()
+    return (
+        *[k for k in DEFAULT_TEMPLATES if k in found],
+        *[k for k in found if k not in DEFAULT_TEMPLATES],
+    )
 
 
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
