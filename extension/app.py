@@ -15,7 +15,7 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
 
 from nbflows import protocol
 from nbflows.extension.api import LINKS, ROUTES
-from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop
+from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop, embedded_worker_credential
 from nbflows.extension.openapi import openapi_document
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.extension.routes import NotFoundRoute
@@ -129,9 +129,13 @@ class NBFlowsExtension(ExtensionApp):
         if self.scheduler:
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
+            types = list(self.embedded_worker_types)
+            worker_token = await self.orchestrator.call(
+                embedded_worker_credential, EmbeddedWorker.name_for(self.api_url), types
+            )
             self.worker = EmbeddedWorker(
                 self.api_url,
-                token,
+                worker_token,
                 list(self.embedded_worker_types),
                 list(self.embedded_worker_args),
             )

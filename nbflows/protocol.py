@@ -117,6 +117,9 @@ RUN_KIND_ENV = "NBFLOWS_RUN_KIND"
 #: Jupyter's name of the notebook a kernel runs (its path under the server's root).
 SESSION_NAME_ENV = "JPY_SESSION_NAME"
 
+#: The entry point group of the workers: one entry point per work pool type (its name).
+WORKERS_ENTRY_POINT_GROUP = "nbflows.workers"
+
 #: Display data a headless kernel's `%%flow` cells publish; the worker relays each event.
 EVENT_MIME_TYPE = "application/vnd.nbflows.event+json"
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import NotFound
 from nbflows.protocol import StateType
+from nbflows.services import credentials
 from nbflows.services.deployments import deployment_json
 from nbflows.services.flow_runs import runs_json
 from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
@@ -172,6 +173,7 @@ def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict
                 "deployment": dep_json.get(key),
                 "job_variables": variables,
                 "job_configuration": rendered,
+                "run_token": credentials.mint_run_credential(s, run),
             }
         )
     return out

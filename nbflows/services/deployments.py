@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.protocol import StateType
+from nbflows.services import secrets
 from nbflows.services.limits import Limits, too_large
 from nbflows.services.schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
 from nbflows.services.work_pools import get_work_pool, get_work_queue
@@ -100,6 +101,7 @@ def redeploy(
         job_templates.check_job_variables(pool.base_job_template, job_variables)
     except InvalidInput as exc:
         raise InvalidInput(exc.message + ("" if "job_variables" in given else since)) from None
+    secrets.check_references(s, parameters, job_variables)
     image = deployment_image(req.image) if "image" in given or old is None else old.image
     schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
 
@@ -387,6 +389,7 @@ def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployme
 
     d = get_deployment(s, ref)
     fields = req.model_dump(exclude_unset=True)
+    secrets.check_references(s, fields.get("parameters"), fields.get("job_variables"))
     if fields.get("parameters") is not None:
         validate_parameters(d.parameter_schema, fields["parameters"])
         d.parameters = fields["parameters"]

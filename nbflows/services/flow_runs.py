@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.protocol import StateType, check_transition
+from nbflows.services import secrets as vault
 from nbflows.services.schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from nbflows.store import tables as t
 from nbflows.store.db import begin_write
@@ -40,6 +41,7 @@ def create_deployment_run(
             return existing, False
     validate_parameters(deployment.parameter_schema, req.parameters)
     job_templates.check_job_variables(deployment.pool.base_job_template, req.job_variables)
+    vault.check_references(s, req.parameters, req.job_variables)
     run = t.FlowRun(
         name=run_name(deployment.flow_name),
         flow_name=deployment.flow_name,

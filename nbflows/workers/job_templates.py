@@ -261,11 +261,9 @@ DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
 
 
 def pool_types() -> tuple[str, ...]:
-    """The work pool types: one per worker entry point (`nbflows.workers`) installed here."""
-    from nbflows.workers import worker_types
-
-    # The built-in types first, in their usual order; plug-ins after them.
-    found = worker_types()
+    """The work pool types: one per worker entry point (`nbflows.workers`) installed here, the
+    built-in types first, in their usual order, plug-ins after them."""
+    found = sorted({ep.name for ep in _worker_entry_points()})
     return (
         *[k for k in DEFAULT_TEMPLATES if k in found],
         *[k for k in found if k not in DEFAULT_TEMPLATES],
@@ -275,18 +273,33 @@ def pool_types() -> tuple[str, ...]:
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
     """A fresh (deep) copy of the default base job template for ``pool_type``.
 
-    The template comes from the pool type's worker class (`BaseWorker.job_variables`), so a
-    plug-in worker brings its own.
+    A plug-in's template comes from its worker class (`BaseWorker.job_variables`), loaded from
+    its entry point (not imported here: what the kernel side imports stays off the workers).
     """
-    from nbflows.workers import get_worker_class
-
     valid = pool_types()
     if pool_type not in valid:
         raise InvalidInput(
             f"unknown work pool type {pool_type!r}; valid types: {', '.join(valid)}",
             valid=list(valid),
         )
-    return template_for(get_worker_class(pool_type).job_variables)
+    if pool_type in DEFAULT_TEMPLATES:
+        return copy.deepcopy(DEFAULT_TEMPLATES[pool_type])
+    [entry] = [ep for ep in _worker_entry_points() if ep.name == pool_type][:1]
+    try:
+        worker = entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(
+            f"the '{pool_type}' worker ({entry.value}) cannot be loaded: {exc}"
+        ) from exc
+    return template_for(getattr(worker, "job_variables", COMMON_VARIABLES))
+
+
+def _worker_entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    from nbflows.protocol import WORKERS_ENTRY_POINT_GROUP
+
+    return list(entry_points(group=WORKERS_ENTRY_POINT_GROUP))
 
 
 def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
