@@ -52,6 +52,7 @@ server: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python tools/lint_imports.py
 	cd $(LABEXT) && npm test
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
@@ -59,6 +60,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/lint_imports.py
 
 bench: setup
 	$(BIN)/python -m bench

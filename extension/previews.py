@@ -14,8 +14,8 @@ from typing import Any
 from tornado import web
 
 from nbflows.errors import InvalidInput
-from nbflows.limits import Limits
-from nbflows.schemas import DeployPreviewRequest, SchedulePreviewRequest, parse
+from nbflows.services.limits import Limits
+from nbflows.services.schemas import DeployPreviewRequest, SchedulePreviewRequest, parse
 
 from .base import NBFlowsHandler
 from .permissions import permitted
@@ -26,8 +26,8 @@ HORIZON = timedelta(days=3660)
 
 def schedule_times(req: SchedulePreviewRequest, floor: float) -> dict[str, Any]:
     """Each schedule's description and next `req.count` times; InvalidInput like a deploy's."""
-    from nbflows.schedules import parse_schedule
-    from nbflows.scheduling import check_frequency
+    from nbflows.scheduling.schedules import parse_schedule
+    from nbflows.scheduling.scheduler import check_frequency
 
     after = req.after or datetime.now(timezone.utc)
     if after.tzinfo is None:
@@ -56,10 +56,10 @@ def deploy_preview(
 ) -> dict[str, Any]:
     """The notebook's flows and parameters, and the cells a deployment of it would hold."""
     # The same checks as a deploy's, in the same order: a notebook too big is not read.
-    from nbflows.deployments import _check_notebook_file_size
-    from nbflows.extraction import extract_flow_notebook, find_flows, whole_notebook_snapshot
-    from nbflows.notebooks import kernel_name, load_notebook
-    from nbflows.parameters import parameter_schema, validate_parameters
+    from nbflows.services.deployments import _check_notebook_file_size
+    from nbflows.notebooks.extraction import extract_flow_notebook, find_flows, whole_notebook_snapshot
+    from nbflows.notebooks.loading import kernel_name, load_notebook
+    from nbflows.notebooks.parameters import parameter_schema, validate_parameters
 
     _check_notebook_file_size(req.path, root_dir, limits)
     path, source = load_notebook(req.path, root_dir)
@@ -96,7 +96,7 @@ class SchedulePreview(NBFlowsHandler):
     @web.authenticated
     @permitted
     async def post(self) -> None:
-        from nbflows.scheduling import MIN_INTERVAL
+        from nbflows.scheduling.scheduler import MIN_INTERVAL
 
         req = parse(SchedulePreviewRequest, await self.body())
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
