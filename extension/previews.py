@@ -26,8 +26,8 @@ HORIZON = timedelta(days=3660)
 
 def schedule_times(req: SchedulePreviewRequest, floor: float) -> dict[str, Any]:
     """Each schedule's description and next `req.count` times; InvalidInput like a deploy's."""
-    from nbflows.scheduling.schedules import parse_schedule
     from nbflows.scheduling.scheduler import check_frequency
+    from nbflows.scheduling.schedules import parse_schedule
 
     after = req.after or datetime.now(timezone.utc)
     if after.tzinfo is None:
@@ -55,12 +55,16 @@ def deploy_preview(
     req: DeployPreviewRequest, root_dir: str | None, limits: Limits
 ) -> dict[str, Any]:
     """The notebook's flows and parameters, and the cells a deployment of it would hold."""
-    # The same checks as a deploy's, in the same order: a notebook too big is not read.
-    from nbflows.services.deployments import _check_notebook_file_size
-    from nbflows.notebooks.extraction import extract_flow_notebook, find_flows, whole_notebook_snapshot
+    from nbflows.notebooks.extraction import (
+        extract_flow_notebook,
+        find_flows,
+        whole_notebook_snapshot,
+    )
     from nbflows.notebooks.loading import kernel_name, load_notebook
     from nbflows.notebooks.parameters import parameter_schema, validate_parameters
+    from nbflows.services.deployments import _check_notebook_file_size
 
+    # The same checks as a deploy's, in the same order: a notebook too big is not read.
     _check_notebook_file_size(req.path, root_dir, limits)
     path, source = load_notebook(req.path, root_dir)
     if req.flow_name:
