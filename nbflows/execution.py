@@ -555,7 +555,7 @@ def execute(
     if cancel_event is not None and cancel_event.is_set():
         return ExecutionResult(nb, "cancelled", message="Cancelled before the notebook started.")
 
-    pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0)
+    pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0, fork=False)
     # A warm Python kernel takes the run's own variables in its os.environ; other languages have
     # no one way to set them, so their kernel starts with them (and is never a warm spare).
     python = language.lower() == "python"

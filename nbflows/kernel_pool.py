@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
+    from nbflows.kernel_fork import KernelTemplate
+
 log = logging.getLogger(__name__)
+
+
+def fork_enabled() -> bool:
+    """Forked kernels are on where `os.fork` exists, unless NBFLOWS_FORK_KERNELS=0."""
+    return hasattr(os, "fork") and os.environ.get("NBFLOWS_FORK_KERNELS", "1") != "0"
+
 
 T = TypeVar("T")
 
@@ -177,7 +185,9 @@ class KernelPool:
     is how long a kernel may take to answer its first `kernel_info` request.
     """
 
-    def __init__(self, *, max_spares: int = 4, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, max_spares: int = 4, startup_timeout: float = 60.0, fork: bool | None = None
+    ) -> None:
         if max_spares < 0:
             raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
         self.max_spares = max_spares
@@ -195,6 +205,9 @@ class KernelPool:
         self._thread: threading.Thread | None = None
         self._closed = False  # no new kernels
         self._stopped = False  # the loop takes no more work
+        # Python kernels are forked from a pre-imported template (see nbflows.kernel_fork).
+        self._fork = fork_enabled() if fork is None else fork
+        self._templates: dict[str, KernelTemplate] = {}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -346,6 +359,8 @@ class KernelPool:
         with self._lock:
             disposals = list(self._disposals)
         concurrent.futures.wait(disposals, timeout=30)
+        for template in self._templates.values():
+            template.close()
         with self._lock:
             self._stopped = True  # from here on nothing is submitted to the loop
         loop.call_soon_threadsafe(loop.stop)
@@ -485,6 +500,8 @@ class KernelPool:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(after)
         km = _new_kernel_manager(key.kernel_name)
+        if self._fork:
+            self._fork_from_template(km)
         env = {**os.environ, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
@@ -508,9 +525,28 @@ class KernelPool:
         kc.stop_channels()
         return km
 
+    def _fork_from_template(self, km: AsyncKernelManager) -> None:
+        """Have `km` fork its kernel from the template of its Python, if it is an ipykernel."""
+        from nbflows.kernel_fork import KernelTemplate, forkable, use_template
+
+        executable = forkable(km.kernel_spec.argv) if km.kernel_spec is not None else None
+        if executable is None:
+            return  # bash, R, ...: started the usual way
+        template = self._templates.get(executable)
+        if template is None or not template.alive:
+            if template is not None:
+                log.warning("kernel pool: the kernel template for %s had exited", executable)
+            with self._lock:
+                if self._closed:
+                    return
+                template = self._templates[executable] = KernelTemplate(executable)
+        use_template(km, template)
+
     def _alive_now(self, km: AsyncKernelManager) -> bool:
+        from nbflows.kernel_fork import ForkedProcess
+
         process = getattr(km.provisioner, "process", None)
-        if isinstance(process, subprocess.Popen):  # the local provisioner: no loop round trip
+        if isinstance(process, (subprocess.Popen, ForkedProcess)):  # the local provisioner: no loop round trip
             return process.poll() is None
         fut = self._submit_live(self._is_alive(km))
         return fut is not None and fut.result(timeout=30)
