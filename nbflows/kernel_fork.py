@@ -17,6 +17,7 @@ with the worker, even when the worker is killed with SIGKILL (``PR_SET_PDEATHSIG
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,15 @@ from jupyter_client.provisioning import LocalProvisioner
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ForkProvisioner", "ForkedProcess", "KernelTemplate", "forkable", "use_template"]
+__all__ = [
+    "ForkProvisioner",
+    "ForkedProcess",
+    "KernelTemplate",
+    "forkable",
+    "read_at_process_start",
+    "settable_in_kernel",
+    "use_template",
+]
 
 #: How long a fork request may wait for the template (its imports included).
 FORK_TIMEOUT = 60.0
@@ -46,11 +55,48 @@ def forkable(argv: Sequence[str]) -> str | None:
         return None
     exe = argv[0]
     # As jupyter_client's format_kernel_cmd: a bare "python" is the Python running this code.
-    if exe in {"python", f"python{sys.version_info[0]}", "python%i.%i" % sys.version_info[:2]}:
+    if exe in {
+        "python",
+        f"python{sys.version_info[0]}",
+        "python{}.{}".format(*sys.version_info[:2]),
+    }:
         return sys.executable
     if not os.path.isabs(exe):
         exe = shutil.which(exe) or ""
     return exe or None
+
+
+#: Variables a process reads only when it starts (the dynamic loader, the interpreter, the C
+#: locale): a forked kernel would keep the template's values, so a kernel whose environment
+#: differs from the template's in one of them is started the usual way.
+_START_TIME_PREFIXES = ("LD_", "DYLD_", "MALLOC_", "GLIBC_", "LC_", "PYTHON")
+_START_TIME_NAMES = {"LANG", "LANGUAGE"}
+#: Applied by the forked child on top of the template's interpreter (see kernel_template).
+_APPLIED_AFTER_FORK = {"PYTHONPATH"}
+
+
+def read_at_process_start(name: str) -> bool:
+    """Whether `name` only takes effect when a process starts (fork cannot apply it)."""
+    if name in _APPLIED_AFTER_FORK:
+        return False
+    return name in _START_TIME_NAMES or name.startswith(_START_TIME_PREFIXES)
+
+
+def same_start_time_env(env: Mapping[str, str], base: Mapping[str, str]) -> bool:
+    """Whether a process with `env` would start like one with `base` (see read_at_process_start)."""
+    names = {n for n in (*env, *base) if read_at_process_start(n)}
+    return all(env.get(n) == base.get(n) for n in names)
+
+
+def settable_in_kernel(name: str) -> bool:
+    """Whether a running Python kernel can take `name` in its `os.environ` with the same effect
+    as having it from the start: not when the interpreter, the dynamic loader, the C library or
+    the kernel's own start-up read it (PYTHONPATH, TZ, JUPYTER_*, ... included)."""
+    return not (
+        read_at_process_start(name)
+        or name in {"PYTHONPATH", "TZ"}
+        or name.startswith(("JUPYTER", "IPYTHON", "JPY_"))
+    )
 
 
 class ForkedProcess:
@@ -103,7 +149,7 @@ class KernelTemplate:
         ours, theirs = socket.socketpair()
         source = (Path(__file__).parent / "kernel_template.py").read_text()
         env = dict(os.environ)
-        env.pop("PYTHONSTARTUP", None)
+        self.env = env
         self.process = subprocess.Popen(
             [executable, "-c", source, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
@@ -175,10 +221,8 @@ class KernelTemplate:
         """End the template; it kills the kernels it forked that still run."""
         with self._lock:
             self._closed = True
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
@@ -245,29 +289,27 @@ class KernelTemplate:
 
 
 def _kill_quietly(pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
-class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ForkProvisioner(LocalProvisioner):
     """jupyter_client's local provisioner, with the kernel forked from a `KernelTemplate`."""
 
     template: KernelTemplate | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         template = self.template
-        if template is None or forkable(cmd) is None:
+        env = dict(kwargs.get("env") or os.environ)
+        if template is None or forkable(cmd) is None or not same_start_time_env(env, template.env):
             return await super().launch_kernel(cmd, **kwargs)
         import asyncio
 
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        env = dict(kwargs.get("env") or os.environ)
         loop = asyncio.get_running_loop()
         # Blocks only until the template answers (its imports, the first time).
         process = await loop.run_in_executor(None, template.fork, list(cmd[3:]), cwd, env)
-        self.process = process
+        self.process = process  # type: ignore[assignment]  # a Popen look-alike
         self.pid = process.pid
         self.pgid = process.pid  # the kernel called setsid()
         self.cwd = cwd

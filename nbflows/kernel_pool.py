@@ -546,7 +546,9 @@ class KernelPool:
         from nbflows.kernel_fork import ForkedProcess
 
         process = getattr(km.provisioner, "process", None)
-        if isinstance(process, (subprocess.Popen, ForkedProcess)):  # the local provisioner: no loop round trip
+        if isinstance(
+            process, (subprocess.Popen, ForkedProcess)
+        ):  # the local provisioner: no loop round trip
             return process.poll() is None
         fut = self._submit_live(self._is_alive(km))
         return fut is not None and fut.result(timeout=30)

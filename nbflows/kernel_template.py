@@ -18,6 +18,7 @@ Protocol on the control socket, one JSON object per line:
 When the control socket closes (the worker exited or was killed), every child is killed.
 """
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -43,11 +44,11 @@ def _die_with_parent() -> None:
 
 def _preload() -> None:
     # ipykernel_launcher's own imports, plus what IPKernelApp.initialize imports on the way.
-    import ipykernel.debugger  # noqa: F401  (debugpy: most of the import time)
-    import ipykernel.ipkernel  # noqa: F401
-    import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.debugger
+    import ipykernel.ipkernel
+    import ipykernel.kernelapp
     import ipykernel.zmqshell  # noqa: F401
-    import IPython.core.completer  # noqa: F401
+    import IPython.core.completer
     import IPython.core.interactiveshell  # noqa: F401
     import jupyter_client.session  # noqa: F401
 
@@ -66,10 +67,8 @@ def _preload() -> None:
         "sqlite3",
         "tornado.platform.asyncio",
     ):
-        try:
+        with contextlib.suppress(ImportError):
             __import__(name)
-        except ImportError:
-            pass
 
     for name in os.environ.get("NBFLOWS_FORK_PRELOAD", "").split(","):
         if name.strip():
@@ -139,10 +138,8 @@ def _reseed() -> None:
     # `random` reseeds itself after a fork; modules preloaded on request may not.
     np = sys.modules.get("numpy")
     if np is not None:
-        try:
+        with contextlib.suppress(Exception):
             np.random.seed()
-        except Exception:
-            pass
 
 
 def main() -> None:
@@ -175,7 +172,7 @@ def main() -> None:
     send({"ready": True, "threads": threading.active_count()})
     try:
         while True:
-            readable, _, _ = select.select([control, wake_r], [], [])
+            readable, _, _ = select.select([control.fileno(), wake_r], [], [])
             if wake_r in readable:
                 os.read(wake_r, 512)
             while children:  # reap every child that ended, and say so
@@ -187,7 +184,7 @@ def main() -> None:
                     break
                 children.discard(pid)
                 send({"exit": pid, "returncode": os.waitstatus_to_exitcode(status)})
-            if control not in readable:
+            if control.fileno() not in readable:
                 continue
             data = control.recv(65536)
             if not data:
@@ -209,10 +206,8 @@ def main() -> None:
                 send({"id": request["id"], "pid": pid})
     finally:
         for pid in children:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":
