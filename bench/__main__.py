@@ -20,6 +20,7 @@ from .harness import Result, print_table
 
 BENCHMARKS = {
     "deployment_run": "bench.deployment_run",
+    "burst": "bench.burst",
     "dispatch": "bench.dispatch",
     "flow_magic": "bench.flow_magic",
     "claims": "bench.claims",

@@ -95,6 +95,7 @@ def _child(control: socket.socket, wake: int, argv: list, cwd: str, env: dict) -
         os.close(devnull)
         os.chdir(cwd)
         old_path = os.environ.get("PYTHONPATH", "")
+        old_tz = os.environ.get("TZ")
         os.environ.clear()
         os.environ.update(env)
         # As jupyter_client's launcher does: ipykernel then watches its parent and stays quiet.
@@ -103,6 +104,10 @@ def _child(control: socket.socket, wake: int, argv: list, cwd: str, env: dict) -
         if new_path != old_path:  # what the interpreter would have put on sys.path at start
             extra = [p for p in new_path.split(os.pathsep) if p and p not in sys.path]
             sys.path[1:1] = extra
+        if env.get("TZ") != old_tz:
+            import time
+
+            time.tzset()  # the time module read TZ when the template imported it
         _reseed()
         sys.argv = ["ipykernel_launcher", *argv]
         from ipykernel import kernelapp
