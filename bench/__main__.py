@@ -25,6 +25,7 @@ BENCHMARKS = {
     "flow_magic": "bench.flow_magic",
     "claims": "bench.claims",
     "scheduler": "bench.scheduler",
+    "schedule_precision": "bench.schedule_precision",
     "list_runs": "bench.list_runs",
     "memory": "bench.memory",
     "outage": "bench.outage",
