@@ -5,6 +5,10 @@ one spare kernel, already answering `kernel_info`, for every (kernel name, worki
 environment) a run asked for recently, and starts the next spare as soon as one is taken. Every
 kernel runs exactly one notebook and is then killed, so nothing a run defines is visible to the next.
 
+IPython kernels are forked from a template process of their Python that has imported ipykernel
+once (`nbflows.kernel_fork`): a spare, or a kernel for an environment no spare matches, then
+costs a fork and the kernel app's set-up rather than a new interpreter and its imports.
+
 All kernel lifecycle work (start, interrupt, kill) happens on one private asyncio loop in a daemon
 thread: jupyter_client's `AsyncKernelManager` and its zmq sockets then live on one loop, while
 `execute()` talks to the kernel through its own client on the caller's thread.
@@ -182,7 +186,9 @@ class KernelPool:
 
     `max_spares` bounds how many keys keep a spare (least recently used keys lose theirs first);
     `max_spares=0` disables spares, so every `acquire` starts a fresh kernel. `startup_timeout`
-    is how long a kernel may take to answer its first `kernel_info` request.
+    is how long a kernel may take to answer its first `kernel_info` request. `fork` (default:
+    on where os.fork exists, unless NBFLOWS_FORK_KERNELS=0) forks IPython kernels from a
+    pre-imported template process instead of starting an interpreter for each.
     """
 
     def __init__(
