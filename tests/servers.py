@@ -32,6 +32,9 @@ NBFLOWS_ENV = (
     "JPY_SESSION_NAME",
 )
 
+#: Seconds a test server may take to answer its first health check.
+START_TIMEOUT = 180.0
+
 
 def isolate_from_servers(monkeypatch: pytest.MonkeyPatch, runtime_dir: Path) -> None:
     """Unset `NBFLOWS_ENV` and point Jupyter at `runtime_dir`, so that no server of this user is
@@ -170,7 +173,8 @@ def start_server(
         log_path=log_path,
         env={"NBFLOWS_DATABASE_URL": db_url, "JUPYTER_RUNTIME_DIR": str(runtime)},
     )
-    deadline = time.monotonic() + 60
+    # Only to catch "never": a shared 2-core machine may take a minute to import everything.
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{module} exited early:\n{server.log()}")
@@ -181,4 +185,4 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{module} did not answer in 60 s:\n{server.log()}")
+    raise RuntimeError(f"{module} did not answer in {START_TIMEOUT:g} s:\n{server.log()}")
