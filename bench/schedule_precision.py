@@ -18,6 +18,8 @@ from tests.servers import Server, start_server
 from .harness import Result
 
 INTERVAL = 2.0
+#: The server's minimum schedule interval (10 s by default) would refuse a 2 s schedule.
+FAST = {"NBFLOWS_MIN_SCHEDULE_INTERVAL": "0"}
 
 
 def _lateness(server: Server, seconds: float) -> list[float]:
@@ -51,7 +53,7 @@ def run(repeat: int | None = None) -> list[Result]:
     seconds = 20.0 * (repeat or 3)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(Path(tmp))
+        server = start_server(Path(tmp), env=FAST)
         try:
             sqlite = _lateness(server, seconds)
         finally:
@@ -61,7 +63,7 @@ def run(repeat: int | None = None) -> list[Result]:
 
     try:
         with tempfile.TemporaryDirectory() as tmp, postgres_server() as url:
-            server = start_server(Path(tmp), db_url=url)
+            server = start_server(Path(tmp), db_url=url, env=FAST)
             try:
                 pg = _lateness(server, seconds)
             finally:
