@@ -38,8 +38,10 @@ def _part(pid: int) -> str:
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     if b"worker" in argv and b"nbflows.cli.app" in argv:
         return "embedded worker"
-    if len(argv) > 1 and argv[1] == b"-c" and b"kernel template" in argv[2]:
-        return "kernel template"
+    if len(argv) > 2 and argv[1] == b"-c" and b"kernel template" in argv[2]:
+        # A forked kernel keeps its template's command line: tell them apart by the parent.
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return "spare kernels" if _part(parent) == "kernel template" else "kernel template"
     return "spare kernels"
 
 
