@@ -1,4 +1,4 @@
-"""Forked kernels (nbflows.kernel_fork): real template processes, real ipykernels, real runs
+"""Forked kernels (nbflows.execution.kernel_fork): real template processes, real ipykernels, real runs
 through a server. Each kernel must be a fresh process: nothing a run defines reaches the next."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 import nbformat
 import pytest
 
-from nbflows.kernel_fork import (
+from nbflows.execution.kernel_fork import (
     ForkProvisioner,
     forkable,
     same_start_time_env,
     settable_in_kernel,
 )
-from nbflows.kernel_pool import KernelPool, new_client
+from nbflows.execution.kernel_pool import KernelPool, new_client
 
 from .servers import Server
 from .test_worker import create_run, deploy, gone, messages, state_of, wait_state
