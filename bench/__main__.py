@@ -20,10 +20,12 @@ from .harness import Result, print_table
 
 BENCHMARKS = {
     "deployment_run": "bench.deployment_run",
+    "burst": "bench.burst",
     "dispatch": "bench.dispatch",
     "flow_magic": "bench.flow_magic",
     "claims": "bench.claims",
     "scheduler": "bench.scheduler",
+    "schedule_precision": "bench.schedule_precision",
     "list_runs": "bench.list_runs",
     "memory": "bench.memory",
     "outage": "bench.outage",

@@ -506,6 +506,8 @@ def test_the_runs_of_a_killed_worker_crash(
 
         assert state_of(run) == "CRASHED"
         assert "stopped heartbeating" in run["state"]["message"]
+        # A forked kernel dies with its template, which dies with the worker (PDEATHSIG).
+        wait_for(lambda: gone(pid), "the killed worker's kernel to die", timeout=30)
     finally:
         if not gone(pid):  # the orphaned kernel: nobody else will end it
             os.kill(pid, signal.SIGKILL)

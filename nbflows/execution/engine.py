@@ -42,6 +42,7 @@ from papermill.parameterize import parameterize_notebook
 from papermill.version import version as papermill_version
 
 from nbflows.errors import InvalidInput
+from nbflows.execution.kernel_fork import settable_in_kernel
 from nbflows.execution.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
 from nbflows.notebooks.loading import installed_kernelspec, resolve_kernel_name
 from nbflows.protocol import EVENT_MIME_TYPE
@@ -504,7 +505,9 @@ def execute(
       started for this run. Either way the kernel is killed when the run ends.
     * `run_env`: variables that differ on every run (e.g. the flow run id). A Python kernel gets
       them in its `os.environ` before the first cell rather than at launch, so they do not defeat
-      the warm-kernel match on `env`; a kernel of another language is started with them.
+      the warm-kernel match on `env`; a kernel of another language is started with them. So
+      does `env` for a Python kernel unless it holds a variable read only at process start
+      (see `nbflows.execution.kernel_fork.settable_in_kernel`).
     * `timeout` (seconds) limits the execution of the cells, kernel start-up not included.
     * `on_output` receives each output line as the kernel sends it; `on_cell(index, event)` is
       called with "start" and "end" around each code cell. Both run on the calling thread and
@@ -554,10 +557,15 @@ def execute(
     if cancel_event is not None and cancel_event.is_set():
         return ExecutionResult(nb, "cancelled", message="Cancelled before the notebook started.")
 
-    pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0)
+    pool = kernel_pool if kernel_pool is not None else KernelPool(max_spares=0, fork=False)
     # A warm Python kernel takes the run's own variables in its os.environ; other languages have
     # no one way to set them, so their kernel starts with them (and is never a warm spare).
     python = language.lower() == "python"
+    if python and env and all(settable_in_kernel(name) for name in env):
+        # The same for the job's `env`, when none of it is read only at start-up (LD_*, TZ,
+        # PYTHON*, ...): the run then takes the warm spare of the pool's plain key.
+        run_env = {**env, **(run_env or {})}
+        env = {}
     try:
         return _execute_on_pool(
             nb,

@@ -5,6 +5,10 @@ one spare kernel, already answering `kernel_info`, for every (kernel name, worki
 environment) a run asked for recently, and starts the next spare as soon as one is taken. Every
 kernel runs exactly one notebook and is then killed, so nothing a run defines is visible to the next.
 
+IPython kernels are forked from a template process of their Python that has imported ipykernel
+once (`nbflows.execution.kernel_fork`): a spare, or a kernel for an environment no spare matches, then
+costs a fork and the kernel app's set-up rather than a new interpreter and its imports.
+
 All kernel lifecycle work (start, interrupt, kill) happens on one private asyncio loop in a daemon
 thread: jupyter_client's `AsyncKernelManager` and its zmq sockets then live on one loop, while
 `execute()` talks to the kernel through its own client on the caller's thread.
@@ -33,7 +37,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
+    from nbflows.execution.kernel_fork import KernelTemplate
+
 log = logging.getLogger(__name__)
+
+
+def fork_enabled() -> bool:
+    """Forked kernels are on where `os.fork` exists, unless NBFLOWS_FORK_KERNELS=0."""
+    return hasattr(os, "fork") and os.environ.get("NBFLOWS_FORK_KERNELS", "1") != "0"
+
 
 T = TypeVar("T")
 
@@ -187,10 +199,14 @@ class KernelPool:
 
     `max_spares` bounds how many keys keep a spare (least recently used keys lose theirs first);
     `max_spares=0` disables spares, so every `acquire` starts a fresh kernel. `startup_timeout`
-    is how long a kernel may take to answer its first `kernel_info` request.
+    is how long a kernel may take to answer its first `kernel_info` request. `fork` (default:
+    on where os.fork exists, unless NBFLOWS_FORK_KERNELS=0) forks IPython kernels from a
+    pre-imported template process instead of starting an interpreter for each.
     """
 
-    def __init__(self, *, max_spares: int = 4, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, max_spares: int = 4, startup_timeout: float = 60.0, fork: bool | None = None
+    ) -> None:
         if max_spares < 0:
             raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
         self.max_spares = max_spares
@@ -208,6 +224,9 @@ class KernelPool:
         self._thread: threading.Thread | None = None
         self._closed = False  # no new kernels
         self._stopped = False  # the loop takes no more work
+        # Python kernels are forked from a pre-imported template (see nbflows.execution.kernel_fork).
+        self._fork = fork_enabled() if fork is None else fork
+        self._templates: dict[str, KernelTemplate] = {}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -359,6 +378,8 @@ class KernelPool:
         with self._lock:
             disposals = list(self._disposals)
         concurrent.futures.wait(disposals, timeout=30)
+        for template in self._templates.values():
+            template.close()
         with self._lock:
             self._stopped = True  # from here on nothing is submitted to the loop
         loop.call_soon_threadsafe(loop.stop)
@@ -498,6 +519,8 @@ class KernelPool:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(after)
         km = _new_kernel_manager(key.kernel_name)
+        if self._fork:
+            self._fork_from_template(km)
         inherited = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
         env = {**inherited, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
@@ -522,9 +545,30 @@ class KernelPool:
         kc.stop_channels()
         return km
 
+    def _fork_from_template(self, km: AsyncKernelManager) -> None:
+        """Have `km` fork its kernel from the template of its Python, if it is an ipykernel."""
+        from nbflows.execution.kernel_fork import KernelTemplate, forkable, use_template
+
+        executable = forkable(km.kernel_spec.argv) if km.kernel_spec is not None else None
+        if executable is None:
+            return  # bash, R, ...: started the usual way
+        template = self._templates.get(executable)
+        if template is None or not template.alive:
+            if template is not None:
+                log.warning("kernel pool: the kernel template for %s had exited", executable)
+            with self._lock:
+                if self._closed:
+                    return
+                template = self._templates[executable] = KernelTemplate(executable)
+        use_template(km, template)
+
     def _alive_now(self, km: AsyncKernelManager) -> bool:
+        from nbflows.execution.kernel_fork import ForkedProcess
+
         process = getattr(km.provisioner, "process", None)
-        if isinstance(process, subprocess.Popen):  # the local provisioner: no loop round trip
+        if isinstance(
+            process, (subprocess.Popen, ForkedProcess)
+        ):  # the local provisioner: no loop round trip
             return process.poll() is None
         fut = self._submit_live(self._is_alive(km))
         return fut is not None and fut.result(timeout=30)
