@@ -271,3 +271,8 @@ class Worker(Base):
     problem: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_workers_online_until", "online_until"),)
+
+
+# Automations keep their tables in their own package; imported here so that one metadata (and
+# Alembic) holds every table.
+from nbflows.automations import tables as _automation_tables  # noqa: E402, F401
