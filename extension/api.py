@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from nbflows import schemas as s
+from nbflows.automations import schemas as as_
 
+from . import automation_routes as a
 from . import routes as r
 from .openapi import OpenAPI
 
@@ -285,6 +287,60 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
 ]
 
 
+AUTOMATION = _NAME.format("automation")
+
+ROUTES += [
+    (
+        "automations",
+        a.Automations,
+        {
+            "get": {"summary": "List automations", "responses": {200: list[as_.AutomationReply]}},
+            "post": {
+                "summary": "Create an automation (a trigger, a scope, actions)",
+                "body": as_.AutomationCreate,
+                "responses": {201: as_.AutomationReply},
+            },
+        },
+    ),
+    (
+        f"automations/{AUTOMATION}",
+        a.Automation,
+        {
+            "get": {
+                "summary": "Read an automation (by name or id)",
+                "responses": {200: as_.AutomationReply},
+            },
+            "patch": {
+                "summary": "Pause or resume an automation, or change its description",
+                "body": as_.AutomationUpdate,
+                "responses": {200: as_.AutomationReply},
+            },
+            "delete": {"summary": "Delete an automation", "responses": {204: None}},
+        },
+    ),
+    (
+        f"automations/{AUTOMATION}/deliveries",
+        a.AutomationDeliveries,
+        {
+            "get": {
+                "summary": "An automation's latest deliveries, newest first",
+                "responses": {200: list[as_.DeliveryReply]},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/notifications",
+        a.FlowRunNotifications,
+        {
+            "get": {
+                "summary": "What automations did for a run: notified whom, when, how it went",
+                "responses": {200: list[as_.DeliveryReply]},
+            }
+        },
+    ),
+]
+
+
 def response_adapter(handler: type, method: str, status: int) -> TypeAdapter[Any] | None:
     """The response model of `handler`'s `method` for `status`, as a pydantic TypeAdapter."""
     return _adapters().get((handler, method.lower(), status))
@@ -312,4 +368,5 @@ LINKS: dict[Any, dict[str, str]] = {
         "pool": "/work_pool_name",
     },
     s.FlowRunReply: {"run_id": "/id"},
+    as_.AutomationReply: {"automation": "/id"},
 }

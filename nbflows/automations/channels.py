@@ -80,8 +80,10 @@ def mask_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("mailto", "mailtos"):
-        user = f"{parts.username}:***@" if parts.password else (
-            f"{parts.username}@" if parts.username else ""
+        user = (
+            f"{parts.username}:***@"
+            if parts.password
+            else (f"{parts.username}@" if parts.username else "")
         )
         port = f":{parts.port}" if parts.port else ""
         query = "&".join(
@@ -122,8 +124,8 @@ def _email_settings(url: str, where: str) -> dict[str, Any]:
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     if not parts.hostname:
         raise InvalidInput(f"{where}: the SMTP server's host is missing in '{mask_url(url)}'")
-    to = [x.strip() for x in query.get("to", "").split(",") if x.strip()]
-    if not to:
+    recipients = [x.strip() for x in query.get("to", "").split(",") if x.strip()]
+    if not recipients:
         raise InvalidInput(
             f"{where}: say who gets the e-mail: mailto://host:port?to=ops@example.com"
         )
@@ -140,7 +142,7 @@ def _email_settings(url: str, where: str) -> dict[str, Any]:
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
         "from": query.get("from") or f"nbflows@{parts.hostname}",
-        "to": to,
+        "to": recipients,
         "security": security,
     }
 

@@ -91,7 +91,9 @@ class Deliverer:
         with self.db.session() as s:
             self._record(s, delivery_id, attempt, failure)
         if failure:
-            log.info("nbflows automation '%s': notifying %s failed: %s", rule.name, d.target, failure)
+            log.info(
+                "nbflows automation '%s': notifying %s failed: %s", rule.name, d.target, failure
+            )
 
     def _record(
         self, s: object, delivery_id: str, attempt: int, error: str | None, final: bool = False
@@ -131,9 +133,7 @@ class DeliveryLoop:
                 continue  # there may be more due right now
             self.wakeup.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    self.wakeup.wait(), self.deliverer.settings.poll_interval
-                )
+                await asyncio.wait_for(self.wakeup.wait(), self.deliverer.settings.poll_interval)
 
     async def stop(self) -> None:
         if self._task is not None:

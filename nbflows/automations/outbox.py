@@ -21,7 +21,7 @@ LEASE = timedelta(minutes=2)
 
 
 def backoff(attempts: int, first: float, cap: float = 3600.0) -> timedelta:
-    """Seconds before the next attempt after `attempts` failed ones: first, 2×, 4×, … capped."""
+    """Seconds before the next attempt after `attempts` failed ones: first, twice that, four times, ... capped."""
     return timedelta(seconds=min(first * 2 ** max(attempts - 1, 0), cap))
 
 
@@ -53,8 +53,9 @@ def claim_due(
                 claimed_by=server,
                 updated=now,
             )
+            .returning(D.id)
         )
-        if result.rowcount == 1:
+        if result.first() is not None:
             claimed.append((row_id, attempts + 1))
     return claimed
 
@@ -83,8 +84,10 @@ def record(
             "next_attempt": now + backoff(attempt, retry_delay),
             "last_error": error[:2000],
         }
-    result = s.execute(update(D).where(held).values(lease_until=None, updated=now, **values))
-    return result.rowcount == 1
+    result = s.execute(
+        update(D).where(held).values(lease_until=None, updated=now, **values).returning(D.id)
+    )
+    return result.first() is not None
 
 
 def next_due(s: Session) -> datetime | None:

@@ -68,8 +68,8 @@ def fire(
     ]
     new = 0
     for row in rows:
-        result = s.execute(insert_or_ignore(s, DELIVERIES, EVENT_KEY).values(row))
-        new += max(result.rowcount, 0)
+        stmt = insert_or_ignore(s, DELIVERIES, EVENT_KEY).values(row).returning(DELIVERIES.c.id)
+        new += len(s.execute(stmt).all())
     return new
 
 
@@ -102,8 +102,10 @@ def detect_conditions(s: Session, now: datetime | None = None) -> int:
 def _fire_for_runs(s: Session, rule: Automation, now: datetime, state: str, since: Any) -> int:
     condition = rule.trigger_kind
     cutoff = now - timedelta(seconds=float(rule.trigger["after"]))
-    key = t.FlowRun.id.concat(":").concat(func.cast(t.FlowRun.attempt, String)).concat(
-        literal(f":{condition}")
+    key = (
+        t.FlowRun.id.concat(":")
+        .concat(func.cast(t.FlowRun.attempt, String))
+        .concat(literal(f":{condition}"))
     )
     already = exists().where(
         and_(
@@ -147,7 +149,9 @@ def _fire_for_pools(s: Session, rule: Automation, now: datetime) -> int:
         query = query.where(t.WorkPool.id == pool_id)
     new = 0
     for pid, created, seen in s.execute(query):
-        seen = t.UTCDateTime().process_result_value(seen, None) if isinstance(seen, datetime) else seen
+        seen = (
+            t.UTCDateTime().process_result_value(seen, None) if isinstance(seen, datetime) else seen
+        )
         if isinstance(seen, str):  # SQLite hands back an aggregate's text as it is stored
             seen = datetime.fromisoformat(seen).replace(tzinfo=created.tzinfo)
         since = max(x for x in (seen, created) if x is not None)

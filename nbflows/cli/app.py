@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from nbflows import __version__
-from nbflows.cli import common, deployment, flow_run, work_pool, work_queue
+from nbflows.cli import automation, common, deployment, flow_run, work_pool, work_queue
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
 from nbflows.client import TOKEN_ENV, URL_ENV
@@ -108,6 +108,7 @@ app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(work_queue.app, name="work-queue")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(automation.app, name="automation")
 
 
 def _add_worker_group() -> None:

@@ -1,0 +1,77 @@
+"""REST handlers of automations (`nbflows/api/automations...`) and of what they did for a run."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from nbflows.automations import outbox, rules
+from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
+from nbflows.schemas import parse
+
+from .base import NBFlowsHandler
+
+
+class Automations(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: [rules.automation_json(s, a) for a in rules.list_automations(s)]
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(AutomationCreate, await self.body())
+        out = await self.orch.call(
+            lambda s: rules.automation_json(s, rules.create_automation(s, req))
+        )
+        self.reply(out, 201, self.api_url("automations", out["id"]))
+
+
+class Automation(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, automation: str) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: rules.automation_json(s, rules.get_automation(s, automation))
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def patch(self, automation: str) -> None:
+        req = parse(AutomationUpdate, await self.body())
+        self.reply(
+            await self.orch.call(
+                lambda s: rules.automation_json(s, rules.update_automation(s, automation, req))
+            )
+        )
+
+    @web.authenticated
+    @authorized
+    async def delete(self, automation: str) -> None:
+        await self.orch.call(rules.delete_automation, automation)
+        self.reply(None, 204)
+
+
+class AutomationDeliveries(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, automation: str) -> None:
+        self.reply(
+            await self.orch.call(
+                lambda s: outbox.deliveries_of_automation(s, rules.get_automation(s, automation).id)
+            )
+        )
+
+
+class FlowRunNotifications(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.orch.call(outbox.deliveries_of_run, run_id))
