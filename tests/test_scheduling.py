@@ -18,6 +18,9 @@ from sqlalchemy import select, text
 
 from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
 from nbflows import work_pools as pools
+from nbflows.automations import rules
+from nbflows.automations.delivery import Deliverer, DeliverySettings
+from nbflows.automations.schemas import AutomationCreate
 from nbflows.errors import InvalidInput
 from nbflows.schemas import (
     DeployRequest,
@@ -32,7 +35,7 @@ from nbflows.store import tables as t
 from nbflows.store.db import Database
 
 from .pg_support import postgres_server
-from .servers import start_server
+from .servers import free_port, start_server
 
 UTC = timezone.utc
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
@@ -109,6 +112,20 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
     now = t.utcnow()
     with db.session() as s:
+        # A completed run fires this rule: one delivery fails for good, one is to be retried.
+        rules.create_automation(
+            s,
+            AutomationCreate.model_validate(
+                {
+                    "name": "on-completed",
+                    "trigger": {"kind": "state", "states": ["COMPLETED"]},
+                    "actions": [
+                        {"type": "cancel_run"},
+                        {"type": "notify", "url": f"http://127.0.0.1:{free_port()}/hook"},
+                    ],
+                }
+            ),
+        )
         scheduling.schedule_runs(s, now=now - timedelta(minutes=5))
         d = deployments.get_deployment(s, dep)
         later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
@@ -127,6 +144,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
         flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w", fence=fence))
         flow_runs.cancel(s, manual.id)
         scheduling.mark_late_runs(s)
+    assert Deliverer(db, DeliverySettings()).deliver_due() == 2
     with db.session() as s:
         for table in t.Base.metadata.sorted_tables:
             for column in table.columns:
@@ -134,7 +152,10 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
                     continue
                 query = f"SELECT {column.name} FROM {table.name} WHERE {column.name} IS NOT NULL"
                 values = s.execute(text(query)).scalars().all()
-                assert values or column.name in ("scheduled_until", "start_time", "end_time")
+                assert values or column.name in (
+                    *("scheduled_until", "start_time", "end_time"),
+                    "lease_until",  # only while a delivery is being made
+                )
                 for value in values:
                     assert STORED_FORMAT.match(value), f"{table.name}.{column.name}: {value!r}"
 
