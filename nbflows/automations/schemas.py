@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, model_validator
+from pydantic import BeforeValidator, Field, StrictBool
 
 from nbflows.schemas import (
     MAX_FLOW_NAME,
@@ -27,30 +27,22 @@ After = Annotated[float, Field(gt=0, le=30 * 86400), BeforeValidator(_number)]
 Ref = Annotated[Text, Field(min_length=1, max_length=400)]
 
 
-class TriggerIn(Body):
-    kind: Literal["state", "late", "running_too_long", "no_worker"] = Field(
-        description="state: a run entered one of `states`; late: a run is Late by more than "
-        "`after` seconds; running_too_long: RUNNING for more than `after` seconds; no_worker: "
-        "a pool had no online worker for `after` seconds."
-    )
-    states: list[TriggerState] | None = Field(default=None, min_length=1, max_length=4)
-    after: After | None = None
+class StateTrigger(Body):
+    """A run entered one of `states`."""
 
-    @model_validator(mode="after")
-    def _complete(self) -> TriggerIn:
-        if self.kind == "state":
-            if not self.states:
-                raise ValueError(
-                    "a 'state' trigger needs 'states': some of " + ", ".join(TRIGGER_STATES)
-                )
-            if self.after is not None:
-                raise ValueError("a 'state' trigger takes no 'after'")
-        else:
-            if self.after is None:
-                raise ValueError(f"a '{self.kind}' trigger needs 'after' (seconds, more than 0)")
-            if self.states is not None:
-                raise ValueError(f"a '{self.kind}' trigger takes no 'states'")
-        return self
+    kind: Literal["state"]
+    states: list[TriggerState] = Field(min_length=1, max_length=4)
+
+
+class ConditionTrigger(Body):
+    """late: a run is Late by more than `after` seconds; running_too_long: RUNNING for more
+    than `after` seconds; no_worker: a pool had no online worker for `after` seconds."""
+
+    kind: Literal["late", "running_too_long", "no_worker"]
+    after: After
+
+
+TriggerIn = Annotated[StateTrigger | ConditionTrigger, Field(discriminator="kind")]
 
 
 class ScopeIn(Body):

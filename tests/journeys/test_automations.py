@@ -11,6 +11,7 @@ import signal
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.journeys.conftest import Journey
@@ -134,6 +135,21 @@ def test_a_failed_run_is_e_mailed_posted_signed_and_sent_through_apprise(
         assert f"json://127.0.0.1:{http.port}/***" in targets
         assert all(smtp.password not in d["target"] for d in records)
         assert not http.refused, http.refused
+
+        # The dashboard shows the same: on the run's page and in the Automations tab.
+        pages = {
+            path: httpx.get(
+                journey.url + path, headers={"Authorization": f"token {journey.token}"}, timeout=60
+            ).text
+            for path in (f"nbflows/runs/{run_id}", "nbflows/automations")
+        }
+        for text in pages.values():
+            assert "mailto://bot:***@127.0.0.1" in text and "delivered" in text
+            assert smtp.password not in text and http.secret not in text
+        assert (
+            f"notified <code>json://127.0.0.1:{http.port}/***</code>"
+            in pages[f"nbflows/runs/{run_id}"]
+        )
 
 
 def test_late_and_too_long_runs_notify_and_the_long_one_is_cancelled(journey: Journey) -> None:
