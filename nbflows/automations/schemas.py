@@ -69,7 +69,7 @@ class NotifyAction(Body):
     secret: Text | None = Field(
         default=None,
         min_length=1,
-        max_length=500,
+        max_length=1024,
         description="Webhook signing key: X-NBFlows-Signature is sha256=HMAC-SHA256(secret, "
         "'<X-NBFlows-Timestamp>.<body>'). Never shown back.",
     )
