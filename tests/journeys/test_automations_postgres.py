@@ -38,7 +38,10 @@ def test_two_servers_on_postgres_deliver_each_event_once(tmp_path: Path) -> None
                 "automation", "create", "failed", "--on", "failed", "--notify", smtp.url(),
                 "--notify", hook, "--secret", http.secret, check=True,
             )  # fmt: skip
-            b.cli("automation", "create", "late", "--late", "1", "--notify", hook, check=True)
+            b.cli(
+                "automation", "create", "late", "--late", "1", "--pool", "idle", "--notify", hook,
+                "--secret", http.secret, check=True,
+            )  # fmt: skip
             runs = [
                 ok(server.http("POST", "deployments/worker_fail%2Fnightly/runs", json={}), 201)
                 for server in (a, b) * (RUNS // 2)
