@@ -15,6 +15,8 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from nbflows.errors import NBFlowsError
 from nbflows.store import tables as t
 from nbflows.store.db import Database
@@ -96,10 +98,10 @@ class Deliverer:
             )
 
     def _record(
-        self, s: object, delivery_id: str, attempt: int, error: str | None, final: bool = False
+        self, s: Session, delivery_id: str, attempt: int, error: str | None, final: bool = False
     ) -> None:
         outbox.record(
-            s,  # type: ignore[arg-type]
+            s,
             delivery_id,
             attempt,
             error,

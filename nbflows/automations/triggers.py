@@ -149,11 +149,6 @@ def _fire_for_pools(s: Session, rule: Automation, now: datetime) -> int:
         query = query.where(t.WorkPool.id == pool_id)
     new = 0
     for pid, created, seen in s.execute(query):
-        seen = (
-            t.UTCDateTime().process_result_value(seen, None) if isinstance(seen, datetime) else seen
-        )
-        if isinstance(seen, str):  # SQLite hands back an aggregate's text as it is stored
-            seen = datetime.fromisoformat(seen).replace(tzinfo=created.tzinfo)
         since = max(x for x in (seen, created) if x is not None)
         if since < cutoff and rules.in_scope(rule, None, pid):
             new += fire(s, rule, f"{pid}:no_worker:{since.isoformat()}", "no_worker", pool_id=pid)
