@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from nbflows.automations import outbox, rules
@@ -10,11 +9,12 @@ from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
 from nbflows.schemas import parse
 
 from .base import NBFlowsHandler
+from .permissions import permitted
 
 
 class Automations(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(
             await self.orch.call(
@@ -23,7 +23,7 @@ class Automations(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(AutomationCreate, await self.body())
         out = await self.orch.call(
@@ -34,7 +34,7 @@ class Automations(NBFlowsHandler):
 
 class Automation(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, automation: str) -> None:
         self.reply(
             await self.orch.call(
@@ -43,7 +43,7 @@ class Automation(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, automation: str) -> None:
         req = parse(AutomationUpdate, await self.body())
         self.reply(
@@ -53,7 +53,7 @@ class Automation(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, automation: str) -> None:
         await self.orch.call(rules.delete_automation, automation)
         self.reply(None, 204)
@@ -61,7 +61,7 @@ class Automation(NBFlowsHandler):
 
 class AutomationDeliveries(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, automation: str) -> None:
         self.reply(
             await self.orch.call(
@@ -72,6 +72,6 @@ class AutomationDeliveries(NBFlowsHandler):
 
 class FlowRunNotifications(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         self.reply(await self.orch.call(outbox.deliveries_of_run, run_id))

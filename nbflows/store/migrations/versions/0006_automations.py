@@ -1,7 +1,7 @@
 """automations: rules and the outbox of their deliveries
 
 Revision ID: 0006_automations
-Revises: 0003_workers
+Revises: 0004_power
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_automations"
-down_revision = "0003_workers"
+down_revision = "0004_power"
 branch_labels = None
 depends_on = None
 
