@@ -13,14 +13,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from nbflows import schemas as s
 from nbflows.automations import schemas as as_
-
-from . import access_routes as a
-from . import automation_routes as ar
-from . import permissions as p
-from . import routes as r
-from .openapi import OpenAPI
+from nbflows.extension import access_routes as a
+from nbflows.extension import automation_routes as ar
+from nbflows.extension import permissions as p
+from nbflows.extension import routes as r
+from nbflows.extension.openapi import OpenAPI
+from nbflows.services import schemas as s
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (

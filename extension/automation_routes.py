@@ -6,10 +6,9 @@ from tornado import web
 
 from nbflows.automations import outbox, rules
 from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
-from nbflows.schemas import parse
-
-from .base import NBFlowsHandler
-from .permissions import permitted
+from nbflows.extension.base import NBFlowsHandler
+from nbflows.extension.permissions import permitted
+from nbflows.services.schemas import parse
 
 
 class Automations(NBFlowsHandler):

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from nbflows import deployments, flow_runs
-from nbflows import work_pools as pools
 from nbflows.automations import outbox, rules, triggers
 from nbflows.automations.channels import mask_url
 from nbflows.automations.schemas import AutomationCreate
 from nbflows.automations.tables import AutomationDelivery
 from nbflows.errors import InvalidInput
-from nbflows.schemas import DeployRequest, RunRequest, SetState, WorkPoolCreate
+from nbflows.services import deployments, flow_runs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import DeployRequest, RunRequest, SetState, WorkPoolCreate
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

@@ -16,13 +16,14 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
-from nbflows import work_pools as pools
 from nbflows.automations import rules
 from nbflows.automations.delivery import Deliverer, DeliverySettings
 from nbflows.automations.schemas import AutomationCreate
 from nbflows.errors import InvalidInput
-from nbflows.schemas import (
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import (
     DeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
@@ -111,7 +112,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
 ) -> None:
     from cryptography.fernet import Fernet
 
-    from nbflows import credentials, secrets
+    from nbflows.services import credentials, secrets
 
     monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})

@@ -8,12 +8,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from nbflows import deployments, flow_runs
+from nbflows.automations import channels, templates
 from nbflows.errors import InvalidInput
-from nbflows.schemas import DeploymentUpdate, RunRequest
+from nbflows.services import deployments, flow_runs
+from nbflows.services.schemas import DeploymentUpdate, RunRequest
 from nbflows.store import tables as t
-
-from . import channels, templates
 
 _FROM_RUN = re.compile(r"^\{\{\s*run\.(id|name|state|parameters\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}$")
 

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from nbflows.automations import actions, outbox, templates
+from nbflows.automations.channels import DeliveryFailed
+from nbflows.automations.tables import Automation, AutomationDelivery
 from nbflows.errors import NBFlowsError
 from nbflows.store import tables as t
 from nbflows.store.db import Database
-
-from . import actions, outbox, templates
-from .channels import DeliveryFailed
-from .tables import Automation, AutomationDelivery
 
 log = logging.getLogger("nbflows")
 

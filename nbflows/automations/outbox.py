@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from nbflows.automations.tables import Automation, AutomationDelivery
 from nbflows.errors import NotFound
-from nbflows.schemas import iso
+from nbflows.services.schemas import iso
 from nbflows.store import tables as t
-
-from .tables import Automation, AutomationDelivery
 
 D = AutomationDelivery
 #: A claimed delivery not recorded within this time (its server died) is claimed again.

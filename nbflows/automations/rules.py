@@ -8,14 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nbflows import deployments, work_pools
+from nbflows.automations import channels
+from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
+from nbflows.automations.tables import Automation
 from nbflows.errors import Conflict, InvalidInput, NotFound
-from nbflows.schemas import iso
+from nbflows.services import deployments, work_pools
+from nbflows.services.schemas import iso
 from nbflows.store import tables as t
-
-from . import channels
-from .schemas import AutomationCreate, AutomationUpdate
-from .tables import Automation
 
 
 def create_automation(s: Session, req: AutomationCreate) -> Automation:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StrictBool
 
-from nbflows.schemas import (
+from nbflows.services.schemas import (
     MAX_FLOW_NAME,
     Body,
     JSONObject,

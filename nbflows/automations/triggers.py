@@ -14,11 +14,10 @@ from typing import Any, cast
 from sqlalchemy import String, Table, and_, exists, func, literal, select
 from sqlalchemy.orm import Session, object_session
 
+from nbflows.automations import rules
+from nbflows.automations.tables import EVENT_KEY, Automation, AutomationDelivery
 from nbflows.store import tables as t
 from nbflows.store.db import insert_or_ignore
-
-from . import rules
-from .tables import EVENT_KEY, Automation, AutomationDelivery
 
 DELIVERIES = cast(Table, AutomationDelivery.__table__)
 #: Runs a pass fires one rule for at most: the next pass takes the rest.

@@ -8,8 +8,9 @@ from typing import Any
 import typer
 
 from nbflows.cli import output as out
-from nbflows.cli.common import client, confirm, parse_key_values
+from nbflows.cli.common import client, confirm
 from nbflows.errors import InvalidInput
+from nbflows.notebooks.parameters import parse_key_values
 
 app = typer.Typer(
     help="Automations: notify (e-mail, webhook, apprise) or act when runs fail, are late, run "
