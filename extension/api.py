@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from nbflows.automations import schemas as as_
 from nbflows.extension import access_routes as a
+from nbflows.extension import automation_routes as ar
 from nbflows.extension import permissions as p
 from nbflows.extension import previews as pv
 from nbflows.extension import routes as r
@@ -502,6 +504,73 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
 ]
 
 
+AUTOMATION = _NAME.format("automation")
+
+ROUTES += [
+    (
+        "automations",
+        ar.Automations,
+        {
+            "get": {
+                "permission": p.READ_AUTOMATIONS,
+                "summary": "List automations",
+                "responses": {200: list[as_.AutomationReply]},
+            },
+            "post": {
+                "permission": p.WRITE_AUTOMATIONS,
+                "summary": "Create an automation (a trigger, a scope, actions)",
+                "body": as_.AutomationCreate,
+                "responses": {201: as_.AutomationReply},
+            },
+        },
+    ),
+    (
+        f"automations/{AUTOMATION}",
+        ar.Automation,
+        {
+            "get": {
+                "permission": p.READ_AUTOMATIONS,
+                "summary": "Read an automation (by name or id)",
+                "responses": {200: as_.AutomationReply},
+            },
+            "patch": {
+                "permission": p.WRITE_AUTOMATIONS,
+                "summary": "Pause or resume an automation, or change its description",
+                "body": as_.AutomationUpdate,
+                "responses": {200: as_.AutomationReply},
+            },
+            "delete": {
+                "permission": p.WRITE_AUTOMATIONS,
+                "summary": "Delete an automation",
+                "responses": {204: None},
+            },
+        },
+    ),
+    (
+        f"automations/{AUTOMATION}/deliveries",
+        ar.AutomationDeliveries,
+        {
+            "get": {
+                "permission": p.READ_AUTOMATIONS,
+                "summary": "An automation's latest deliveries, newest first",
+                "responses": {200: list[as_.DeliveryReply]},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/notifications",
+        ar.FlowRunNotifications,
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "summary": "What automations did for a run: notified whom, when, how it went",
+                "responses": {200: list[as_.DeliveryReply]},
+            }
+        },
+    ),
+]
+
+
 @cache
 def method_specs() -> dict[tuple[type, str], dict[str, Any]]:
     """Each route method's spec by (handler, method)."""
@@ -535,4 +604,5 @@ LINKS: dict[Any, dict[str, str]] = {
         "pool": "/work_pool_name",
     },
     s.FlowRunReply: {"run_id": "/id"},
+    as_.AutomationReply: {"automation": "/id"},
 }

@@ -14,6 +14,7 @@ from tornado.ioloop import IOLoop
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
 
 from nbflows import protocol
+from nbflows.automations.delivery import Deliverer, DeliveryLoop, DeliverySettings
 from nbflows.extension.api import LINKS, ROUTES
 from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop, embedded_worker_credential
 from nbflows.extension.openapi import openapi_document
@@ -59,6 +60,17 @@ class NBFlowsExtension(ExtensionApp):
         help="Schedules whose runs can come closer than this many seconds are refused (env "
         f"NBFLOWS_MIN_SCHEDULE_INTERVAL; default {scheduling.MIN_INTERVAL:g}; 0 turns it off)."
     ).tag(config=True)
+    automation_retry_delay = Float(
+        10.0,
+        help="Seconds before an automation's failed delivery is tried again; each next try "
+        "waits twice as long (capped at an hour).",
+    ).tag(config=True)
+    automation_max_attempts = Int(
+        8, min=1, help="Attempts before an automation's delivery is given up as failed."
+    ).tag(config=True)
+    automation_poll_interval = Float(
+        1.0, help="Seconds between looks at the automations' outbox when nothing was due."
+    ).tag(config=True)
     max_body_size = _limit_trait("max_body_size")
     max_parameters_size = _limit_trait("max_parameters_size")
     max_notebook_size = _limit_trait("max_notebook_size")
@@ -103,6 +115,12 @@ class NBFlowsExtension(ExtensionApp):
             }
         )
         self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)
+        self.delivery_settings = DeliverySettings(
+            retry_delay=self.automation_retry_delay,
+            max_attempts=self.automation_max_attempts,
+            poll_interval=self.automation_poll_interval,
+        )
+        self.delivery_loop = DeliveryLoop(Deliverer(database, self.delivery_settings))
         self.loop_lag = LoopLagMonitor(self.loop_lag_warning, self.log)
         self.worker: EmbeddedWorker | None = None
         # Ports are bound after extensions load: finish start-up once the loop runs.
@@ -128,6 +146,9 @@ class NBFlowsExtension(ExtensionApp):
         self.loop_lag.start()
         if self.scheduler:
             self.scheduler_loop.start()
+        # Links in messages: the dashboard's address, without the token.
+        self.delivery_settings.dashboard_url = self.server.connection_url.rstrip("/") + "/nbflows/"
+        self.delivery_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
             types = list(self.embedded_worker_types)
             worker_token = await self.orchestrator.call(
@@ -153,6 +174,7 @@ class NBFlowsExtension(ExtensionApp):
         if self.worker is not None:
             await self.worker.stop()
         await self.scheduler_loop.stop()
+        await self.delivery_loop.stop()
         await self.loop_lag.stop()
         self.orchestrator.close()
 

@@ -25,6 +25,8 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 from tornado import web
 
+from nbflows.automations import outbox
+from nbflows.automations import rules as automation_rules
 from nbflows.errors import NBFlowsError
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.presentation import format_duration, parse_timestamp
@@ -195,6 +197,16 @@ def _runs_page(
     }
 
 
+def _automations_page(s: Session) -> list[dict[str, Any]]:
+    out = []
+    for rule in automation_rules.list_automations(s):
+        item = automation_rules.automation_json(s, rule)
+        item["trigger_text"] = automation_rules.describe_trigger(rule.trigger)
+        item["deliveries"] = outbox.deliveries_of_automation(s, rule.id, limit=5)
+        out.append(item)
+    return out
+
+
 def _run_page(s: Session, run_id: str) -> dict[str, Any]:
     run = flow_runs.get_flow_run(s, run_id)
     lines = logs.read_logs(s, run_id, 0, FIRST_LOG_PAGE)
@@ -204,6 +216,7 @@ def _run_page(s: Session, run_id: str) -> dict[str, Any]:
         "lines": [log_json(x) for x in lines],
         "next_after": lines[-1].id if lines else 0,
         "notebook": notebook,
+        "notifications": outbox.deliveries_of_run(s, run_id),
     }
 
 
@@ -298,6 +311,14 @@ class DeploymentsPage(DashboardHandler):
         self.render_page("deployments.html", tab="deployments", deployments=items)
 
 
+class AutomationsPage(DashboardHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        items = await self.orch.call(_automations_page)
+        self.render_page("automations.html", tab="automations", automations=items)
+
+
 class RunsPage(DashboardHandler):
     @web.authenticated
     @authorized
@@ -388,6 +409,7 @@ HANDLERS: list[tuple[str, type[DashboardHandler]]] = [
     (r"/nbflows/pools/?", PoolsPage),
     (r"/nbflows/deployments/?", DeploymentsPage),
     (r"/nbflows/runs/?", RunsPage),
+    (r"/nbflows/automations/?", AutomationsPage),
     (rf"/nbflows/runs/{_RUN}/notebook/?", RunNotebookPage),
     (rf"/nbflows/runs/{_RUN}/?", RunPage),
     (r"/nbflows/static/(?P<name>[A-Za-z0-9_.-]+)", StaticFile),

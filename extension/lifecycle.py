@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from nbflows import protocol
+from nbflows.automations import triggers
 from nbflows.errors import NotFound
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.scheduling import scheduler as scheduling
@@ -37,6 +38,7 @@ def scheduler_pass(s: Session) -> set[str]:
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()
     changed |= heartbeats.settle_stuck_runs(s)
+    triggers.detect_conditions(s)  # late, running too long, no worker: once per event
     return changed
 
 

@@ -47,6 +47,8 @@ READ_RUNS: Permission = ("read", "nbflows:runs")
 WRITE_RUNS: Permission = ("write", "nbflows:runs")
 READ_SECRETS: Permission = ("read", "nbflows:secrets")
 WRITE_SECRETS: Permission = ("write", "nbflows:secrets")
+READ_AUTOMATIONS: Permission = ("read", "nbflows:automations")
+WRITE_AUTOMATIONS: Permission = ("write", "nbflows:automations")
 
 #: Credential scopes a route method may accept (see `_within`).
 ANY, POOL, POOLS, DEPLOYMENT, RUN, CHILD = "any", "pool", "pools", "deployment", "run", "child"

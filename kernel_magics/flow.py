@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
@@ -454,6 +454,53 @@ class Flow:
         return code_as_run(
             notebook_from_json(text), self.name, self.cell, executed_cells(self._shell)
         )
+
+    # -- notifications ---------------------------------------------------------------------------
+
+    def notify_on_failure(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        states: tuple[str, ...] = ("FAILED", "CRASHED"),
+    ) -> dict[str, Any] | None:
+        """Notify `url` whenever a run of this flow (here or deployed) ends FAILED or CRASHED.
+
+        `url`: mailto://user:password@smtp-host:port?to=you@example.com&from=bot@example.com,
+        an http(s) webhook (signed with HMAC-SHA256 when `secret` is given), or any apprise URL
+        (slack://..., msteams://..., ntfy://...). Makes an automation on the server (see
+        `nbflows automation ls`); calling it again with the same URL keeps the one there is.
+        Passwords and tokens are never shown back. In a headless run this does nothing.
+        """
+        import hashlib
+        import re
+
+        from nbflows.errors import Conflict
+
+        ctx = current_context(self._shell.user_ns)
+        if ctx.headless:
+            _say_skipped(ctx, f"{self.name}.notify_on_failure()")
+            return None
+        flow = re.sub(r"[^A-Za-z0-9_.\-]", "-", self.name)[:150]
+        name = f"{flow}-on-failure-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+        action: dict[str, Any] = {"type": "notify", "url": url}
+        if secret is not None:
+            action["secret"] = secret
+        with _server_client("Notifying on failure") as client:
+            try:
+                rule = client.create_automation(
+                    name,
+                    {"kind": "state", "states": sorted(states)},
+                    [action],
+                    scope={"flow": self.name},
+                    description=f"failures of flow {self.name}",
+                )
+            except Conflict:
+                rule = client.read_automation(name)
+        print(
+            f"Runs of {self.name} that end {' or '.join(states)} notify {rule['actions'][0]['url']}"
+        )
+        return cast(dict[str, Any], rule)
 
     # -- serving ---------------------------------------------------------------------------------
 

@@ -131,7 +131,10 @@ def test_static_files_are_served(server):
 
 @pytest.mark.parametrize(
     "path",
-    ["nbflows/", "nbflows/deployments", "nbflows/runs", "nbflows/runs/x", "nbflows/static/run.js"],
+    [
+        *("nbflows/", "nbflows/deployments", "nbflows/runs", "nbflows/runs/x"),
+        *("nbflows/automations", "nbflows/static/run.js"),
+    ],
 )
 def test_pages_need_authentication(bare_server, path):
     anonymous = httpx.get(bare_server.url + path, follow_redirects=False, timeout=60)

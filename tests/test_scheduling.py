@@ -16,6 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from nbflows.automations import rules
+from nbflows.automations.delivery import Deliverer, DeliverySettings
+from nbflows.automations.schemas import AutomationCreate
 from nbflows.errors import InvalidInput
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
@@ -33,7 +36,7 @@ from nbflows.store import tables as t
 from nbflows.store.db import Database
 
 from .pg_support import postgres_server
-from .servers import start_server
+from .servers import free_port, start_server
 
 UTC = timezone.utc
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
@@ -110,10 +113,25 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     from cryptography.fernet import Fernet
 
     from nbflows.services import credentials, secrets
+
     monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
     now = t.utcnow()
     with db.session() as s:
+        # A completed run fires this rule: one delivery fails for good, one is to be retried.
+        rules.create_automation(
+            s,
+            AutomationCreate.model_validate(
+                {
+                    "name": "on-completed",
+                    "trigger": {"kind": "state", "states": ["COMPLETED"]},
+                    "actions": [
+                        {"type": "cancel_run"},
+                        {"type": "notify", "url": f"http://127.0.0.1:{free_port()}/hook"},
+                    ],
+                }
+            ),
+        )
         scheduling.schedule_runs(s, now=now - timedelta(minutes=5))
         d = deployments.get_deployment(s, dep)
         later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
@@ -135,6 +153,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
         secrets.set_secret(s, "KEY", "value")
         credentials.create_worker_credential(s, "w", ["p"])
         credentials.revoke_worker_credential(s, "w")
+    assert Deliverer(db, DeliverySettings()).deliver_due() == 2
     with db.session() as s:
         for table in t.Base.metadata.sorted_tables:
             for column in table.columns:
@@ -142,7 +161,10 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
                     continue
                 query = f"SELECT {column.name} FROM {table.name} WHERE {column.name} IS NOT NULL"
                 values = s.execute(text(query)).scalars().all()
-                assert values or column.name in ("scheduled_until", "start_time", "end_time")
+                assert values or column.name in (
+                    *("scheduled_until", "start_time", "end_time"),
+                    "lease_until",  # only while a delivery is being made
+                )
                 for value in values:
                     assert STORED_FORMAT.match(value), f"{table.name}.{column.name}: {value!r}"
 

@@ -13,7 +13,16 @@ import typer
 from typer.core import TyperGroup
 
 from nbflows import __version__
-from nbflows.cli import common, deployment, flow_run, secret, work_pool, work_queue, worker_token
+from nbflows.cli import (
+    automation,
+    common,
+    deployment,
+    flow_run,
+    secret,
+    work_pool,
+    work_queue,
+    worker_token,
+)
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
 from nbflows.errors import NBFlowsError
@@ -108,6 +117,7 @@ app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(work_queue.app, name="work-queue")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(automation.app, name="automation")
 app.add_typer(secret.app, name="secret")
 app.add_typer(worker_token.app, name="worker-token")
 

@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -704,6 +704,52 @@ class Client:
 
     def cancel_flow_run(self, id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/cancel"))
+
+    def read_flow_run_notifications(self, id: str) -> list[dict[str, Any]]:
+        """What automations did for the run: target (masked), status, attempts, last error."""
+        return cast(list[dict[str, Any]], self._get(f"flow_runs/{_seg(id)}/notifications"))
+
+    # -- automations ---------------------------------------------------------------------------
+
+    def create_automation(
+        self,
+        name: str,
+        trigger: Mapping[str, Any],
+        actions: Sequence[Mapping[str, Any]],
+        scope: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """A rule: `trigger` e.g. {"kind": "state", "states": ["FAILED"]} or {"kind": "late",
+        "after": 60}; `actions` e.g. [{"type": "notify", "url": "mailto://..."}]."""
+        body = _drop_none(
+            {
+                "name": name,
+                "trigger": dict(trigger),
+                "actions": [dict(a) for a in actions],
+                "scope": dict(scope) if scope else None,
+                "description": description,
+            }
+        )
+        body["enabled"] = enabled
+        return cast(dict[str, Any], self._post("automations", body))
+
+    def list_automations(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._get("automations"))
+
+    def read_automation(self, ref: str) -> dict[str, Any]:
+        """By name or id."""
+        return cast(dict[str, Any], self._get(f"automations/{_seg(ref)}"))
+
+    def update_automation(self, ref: str, **fields: Any) -> dict[str, Any]:
+        """PATCH `enabled` (pause/resume) or `description`."""
+        return cast(dict[str, Any], self._patch(f"automations/{_seg(ref)}", fields))
+
+    def delete_automation(self, ref: str) -> None:
+        self._delete(f"automations/{_seg(ref)}")
+
+    def list_automation_deliveries(self, ref: str) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._get(f"automations/{_seg(ref)}/deliveries"))
 
     def read_run_secrets(self, id: str) -> dict[str, str]:
         """The values of the secrets run `id` refers to (a worker credential holding it only)."""

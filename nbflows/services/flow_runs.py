@@ -244,6 +244,11 @@ def transition(
     retries_left = run.kind == "deployment" and run.attempt <= run.max_retries
     if proposed in (StateType.FAILED, StateType.CRASHED) and retries_left:
         transition(run, StateType.SCHEDULED, message=_retry_message(run, message), retry=True)
+    elif proposed.is_terminal:
+        # In the same transaction: the rules watching this state fire exactly when it commits.
+        from nbflows.automations.triggers import run_changed_state
+
+        run_changed_state(run)
 
 
 def _retry_message(run: t.FlowRun, message: str | None) -> str:

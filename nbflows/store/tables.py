@@ -316,3 +316,8 @@ class Secret(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Automations keep their tables in their own package; imported here so that one metadata (and
+# Alembic) holds every table.
+from nbflows.automations import tables as _automation_tables  # noqa: E402, F401
