@@ -22,9 +22,11 @@ _LAZY = {
     "IntervalSchedule": "nbflows.schedules",
     "RRuleSchedule": "nbflows.schedules",
     "StateType": "nbflows.states",
+    "output": "nbflows.kernel_magics.outputs",
+    "Pipeline": "nbflows.pipelines.define",
 }
 
-_SUBMODULES = ("widgets", "kernel_magics", "client", "schedules")
+_SUBMODULES = ("widgets", "kernel_magics", "client", "schedules", "pipelines")
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

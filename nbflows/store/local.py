@@ -25,7 +25,7 @@ def record_flow_run(run: dict[str, Any], logs: list[dict[str, Any]] | None = Non
     """Store one finished (or running) interactive run and its log lines; return its id.
 
     `run`: flow_name, state (a StateType value), optional message, parameters, tags,
-    parent_run_id, notebook_path, start_time, end_time (datetimes or ISO strings).
+    parent_run_id, notebook_path, outputs, start_time, end_time (datetimes or ISO strings).
     """
     from nbflows import flow_runs
     from nbflows import logs as run_logs
@@ -41,6 +41,8 @@ def record_flow_run(run: dict[str, Any], logs: list[dict[str, Any]] | None = Non
                 notebook_path=run.get("notebook_path"),
             ),
         )
+        if run.get("outputs"):
+            created.outputs = dict(run["outputs"])
         if run.get("start_time"):
             created.start_time = _when(run["start_time"])
         state = StateType(run.get("state", StateType.COMPLETED.value))
