@@ -19,8 +19,10 @@ from sqlalchemy import select, text
 from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
 from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput
+from nbflows.pipelines.deploy import deploy_pipeline
 from nbflows.schemas import (
     DeployRequest,
+    PipelineDeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
@@ -107,9 +109,23 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     db: Database, tmp_path: Path
 ) -> None:
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
+    with db.session() as s:  # a scheduled pipeline: its runs and step runs have times too
+        deploy_pipeline(
+            s,
+            PipelineDeployRequest(
+                name="every-minute",
+                pipeline={
+                    "name": "pipe",
+                    "steps": [{"name": "one", "notebook": "trivial.ipynb", "pool": "p"}],
+                },
+                schedules=[{"kind": "interval", "interval": 60}],
+            ),
+            str(tmp_path),
+        )
     now = t.utcnow()
     with db.session() as s:
         scheduling.schedule_runs(s, now=now - timedelta(minutes=5))
+        scheduling.advance_pipelines(s)
         d = deployments.get_deployment(s, dep)
         later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
         manual, _ = flow_runs.create_deployment_run(s, d, later)

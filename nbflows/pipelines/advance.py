@@ -223,7 +223,7 @@ def _parameters(
         for item in range(up.items()):
             outputs = states.outputs(upstream, item)
             if output not in outputs:
-                label = upstream if up.map is None else f"{upstream}[{item}]"
+                label = up.label(item)
                 recorded = ", ".join(sorted(outputs)) or "no outputs"
                 raise NBFlowsError(
                     f"parameter {param!r} takes output {output!r} of step {label}, which did not "
@@ -242,7 +242,7 @@ def _finish(run: t.FlowRun, spec: PipelineSpec, states: StepStates) -> None:
     failed, cancelled = [], []
     for step in spec.steps:
         for item, state in enumerate(states.step_states(step)):
-            label = step.name if step.map is None else f"{step.name}[{item}]"
+            label = step.label(item)
             if state in _FAILED:
                 failed.append(label)
             elif state == "CANCELLED":

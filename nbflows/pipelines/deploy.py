@@ -90,7 +90,9 @@ def deploy_pipeline(
         try:
             deployment, _, _ = redeploy(s, request, root_dir, limits)
         except NBFlowsError as exc:
-            raise type(exc)(f"step {step.name!r}: {exc.message}", **exc.details) from None
+            # A missing notebook is a mistake in the pipeline (422), not a missing resource.
+            kind = InvalidInput if isinstance(exc, NotFound) else type(exc)
+            raise kind(f"step {step.name!r}: {exc.message}", **exc.details) from None
         _check_parameter_names(step.name, deployment.parameter_schema, step.parameters, step.map)
         step_ids[step.name] = deployment.id
     first_pool = pools[spec.steps[0].pool]

@@ -29,16 +29,11 @@ def pipeline_graph(s: Session, run: t.FlowRun) -> dict[str, Any]:
     for step in spec.steps:
         for item in range(step.items()):
             row = states.rows.get((step.name, item))
-            label = step.name
-            if step.map is not None:
-                label += (
-                    "[" + ", ".join(f"{v!s}" for v in step.item_parameters(item).values()) + "]"
-                )
             step_runs.append(
                 {
                     "step": step.name,
                     "item": item,
-                    "label": label,
+                    "label": step.label(item),
                     "status": row.status if row is not None else "waiting",
                     "state": states.state(step.name, item),
                     "message": _message(row, states),

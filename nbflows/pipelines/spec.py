@@ -76,6 +76,12 @@ class StepSpec(_Model):
         """The values of `map` for run number `item`."""
         return {key: values[item] for key, values in (self.map or {}).items()}
 
+    def label(self, item: int) -> str:
+        """How run `item` is called: the step's name, with its map values when it fans out."""
+        if self.map is None:
+            return self.name
+        return f"{self.name}[{', '.join(str(v) for v in self.item_parameters(item).values())}]"
+
 
 class PipelineSpec(_Model):
     name: str = Field(pattern=PIPELINE_NAME)
