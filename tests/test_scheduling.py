@@ -22,10 +22,10 @@ from nbflows.errors import InvalidInput
 from nbflows.pipelines.deploy import deploy_pipeline
 from nbflows.schemas import (
     DeployRequest,
-    PipelineDeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
+    PipelineDeployRequest,
     RunRequest,
     SetState,
     WorkPoolCreate,

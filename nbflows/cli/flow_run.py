@@ -246,10 +246,11 @@ STEP_COLUMNS: list[out.Column] = [
 ]
 
 
-def print_steps(graph: dict[str, Any]) -> None:
+def print_steps(graph: dict[str, Any], *, with_state: bool = True) -> None:
     """The state of a pipeline run and a table of its steps."""
     run = graph["flow_run"]
-    state_line(run)
+    if with_state:
+        state_line(run)
     out.table(graph["step_runs"], STEP_COLUMNS, title=f"Steps of {run_label(run)}", empty="")
 
 
@@ -285,13 +286,17 @@ def repair(
     reusing the steps that succeeded (and their outputs)."""
     api = client()
     run = api.repair_flow_run(id)
-    if watch:
-        run = api.watch_flow_run(id)
-    if output is out.Output.json:
+    if output is out.Output.json and not watch:
         out.print_json(run)
         return
-    state_line(run)
-    if watch:
-        print_steps(api.read_pipeline_run(id))
-        if (run.get("state") or {}).get("type") != "COMPLETED":
-            raise typer.Exit(1)
+    if output is not out.Output.json:
+        state_line(run)
+    if not watch:
+        out.info(f"\nFollow it with: [blue]nbflows flow-run steps {escape(id)}[/]")
+        return
+    run = follow(api, id, None, states=output is not out.Output.json)
+    if output is out.Output.json:
+        out.print_json(run)
+    else:
+        print_steps(api.read_pipeline_run(id), with_state=False)
+    finish(run, None)
