@@ -188,3 +188,77 @@ def test_refused_pipelines_create_nothing_and_a_missing_output_fails_its_step(
     assert steps["a"]["state"] == "COMPLETED" and steps["r"]["state"] == "FAILED"
     assert "takes output 'nothing' of step a, which did not record it" in steps["r"]["message"]
     assert "path, rows" in steps["r"]["message"]
+
+
+KERNEL_CELLS = [
+    "import nbflows\nfrom nbflows import Pipeline\n%load_ext nbflows",
+    '%%flow tally\nnbflows.output("answer", 42)',
+    'p = Pipeline("repo_pipeline_py")\n'
+    "info = p.step(\n"
+    '    "repo_info.ipynb:get_repo_info", name="info", pool="my-pool"\n'
+    ').map(repo_name=["jupyter/notebook", "ipython/ipython"])\n'
+    "report = p.step(\n"
+    '    "repo_report.ipynb",\n'
+    '    pool="my-pool",\n'
+    "    parameters={\n"
+    '        "repo_names": ["jupyter/notebook", "ipython/ipython"],\n'
+    '        "stars": info.output("stars"),\n'
+    '        "forks": info.output("forks"),\n'
+    "    },\n"
+    ")\n"
+    'print("deployed", p.deploy(name="from-kernel")["full_name"])',
+    'run = nbflows.get_client().create_flow_run_from_deployment("repo_pipeline_py/from-kernel")\n'
+    "dag = nbflows.widgets.pipeline_graph(run)\n"
+    "dag",
+    'final = dag.wait(240)\nprint("pipeline", final["flow_run"]["state"]["type"])',
+]
+
+
+@pytest.mark.slow
+def test_the_tutorial_pipeline_from_yaml_and_from_python_in_a_kernel(journey: Journey) -> None:
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    journey.start()
+    journey.cli("work-pool", "create", "my-pool", "--type", "process", check=True)
+    # The README's pipeline journey: the tutorial's two notebooks joined by a YAML pipeline.
+    journey.cli("deploy", "notebooks/repo_pipeline.yaml", "--name", "weekly", check=True)
+    result = journey.cli("deployment", "run", "repo_pipeline/weekly", "--watch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = steps_of(journey, run_id_of(result.stdout))
+    assert steps["info[ipython/ipython]"]["outputs"] == {"stars": 16200, "forks": 4400}
+    assert steps["report"]["outputs"] == {
+        "total_stars": 11600 + 5900 + 16200,
+        "most_starred": "ipython/ipython",
+    }
+
+    # The same from Python, in a real kernel the way Jupyter starts it for a notebook.
+    path = journey.root / "pipeline_in_python.ipynb"
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
+    )
+    nb.cells = [nbformat.v4.new_code_cell(code) for code in KERNEL_CELLS]
+    nbformat.write(nb, path)
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**journey.env, "JPY_SESSION_NAME": str(path)}, cwd=str(path.parent))
+    try:
+        NotebookClient(nb, km=km, timeout=300).execute()
+    finally:
+        km.shutdown_kernel(now=True)
+    printed = ["".join(o.get("text", "")) for cell in nb.cells for o in cell.get("outputs", [])]
+    assert "deployed repo_pipeline_py/from-kernel\n" in printed, printed
+    assert "pipeline COMPLETED\n" in printed, printed
+    widget = [o for o in nb.cells[3]["outputs"] if "data" in o]
+    assert widget and "application/vnd.jupyter.widget-view+json" in widget[0]["data"]
+    # The %%flow cell recorded its output on its interactive run.
+    runs = journey.http("GET", "flow_runs", params={"flow_name": "tally"}).json()
+    assert [r["outputs"] for r in runs] == [{"answer": 42}]
+    python_run = journey.http("GET", "flow_runs", params={"flow_name": "repo_pipeline_py"}).json()[
+        0
+    ]
+    graph = journey.http("GET", f"flow_runs/{python_run['id']}/pipeline").json()
+    report = next(sr for sr in graph["step_runs"] if sr["step"] == "report")
+    assert report["outputs"]["total_stars"] == 11600 + 16200
