@@ -260,5 +260,6 @@ def test_the_tutorial_pipeline_from_yaml_and_from_python_in_a_kernel(journey: Jo
         0
     ]
     graph = journey.http("GET", f"flow_runs/{python_run['id']}/pipeline").json()
-    report = next(sr for sr in graph["step_runs"] if sr["step"] == "report")
+    # A step is named after its notebook unless given a name.
+    report = next(sr for sr in graph["step_runs"] if sr["step"] == "repo_report")
     assert report["outputs"]["total_stars"] == 11600 + 16200
