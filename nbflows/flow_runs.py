@@ -260,6 +260,10 @@ def cancel(s: Session, run_id: str) -> t.FlowRun:
             transition(run, StateType.CANCELLING, message="cancellation requested")
     elif current is not StateType.CANCELLING:
         check_transition(current, StateType.CANCELLING)  # raises the clear 409
+    if run.kind == "pipeline":  # its steps' runs go with it (no further step starts)
+        for child in list_flow_runs(s, parent_run_id=run.id, limit=MAX_LIST):
+            if not StateType(child.state_type).is_terminal and child.state_type != "CANCELLING":
+                cancel(s, child.id)
     s.flush()
     return run
 

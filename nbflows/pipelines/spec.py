@@ -121,6 +121,7 @@ def parse_pipeline(data: Any) -> PipelineSpec:
     """The checked pipeline, or `InvalidInput` saying everything that is wrong with it."""
     if not isinstance(data, Mapping):
         raise InvalidInput(f"a pipeline must be an object with 'name' and 'steps', not {data!r}")
+    _refuse_nul(data)
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as err:
@@ -128,7 +129,8 @@ def parse_pipeline(data: Any) -> PipelineSpec:
         for e in err.errors():
             where = _where(data, e["loc"])
             if e["type"] == "extra_forbidden":
-                fields = StepSpec.model_fields if "steps" in where else PipelineSpec.model_fields
+                in_step = len(e["loc"]) > 2 and e["loc"][0] == "steps"
+                fields = StepSpec.model_fields if in_step else PipelineSpec.model_fields
                 problems.append(f"{where}: unknown field (allowed: {', '.join(fields)})")
             elif e["type"] == "string_pattern_mismatch":
                 problems.append(
@@ -140,6 +142,20 @@ def parse_pipeline(data: Any) -> PipelineSpec:
         raise InvalidInput("invalid pipeline: " + "; ".join(problems)) from None
     _check(spec)
     return spec
+
+
+def _refuse_nul(data: Any) -> None:
+    # Names and paths go into SQL and file system calls, where a NUL character cannot go.
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise InvalidInput("invalid pipeline: a text holds a NUL character (\\u0000)")
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _where(data: Any, loc: tuple[Any, ...]) -> str:
