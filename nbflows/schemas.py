@@ -289,7 +289,7 @@ class LogIn(Body):
 class OutputIn(Body):
     """One output of a run: `nbflows.output(name, value)`."""
 
-    name: Text = Field(min_length=1, max_length=100)
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
     value: Any = None
 
 
