@@ -19,7 +19,7 @@ from nbflows.orchestrator import Orchestrator
 from nbflows.store.db import Database, default_database_url
 
 from .api import LINKS, ROUTES
-from .lifecycle import EmbeddedWorker, SchedulerLoop
+from .lifecycle import EmbeddedWorker, SchedulerLoop, embedded_worker_credential
 from .openapi import openapi_document
 from .routes import NotFoundRoute
 
@@ -124,9 +124,13 @@ class NBFlowsExtension(ExtensionApp):
         if self.scheduler:
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
+            types = list(self.embedded_worker_types)
+            worker_token = await self.orchestrator.call(
+                embedded_worker_credential, EmbeddedWorker.name_for(self.api_url), types
+            )
             self.worker = EmbeddedWorker(
                 self.api_url,
-                token,
+                worker_token,
                 list(self.embedded_worker_types),
                 list(self.embedded_worker_args),
             )

@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from sqlalchemy.orm import Session
 from tornado import web
 
@@ -50,13 +49,14 @@ from nbflows.states import StateType
 from nbflows.store import tables as t
 
 from .base import NBFlowsHandler, decode_json, json_object_keys
+from .permissions import permitted
 
 MAX_WAIT = 30.0
 
 
 class Health(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(
             {
@@ -74,7 +74,7 @@ class Health(NBFlowsHandler):
 
 class PoolTypes(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(
             [
@@ -90,7 +90,7 @@ class PoolTypes(NBFlowsHandler):
 
 class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, kind: str) -> None:
         if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
             valid = ", ".join(job_templates.POOL_TYPES)
@@ -100,16 +100,20 @@ class PoolTypeTemplate(NBFlowsHandler):
 
 class WorkPools(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
-        self.reply(
-            await self.orch.call(
-                lambda s: [pools.work_pool_json(s, p) for p in pools.list_work_pools(s)]
-            )
-        )
+        who = self.principal  # a worker credential sees the pools it serves
+
+        def listed(s: Session) -> list[dict[str, Any]]:
+            found = pools.list_work_pools(s)
+            if who is not None:
+                found = [p for p in found if who.serves(p)]
+            return [pools.work_pool_json(s, p) for p in found]
+
+        self.reply(await self.orch.call(listed))
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(WorkPoolCreate, await self.body())
         out = await self.orch.call(
@@ -120,14 +124,14 @@ class WorkPools(NBFlowsHandler):
 
 class WorkPool(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(
             await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, pool)))
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, pool: str) -> None:
         req = parse(WorkPoolUpdate, await self.body())
         out = await self.orch.call(
@@ -137,7 +141,7 @@ class WorkPool(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, pool: str) -> None:
         await self.orch.call(pools.delete_work_pool, pool)
         self.reply(None, 204)
@@ -145,7 +149,7 @@ class WorkPool(NBFlowsHandler):
 
 class WorkQueues(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(
             await self.orch.call(
@@ -154,7 +158,7 @@ class WorkQueues(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(WorkQueueCreate, await self.body())
         out = await self.orch.call(
@@ -165,7 +169,7 @@ class WorkQueues(NBFlowsHandler):
 
 class WorkQueue(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str, queue: str) -> None:
         self.reply(
             await self.orch.call(
@@ -174,7 +178,7 @@ class WorkQueue(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, pool: str, queue: str) -> None:
         req = parse(WorkQueueUpdate, await self.body())
 
@@ -187,7 +191,7 @@ class WorkQueue(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, pool: str, queue: str) -> None:
         await self.orch.call(pools.delete_work_queue, pool, queue)
         self.reply(None, 204)
@@ -210,7 +214,7 @@ class Claim(NBFlowsHandler):
             self.orch.notifier.notify(f"pool:{pool_id}")
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(ClaimRequest, await self.body())
         loop = asyncio.get_running_loop()
@@ -262,7 +266,7 @@ class Heartbeat(NBFlowsHandler):
     """Records a heartbeat; with `wait`, also long-polls for cancellations of the worker's runs."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(HeartbeatRequest, await self.body())
         # Never hold a beat longer than the worker's own interval: the scheduler counts
@@ -288,7 +292,7 @@ class Heartbeat(NBFlowsHandler):
 
 class Workers(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(await self.orch.call(heartbeats.list_workers, pool))
 
@@ -298,7 +302,7 @@ class Workers(NBFlowsHandler):
 
 class Deployments(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         q = self.query_args(DeploymentsQuery)
         self.reply(
@@ -311,7 +315,7 @@ class Deployments(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(DeployRequest, await self.body())
         root, limits = self.orch.root_dir, self.limits
@@ -329,7 +333,7 @@ class Deployments(NBFlowsHandler):
 
 class Deployment(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         self.reply(
             await self.orch.call(
@@ -338,7 +342,7 @@ class Deployment(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, ref: str) -> None:
         req = parse(DeploymentUpdate, await self.body())
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
@@ -353,7 +357,7 @@ class Deployment(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, ref: str) -> None:
         await self.orch.call(deployments.delete_deployment, ref)
         self.reply(None, 204)
@@ -363,7 +367,7 @@ class DeploymentByName(NBFlowsHandler):
     """`deployments/name/{flow}/{name}`: a deployment addressed by its full name."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, flow: str, name: str) -> None:
         ref = f"{flow}/{name}"
         self.reply(
@@ -375,7 +379,7 @@ class DeploymentByName(NBFlowsHandler):
 
 class DeploymentNotebook(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         version = self.query_args(DeploymentNotebookQuery).version
         text = await self.orch.call(deployments.deployment_notebook, ref, version)
@@ -385,7 +389,7 @@ class DeploymentNotebook(NBFlowsHandler):
 
 class DeploymentUpcoming(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         limit = self.query_args(UpcomingQuery).limit
 
@@ -398,7 +402,7 @@ class DeploymentUpcoming(NBFlowsHandler):
 
 class DeploymentRuns(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, ref: str) -> None:
         req = parse(RunRequest, await self.body())
 
@@ -417,7 +421,7 @@ class DeploymentRuns(NBFlowsHandler):
 
 class FlowRuns(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         q = self.query_args(FlowRunsQuery)
         kwargs = q.model_dump(exclude={"state"}) | {
@@ -430,7 +434,7 @@ class FlowRuns(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(InteractiveRunCreate, await self.body())
         out = await self.orch.call(
@@ -450,7 +454,7 @@ def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
 
 class FlowRun(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         self.reply(
             await self.orch.call(lambda s: flow_runs.run_json(s, flow_runs.get_flow_run(s, run_id)))
@@ -459,7 +463,7 @@ class FlowRun(NBFlowsHandler):
 
 class FlowRunState(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         req = parse(SetState, await self.body())
 
@@ -484,7 +488,7 @@ class FlowRunOutputs(NBFlowsHandler):
     """`nbflows.output(name, value)` of a run, sent by its kernel or relayed by its worker."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         req = parse(OutputIn, await self.body())
         max_size = self.limits.max_parameters_size
@@ -497,7 +501,7 @@ class FlowRunOutputs(NBFlowsHandler):
 
 class FlowRunRepair(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         out = await self.orch.call(
             lambda s: flow_runs.run_json(s, pipeline_repair.repair_pipeline_run(s, run_id))
@@ -509,7 +513,7 @@ class FlowRunRepair(NBFlowsHandler):
 
 class FlowRunPipeline(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         self.reply(await self.orch.call(pipeline_run_graph, run_id))
 
@@ -526,7 +530,7 @@ def pipeline_run_graph(s: Session, run_id: str) -> dict[str, Any]:
 
 class Pipelines(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(PipelineDeployRequest, await self.body())
         root, limits = self.orch.root_dir, self.limits
@@ -546,7 +550,7 @@ class FlowRunHeartbeat(NBFlowsHandler):
     """A kernel's beat for one of its `%%flow` runs (created with `heartbeat_interval`)."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         req = parse(FlowRunHeartbeatRequest, await self.body())
         self.reply(await self.orch.call(heartbeats.beat_flow_run, run_id, req.heartbeat_interval))
@@ -554,7 +558,7 @@ class FlowRunHeartbeat(NBFlowsHandler):
 
 class FlowRunCancel(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         def change(s: Session) -> tuple[dict[str, Any], str | None]:
             run = flow_runs.cancel(s, run_id)
@@ -567,7 +571,7 @@ class FlowRunCancel(NBFlowsHandler):
 
 class FlowRunLogs(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         data = await self.body()
         if not isinstance(data, list):
@@ -583,7 +587,7 @@ class FlowRunLogs(NBFlowsHandler):
         self.reply(out, 201)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         q = self.query_args(LogsQuery)
         after, limit, wait, seen_state = q.after, q.limit, min(q.wait, MAX_WAIT), q.state
@@ -621,13 +625,13 @@ class FlowRunNotebook(NBFlowsHandler):
         return None  # hashing megabytes on the event loop, for a body nobody revalidates
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id).encode())
         await self.reply_big_json(text)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def put(self, run_id: str) -> None:
         limits = self.limits
         if self._body_size > limits.max_body_size:
@@ -680,7 +684,7 @@ def _notebook_text(raw: bytes, checked: bool) -> str:
 
 class NotFoundRoute(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, path: str) -> None:
         raise NotFound(f"no nbflows API route '{path}'; see nbflows/api/openapi.json")
 

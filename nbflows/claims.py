@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import job_templates
+from . import credentials, job_templates
 from .deployments import deployment_json
 from .errors import NotFound
 from .flow_runs import runs_json
@@ -172,6 +172,7 @@ def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict
                 "deployment": dep_json.get(key),
                 "job_variables": variables,
                 "job_configuration": rendered,
+                "run_token": credentials.mint_run_credential(s, run),
             }
         )
     return out

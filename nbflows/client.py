@@ -19,7 +19,15 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound, TooLarge
+from nbflows.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NBFlowsError,
+    NotFound,
+    TooLarge,
+)
 
 __all__ = [
     "APIError",
@@ -37,7 +45,7 @@ API_PATH = "nbflows/api/"
 
 #: Server error `reason` → the exception the client raises (the server names its class).
 _REASONS: dict[str, type[NBFlowsError]] = {
-    cls.__name__: cls for cls in (BadRequest, NotFound, Conflict, InvalidInput, TooLarge)
+    cls.__name__: cls for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge)
 }
 
 #: Terminal state types (kept here as strings so the client does not depend on the store).
@@ -173,7 +181,9 @@ def get_client(url: str | None = None, token: str | None = None, timeout: float 
                     token = server.get("token") or None
                     root_dir = server.get("root_dir")
                     break
-        return Client(url, token=token, timeout=timeout, root_dir=root_dir, relocate="same-url")
+        # A worker's or a run's credential is never traded for another token found on disk.
+        relocate = None if token and token.startswith(("nbfw_", "nbfr_")) else "same-url"
+        return Client(url, token=token, timeout=timeout, root_dir=root_dir, relocate=relocate)
     servers = discover_servers()
     if not servers:
         raise NoServerError(_no_server_message("No running nbflows server was found"))
@@ -714,6 +724,31 @@ class Client:
 
     def cancel_flow_run(self, id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/cancel"))
+
+    def read_run_secrets(self, id: str) -> dict[str, str]:
+        """The values of the secrets run `id` refers to (a worker credential holding it only)."""
+        return dict(self._get(f"flow_runs/{_seg(id)}/secrets")["values"])
+
+    # -- secrets and worker credentials ---------------------------------------------------------
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.request("PUT", f"secrets/{_seg(name)}", json_body={"value": value})
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._get("secrets"))
+
+    def delete_secret(self, name: str) -> None:
+        self._delete(f"secrets/{_seg(name)}")
+
+    def create_worker_token(self, name: str, pools: list[str]) -> dict[str, Any]:
+        """A new worker credential; its `token` is in this answer only."""
+        return cast(dict[str, Any], self._post("worker_tokens", {"name": name, "pools": pools}))
+
+    def list_worker_tokens(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._get("worker_tokens"))
+
+    def revoke_worker_token(self, name: str) -> None:
+        self._delete(f"worker_tokens/{_seg(name)}")
 
     def write_logs(self, id: str, lines: Iterable[str | Mapping[str, Any]]) -> dict[str, Any]:
         """Append log lines (strings or LogLine-shaped dicts) to a run."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import job_templates
+from . import job_templates, secrets
 from .errors import Conflict, InvalidInput, NotFound
 from .limits import Limits, too_large
 from .schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
@@ -100,6 +100,7 @@ def redeploy(
         job_templates.check_job_variables(pool.base_job_template, job_variables)
     except InvalidInput as exc:
         raise InvalidInput(exc.message + ("" if "job_variables" in given else since)) from None
+    secrets.check_references(s, parameters, job_variables)
     image = deployment_image(req.image) if "image" in given or old is None else old.image
     schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
 
@@ -387,6 +388,7 @@ def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployme
 
     d = get_deployment(s, ref)
     fields = req.model_dump(exclude_unset=True)
+    secrets.check_references(s, fields.get("parameters"), fields.get("job_variables"))
     if fields.get("parameters") is not None:
         validate_parameters(d.parameter_schema, fields["parameters"])
         d.parameters = fields["parameters"]

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from . import job_templates
+from . import secrets as vault
 from .errors import Conflict, InvalidInput, NotFound
 from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from .states import StateType, check_transition
@@ -40,6 +41,7 @@ def create_deployment_run(
             return existing, False
     validate_parameters(deployment.parameter_schema, req.parameters)
     job_templates.check_job_variables(deployment.pool.base_job_template, req.job_variables)
+    vault.check_references(s, req.parameters, req.job_variables)
     # A pipeline's run is a parent no worker claims (no pool): the scheduler pass runs its steps.
     pipeline = deployment.kind == "pipeline"
     run = t.FlowRun(

@@ -153,6 +153,19 @@ class AcquireCancelled(Exception):
     """`KernelPool.acquire` gave up because its `cancel_event` was set."""
 
 
+#: Credentials of the worker and of Jupyter that a run's kernel never inherits: a run gets its
+#: own credential (`NBFLOWS_API_TOKEN`, set per run) and nothing more.
+TOKEN_VARIABLES = frozenset(
+    {
+        "NBFLOWS_API_TOKEN",
+        "NBFLOWS_WORKER_TOKEN",
+        "JUPYTER_TOKEN",
+        "JPY_API_TOKEN",
+        "JUPYTERHUB_API_TOKEN",
+    }
+)
+
+
 @dataclass(frozen=True)
 class KernelKey:
     """What a spare must match to be handed out: kernel spec, working directory, environment."""
@@ -485,7 +498,8 @@ class KernelPool:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(after)
         km = _new_kernel_manager(key.kernel_name)
-        env = {**os.environ, **self._env.get(key, {}), **(launch_env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+        env = {**inherited, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
         kc = new_client(km)

@@ -607,6 +607,44 @@ class ClaimedRunReply(Reply):
     deployment: DeploymentReply | None
     job_variables: JSONObject
     job_configuration: JSONObject
+    run_token: str | None = Field(
+        default=None, description="The run's own credential, given to its kernel (this attempt)."
+    )
+
+
+class WorkerTokenCreate(Body):
+    name: Name
+    pools: Annotated[list[Name], Field(min_length=1, max_length=1000)]
+
+
+class WorkerTokenReply(Reply):
+    id: str
+    name: str
+    pools: list[str]
+    pool_types: list[str]
+    created: Timestamp
+
+
+class WorkerTokenCreated(WorkerTokenReply):
+    token: str = Field(description="Shown once: the server keeps only its hash.")
+
+
+#: A secret's name: it is written `{{ secret.NAME }}` in job variables and parameters.
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")]
+
+
+class SecretSet(Body):
+    value: Annotated[Text, Field(min_length=1, max_length=65536)]
+
+
+class SecretReply(Reply):
+    name: str
+    created: Timestamp
+    updated: Timestamp
+
+
+class RunSecretsReply(Reply):
+    values: dict[str, str] = Field(description="The values of the secrets the run refers to.")
 
 
 class LogLineReply(Reply):

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from nbflows import __version__
-from nbflows.cli import common, deployment, flow_run, work_pool, work_queue
+from nbflows.cli import common, deployment, flow_run, secret, work_pool, work_queue, worker_token
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
 from nbflows.client import TOKEN_ENV, URL_ENV
@@ -108,6 +108,8 @@ app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(work_queue.app, name="work-queue")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(secret.app, name="secret")
+app.add_typer(worker_token.app, name="worker-token")
 
 
 def _add_worker_group() -> None:

@@ -42,6 +42,12 @@ def client() -> Client:
     return _current.client
 
 
+def use_token(token: str) -> None:
+    """Send `token` instead of the global one (a worker's own credential)."""
+    close()
+    _current.token = token
+
+
 def close() -> None:
     """Close the client of the invocation, if one was made."""
     if _current.client is not None:

@@ -36,12 +36,14 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+from nbflows import secrets
 from nbflows.client import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
+from nbflows.secrets import Masker
 from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 
 __all__ = [
@@ -107,6 +109,8 @@ class ClaimedRun:
     job_variables: dict[str, Any]
     #: The claim's fencing token: the worker's reports about the run carry it.
     fence: int | None = None
+    #: The attempt's own credential, the only one its kernel gets (`nbflows.credentials`).
+    run_token: str | None = None
 
     @classmethod
     def from_json(cls, pool: str, data: Mapping[str, Any]) -> ClaimedRun:
@@ -117,6 +121,7 @@ class ClaimedRun:
             job_configuration=dict(data.get("job_configuration") or {}),
             job_variables=dict(data.get("job_variables") or {}),
             fence=data.get("fence"),
+            run_token=data.get("run_token"),
         )
 
     @property
@@ -533,13 +538,23 @@ class BaseWorker:
         claimed = active.claimed
         assert self._shipper is not None
         live = claimed.job_configuration.get("stream_output") is not False
-        reporter = RunReporter(self._shipper, claimed.id, live=live, fence=claimed.fence)
+        problem: str | None = None
+        try:
+            claimed, masker = self._with_secrets(claimed)
+        except NBFlowsError as exc:
+            masker, problem = Masker(()), f"its secrets could not be resolved: {exc}"
+        reporter = RunReporter(
+            self._shipper, claimed.id, live=live, fence=claimed.fence, masker=masker
+        )
         outcome: Outcome | None = None
         try:
             if not self._begin(active):
                 return
             self.say(f"{claimed.label} started")
-            outcome = self.run(claimed, reporter, active.cancel_event)
+            if problem is not None:
+                outcome = Outcome("FAILED", problem)
+            else:
+                outcome = self.run(claimed, reporter, active.cancel_event)
         except Exception as exc:
             outcome = Outcome(
                 "CRASHED", f"the worker failed while running the flow: {type(exc).__name__}: {exc}"
@@ -557,6 +572,19 @@ class BaseWorker:
                     if self._active.get(claimed.id) is active:
                         del self._active[claimed.id]
                     self._slots.notify_all()
+
+    def _with_secrets(self, claimed: ClaimedRun) -> tuple[ClaimedRun, Masker]:
+        """`claimed` with the secrets its parameters and job configuration refer to resolved
+        (asked of the server now, never kept), and what hides their values again."""
+        names = secrets.references(claimed.flow_run.get("parameters"), claimed.job_configuration)
+        if not names:
+            return claimed, Masker(())
+        values = self._patiently(lambda: self.client.read_run_secrets(claimed.id))
+        flow_run = dict(claimed.flow_run)
+        flow_run["parameters"] = secrets.substitute(flow_run.get("parameters") or {}, values)
+        config = secrets.substitute(claimed.job_configuration, values)
+        resolved = replace(claimed, flow_run=flow_run, job_configuration=config)
+        return resolved, Masker(values.values())
 
     def _begin(self, active: _ActiveRun) -> bool:
         """PENDING → RUNNING (waiting for the server if it is away); False, and the run settled,
@@ -600,8 +628,9 @@ class BaseWorker:
         if state == "CANCELLED" and active.stop_reason:
             message = f"{active.stop_reason}: {message}" if message else active.stop_reason
         reporter.log(f"{state}: {message}" if message else state, _END_LEVELS[state])
+        message = reporter.masker.text(message)
         if outcome.notebook is not None:
-            self._store_notebook(claimed, reporter, outcome.notebook)
+            self._store_notebook(claimed, reporter, reporter.masker.json(outcome.notebook))
         reporter.close(state)
         final = self._report_end(claimed, state, message)
         first_line = message.splitlines()[0] if message else ""

@@ -35,18 +35,22 @@ _OUTCOMES: dict[str, EndState] = {
 }
 
 
-def run_environment(claimed: ClaimedRun) -> dict[str, str]:
-    """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context).
+def run_environment(claimed: ClaimedRun, api_url: str | None = None) -> dict[str, str]:
+    """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context):
+    its ids and, with `api_url`, the API and the run's own credential (never the worker's).
 
     A spare Python kernel starts before its run is known, so these are set inside it just before
     the notebook runs; a kernel of another language is started with them (see `execute`).
     """
     kind = (claimed.deployment or {}).get("kind")
-    return {
+    env = {
         "NBFLOWS_FLOW_RUN_ID": claimed.id,
         "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
         "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
     }
+    if api_url and claimed.run_token:
+        env |= {"NBFLOWS_API_URL": api_url, "NBFLOWS_API_TOKEN": claimed.run_token}
+    return env
 
 
 class ProcessWorker(BaseWorker):
@@ -113,7 +117,7 @@ class ProcessWorker(BaseWorker):
             on_event=reporter.event,
             kernel_pool=self._kernels,
             cancel_event=cancel_event,
-            run_env=run_environment(claimed),
+            run_env=run_environment(claimed, self.client.api_url),
         )
         return _outcome(result)
 

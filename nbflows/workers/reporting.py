@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from nbflows.client import APIError, Client, NoServerError
 from nbflows.errors import NBFlowsError, NotFound
+from nbflows.secrets import Masker
 
 __all__ = [
     "BATCH_LINES",
@@ -157,11 +158,19 @@ class RunLog:
     """
 
     def __init__(
-        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+        self,
+        shipper: LogShipper,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.live = live
         self.fence = fence
+        #: Hides the run's secret values in each line before it is kept.
+        self.mask = mask
         self._shipper = shipper
         self._lines: list[dict[str, Any]] = []
         self._seq = 0
@@ -182,6 +191,8 @@ class RunLog:
             if self.truncated or self.closed:
                 return
             line = {**line, "fence": self.fence, "seq": self._seq}
+            if self.mask is not None:
+                line["message"] = self.mask(str(line.get("message", "")))
             self._seq += 1
             self._lines.append(line)
             if len(self._lines) > MAX_BUFFERED:
@@ -283,8 +294,15 @@ class LogShipper:
         self._thread = threading.Thread(target=self._loop, name="nbflows-log-shipper", daemon=True)
         self._thread.start()
 
-    def open(self, run_id: str, *, live: bool = True, fence: int | None = None) -> RunLog:
-        run_log = RunLog(self, run_id, live=live, fence=fence)
+    def open(
+        self,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        mask: Callable[[str], str] | None = None,
+    ) -> RunLog:
+        run_log = RunLog(self, run_id, live=live, fence=fence, mask=mask)
         with self._lock:
             self._logs[id(run_log)] = run_log
         return run_log
@@ -355,12 +373,21 @@ class RunReporter:
     """
 
     def __init__(
-        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+        self,
+        shipper: LogShipper,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.run_id = run_id
         self._shipper = shipper
         self.client = shipper.client
-        self._log = shipper.open(run_id, live=live, fence=fence)
+        #: The run's secret values, hidden in what is reported about it and its children.
+        self.masker = masker or Masker(())
+        self._mask = self.masker.text if self.masker else None
+        self._log = shipper.open(run_id, live=live, fence=fence, mask=self._mask)
         self._live = live
         self._children: dict[str, _Child] = {}
         #: Keys of the open children, innermost last: printed lines go to the innermost one.
@@ -464,7 +491,7 @@ class RunReporter:
         parent = self._children.get(parent_key) if isinstance(parent_key, str) else None
         fields: dict[str, Any] = {"parent_run_id": parent.run_id if parent else self.run_id}
         if isinstance(data.get("parameters"), Mapping):
-            fields["parameters"] = dict(data["parameters"])
+            fields["parameters"] = self.masker.json(dict(data["parameters"]))
         if isinstance(data.get("tags"), list):
             fields["tags"] = [str(x) for x in data["tags"]]
         if isinstance(data.get("max_retries"), int):
@@ -473,7 +500,9 @@ class RunReporter:
             fields["retry_delay"] = data["retry_delay"]
         created = self.client.create_flow_run(flow_name, **fields)
         run_id = str(created["id"])
-        child = _Child(run_id, self._shipper.open(run_id, live=self._live), flow_name)
+        child = _Child(
+            run_id, self._shipper.open(run_id, live=self._live, mask=self._mask), flow_name
+        )
         with self._lock:
             self._children[key] = child
         return child
@@ -489,7 +518,7 @@ class RunReporter:
         state = str(data.get("state") or "").upper()
         if state not in _CHILD_END_STATES:
             state = "CRASHED"
-        message = str(data["message"]) if data.get("message") else None
+        message = self.masker.text(str(data["message"])) if data.get("message") else None
         if data.get("retrying") and state in ("FAILED", "CRASHED"):
             child.log.flush()
             try:

@@ -1,7 +1,7 @@
 """pipelines: run outputs, frozen pipeline definitions, the step runs of pipeline runs
 
 Revision ID: 0007_pipelines
-Revises: 0003_workers
+Revises: 0004_power
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_pipelines"
-down_revision = "0003_workers"
+down_revision = "0004_power"
 branch_labels = None
 depends_on = None
 
