@@ -7,14 +7,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import credentials, flow_runs
-from nbflows import secrets as vault
 from nbflows.errors import Conflict, Forbidden
-from nbflows.schemas import SecretSet, WorkerTokenCreate, parse
-from nbflows.states import StateType
-
-from .base import NBFlowsHandler
-from .permissions import permitted
+from nbflows.extension.base import NBFlowsHandler
+from nbflows.extension.permissions import permitted
+from nbflows.protocol import StateType
+from nbflows.services import credentials, flow_runs
+from nbflows.services import secrets as vault
+from nbflows.services.schemas import SecretSet, WorkerTokenCreate, parse
 
 
 class WorkerTokens(NBFlowsHandler):

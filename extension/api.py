@@ -13,12 +13,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from nbflows import schemas as s
-
-from . import access_routes as a
-from . import permissions as p
-from . import routes as r
-from .openapi import OpenAPI
+from nbflows.extension import access_routes as a
+from nbflows.extension import permissions as p
+from nbflows.extension import routes as r
+from nbflows.extension.openapi import OpenAPI
+from nbflows.services import schemas as s
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (

@@ -13,12 +13,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from tornado import web
 
-from nbflows import credentials
-from nbflows.credentials import Principal
 from nbflows.errors import BadRequest, InvalidInput, NBFlowsError
-from nbflows.limits import Limits, check_parameters, too_large
-from nbflows.orchestrator import Orchestrator
-from nbflows.schemas import load_json
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.services import credentials
+from nbflows.services.credentials import Principal
+from nbflows.services.limits import Limits, check_parameters, too_large
+from nbflows.services.schemas import load_json
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _NO_CREDENTIALS = (
@@ -148,7 +148,7 @@ class NBFlowsHandler(APIHandler):
             self.request.body = b""  # over the limit: what came is let go, the rest ignored
 
     async def body(self) -> Any:
-        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty) and within
+        """The JSON body, checked by `nbflows.services.schemas.load_json` (`{}` when empty) and within
         the size limits of the body and of its `parameters`. A big body is decoded on the
         orchestrator's threads, not on the event loop."""
         limits = self.limits
@@ -207,7 +207,7 @@ class NBFlowsHandler(APIHandler):
         self.finish(self._serialise(data, status))
 
     def _serialise(self, data: Any, status: int) -> bytes:
-        from .api import response_adapter  # the route table imports the handlers
+        from nbflows.extension.api import response_adapter  # the route table imports the handlers
 
         adapter = response_adapter(type(self), self.request.method or "", status)
         if adapter is not None:

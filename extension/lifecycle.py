@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nbflows import credentials, heartbeats, scheduling
+from nbflows import protocol
 from nbflows.errors import NotFound
-from nbflows.orchestrator import Orchestrator
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import credentials, heartbeats
 from nbflows.store.db import begin_write
 
 log = logging.getLogger("nbflows")
@@ -99,7 +101,7 @@ class EmbeddedWorker:
             for k, v in os.environ.items()
             if k not in ("JUPYTER_TOKEN", "NBFLOWS_WORKER_TOKEN")
         }
-        env |= {"NBFLOWS_API_URL": self.api_url, "NBFLOWS_API_TOKEN": self.token}
+        env |= {protocol.API_URL_ENV: self.api_url, protocol.API_TOKEN_ENV: self.token}
         cmd = [sys.executable, "-m", "nbflows.cli.app", "worker", "start"]
         for kind in self.pool_types:
             cmd += ["--type", kind]

@@ -10,10 +10,9 @@ from pydantic import TypeAdapter
 from tornado import web
 
 from nbflows import __version__
-from nbflows.schemas import ErrorReply
-
-from .base import NBFlowsHandler
-from .permissions import permitted
+from nbflows.extension.base import NBFlowsHandler
+from nbflows.extension.permissions import permitted
+from nbflows.services.schemas import ErrorReply
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _REF = "#/components/schemas/{model}"

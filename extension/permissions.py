@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from jupyter_server.utils import ensure_async
 from sqlalchemy.orm import Session
 
-from nbflows.credentials import Principal
 from nbflows.errors import Forbidden
+from nbflows.services.credentials import Principal
 
 if TYPE_CHECKING:
-    from .base import NBFlowsHandler
+    from nbflows.extension.base import NBFlowsHandler
 
 __all__ = ["Permission", "permitted", "route_spec"]
 
@@ -57,7 +57,7 @@ Method = Callable[..., Awaitable[None]]
 
 def route_spec(handler: type, method: str) -> dict[str, Any]:
     """The spec of `handler`'s `method` in the route table (`nbflows.extension.api`)."""
-    from .api import method_specs  # the route table imports the handlers
+    from nbflows.extension.api import method_specs  # the route table imports the handlers
 
     return method_specs().get((handler, method.lower()), {})
 
@@ -135,7 +135,7 @@ def _describe(who: Principal) -> str:
 
 def permission_table() -> str:
     """The route-by-route table of docs/permissions.md, from the route table itself."""
-    from .api import ROUTES
+    from nbflows.extension.api import ROUTES
 
     rows = [
         "| route | method | user permission (action, resource) | worker credential | "

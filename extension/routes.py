@@ -9,15 +9,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
-from nbflows import work_pools as pools
+from nbflows import __version__
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.limits import executed_notebook_text, too_large
+from nbflows.extension.base import NBFlowsHandler, decode_json, json_object_keys
+from nbflows.extension.permissions import permitted
 from nbflows.pipelines import deploy as pipeline_deploy
 from nbflows.pipelines import graph as pipeline_graph
 from nbflows.pipelines import repair as pipeline_repair
-from nbflows.scheduling import MIN_INTERVAL, check_frequency
-from nbflows.schemas import (
+from nbflows.protocol import StateType
+from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.limits import executed_notebook_text, too_large
+from nbflows.services.schemas import (
     ClaimRequest,
     DeploymentNotebookQuery,
     DeploymentsQuery,
@@ -45,11 +49,8 @@ from nbflows.schemas import (
     parse,
     work_queue_json,
 )
-from nbflows.states import StateType
 from nbflows.store import tables as t
-
-from .base import NBFlowsHandler, decode_json, json_object_keys
-from .permissions import permitted
+from nbflows.workers import job_templates
 
 MAX_WAIT = 30.0
 
@@ -80,10 +81,10 @@ class PoolTypes(NBFlowsHandler):
             [
                 {
                     "type": kind,
-                    "description": job_templates.DEFAULT_TEMPLATES[kind].get("description", ""),
+                    "description": "",
                     "base_job_template": job_templates.default_base_job_template(kind),
                 }
-                for kind in job_templates.POOL_TYPES
+                for kind in job_templates.pool_types()
             ]
         )
 
@@ -92,8 +93,8 @@ class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
     @permitted
     async def get(self, kind: str) -> None:
-        if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
-            valid = ", ".join(job_templates.POOL_TYPES)
+        if kind not in job_templates.pool_types():  # a type is a resource here: unknown is 404
+            valid = ", ".join(job_templates.pool_types())
             raise NotFound(f"no work pool type '{kind}'; valid types: {valid}")
         self.reply(job_templates.default_base_job_template(kind))
 

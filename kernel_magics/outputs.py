@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbflows.client.context import current_context
 from nbflows.errors import InvalidInput
-from nbflows.kernel_magics.context import current_context
 from nbflows.kernel_magics.reporting import get_reporter
 from nbflows.outputs import check_output
 

@@ -70,7 +70,7 @@ class Server:
         return f"{self.url}nbflows/api/"
 
     def client(self) -> Any:
-        from nbflows.client import get_client
+        from nbflows.client.rest import get_client
 
         return get_client(url=self.api, token=self.token)
 

@@ -10,14 +10,14 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
 
-from nbflows.kernel_magics.context import KernelContext
+from nbflows.client.context import KernelContext
 from nbflows.kernel_magics.reporting import (
-    EVENT_MIME_TYPE,
     ApiReporter,
     FlowRunRecord,
     HeadlessReporter,
     set_reporter,
 )
+from nbflows.protocol import EVENT_MIME_TYPE
 
 from .servers import Server, isolate_from_servers
 

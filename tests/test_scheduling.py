@@ -16,11 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
-from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput
 from nbflows.pipelines.deploy import deploy_pipeline
-from nbflows.schemas import (
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import (
     DeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
@@ -110,8 +111,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
 ) -> None:
     from cryptography.fernet import Fernet
 
-    from nbflows import credentials, secrets
-
+    from nbflows.services import credentials, secrets
     monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
     with db.session() as s:  # a scheduled pipeline: its runs and step runs have times too

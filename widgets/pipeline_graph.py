@@ -14,9 +14,10 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Unicode
 
-from nbflows.client import TERMINAL_STATES, Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
 from nbflows.pipelines.picture import render_svg
+from nbflows.protocol import TERMINAL_VALUES as TERMINAL_STATES
 
 from .run_logs import dashboard_link, outputs_html, run_id_of
 

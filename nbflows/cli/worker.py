@@ -13,7 +13,7 @@ import typer
 
 from nbflows.cli import output as out
 from nbflows.cli.common import client, use_token
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import InvalidInput, NBFlowsError, NotFound
 from nbflows.workers import get_worker_class, worker_types
 from nbflows.workers.base import (

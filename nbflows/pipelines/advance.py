@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import NBFlowsError
-from nbflows.states import StateType
+from nbflows.protocol import StateType
 from nbflows.store import tables as t
 
 from .deploy import pipeline_version
@@ -103,7 +103,7 @@ def advance_pipeline_runs(s: Session, now: datetime | None = None) -> tuple[set[
 
 def advance_pipeline_run(s: Session, run: t.FlowRun) -> set[str]:
     """Start the steps of `run` that can start; end `run` when all its steps ended."""
-    from nbflows.flow_runs import transition
+    from nbflows.services.flow_runs import transition
 
     if run.deployment_version is None and run.deployment_id:
         deployment = s.get(t.Deployment, run.deployment_id)
@@ -140,8 +140,8 @@ def _start_step(
     deployment_ids: dict[str, str],
     states: StepStates,
 ) -> set[str]:
-    from nbflows.flow_runs import create_deployment_run
-    from nbflows.schemas import RunRequest
+    from nbflows.services.flow_runs import create_deployment_run
+    from nbflows.services.schemas import RunRequest
 
     def record(item: int, status: str, message: str | None, child: t.FlowRun | None = None) -> None:
         row = t.PipelineStepRun(
@@ -237,7 +237,7 @@ def _parameters(
 
 
 def _finish(run: t.FlowRun, spec: PipelineSpec, states: StepStates) -> None:
-    from nbflows.flow_runs import transition
+    from nbflows.services.flow_runs import transition
 
     failed, cancelled = [], []
     for step in spec.steps:

@@ -144,8 +144,8 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Deploy as `PIPELINE/name` (each step frozen as a deployment of its own); returns the
         pipeline's deployment. Run it with `nbflows deployment run PIPELINE/name`."""
-        from nbflows.client import get_client
-        from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
+        from nbflows.client.rest import get_client
+        from nbflows.scheduling.schedules import make_schedule, parse_schedule, schedule_to_dict
 
         chosen = [schedule_to_dict(parse_schedule(s)) for s in schedules or []]
         if cron is not None or interval is not None or rrule is not None:
@@ -176,7 +176,7 @@ def _entrypoint(notebook_or_flow: Any) -> tuple[str, str | None]:
         return str(Path(path).expanduser().resolve()), None
     flow_name = getattr(notebook_or_flow, "name", None)
     if isinstance(flow_name, str) and hasattr(notebook_or_flow, "deploy"):
-        from nbflows.kernel_magics.context import current_context
+        from nbflows.client.context import current_context
 
         notebook = current_context().notebook_path
         if notebook is None:

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NBFlowsError, NotFound
-from nbflows.limits import Limits
-from nbflows.schemas import DeployRequest, PipelineDeployRequest
+from nbflows.services.limits import Limits
+from nbflows.services.schemas import DeployRequest, PipelineDeployRequest
 from nbflows.store import tables as t
 
 from .spec import PipelineSpec, parse_pipeline, pipeline_json, reference
@@ -36,9 +36,9 @@ def deploy_pipeline(
     s: Session, req: PipelineDeployRequest, root_dir: str | None, limits: Limits | None = None
 ) -> tuple[t.Deployment, bool]:
     """Create or update the pipeline deployment `PIPELINE/NAME` and its step deployments."""
-    from nbflows.deployments import _replace_schedules, _reschedule, redeploy
-    from nbflows.schedules import parse_schedule, schedule_to_dict
-    from nbflows.work_pools import get_work_pool, list_work_pools
+    from nbflows.scheduling.schedules import parse_schedule, schedule_to_dict
+    from nbflows.services.deployments import _replace_schedules, _reschedule, redeploy
+    from nbflows.services.work_pools import get_work_pool, list_work_pools
 
     data = dict(req.pipeline)
     data["parameters"] = {**(data.get("parameters") or {}), **req.parameters}

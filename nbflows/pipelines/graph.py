@@ -21,7 +21,7 @@ __all__ = ["pipeline_graph"]
 
 def pipeline_graph(s: Session, run: t.FlowRun) -> dict[str, Any]:
     """`{"flow_run", "steps", "edges", "step_runs"}` for the pipeline run `run`."""
-    from nbflows.flow_runs import run_json
+    from nbflows.services.flow_runs import run_json
 
     spec, _ = pipeline_version(s, run)
     states = StepStates(s, run.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict
-from nbflows.states import StateType
+from nbflows.protocol import StateType
 from nbflows.store import tables as t
 
 from .advance import StepStates
@@ -33,7 +33,7 @@ def downstream_of(spec: PipelineSpec, steps: set[str]) -> set[str]:
 def repair_pipeline_run(s: Session, run_id: str) -> t.FlowRun:
     """Schedule the failed pipeline run `run_id` again from its failed steps (409 unless it is
     a FAILED or CRASHED pipeline run)."""
-    from nbflows.flow_runs import get_flow_run, transition
+    from nbflows.services.flow_runs import get_flow_run, transition
 
     run = get_flow_run(s, run_id, lock=True)
     if run.kind != "pipeline":

@@ -1,4 +1,4 @@
-"""ORM tables. Wire shapes live in `nbflows.schemas`; these are storage only."""
+"""ORM tables. Wire shapes live in `nbflows.services.schemas`; these are storage only."""
 
 from __future__ import annotations
 

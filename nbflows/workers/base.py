@@ -23,7 +23,7 @@ stores a line sent twice once). Every report carries the claim's fencing token, 
 of an attempt count only while this worker holds it. When the pool type's infrastructure is
 missing (no Docker engine, say), the worker says why on its pools and tries again later.
 
-The worker talks to the server only through `nbflows.client`.
+The worker talks to the server only through `nbflows.client.rest`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from nbflows import secrets
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
-from nbflows.secrets import Masker
+from nbflows.services import secrets
+from nbflows.services.secrets import Masker
+from nbflows.workers import job_templates
 from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 
 __all__ = [
@@ -109,7 +110,7 @@ class ClaimedRun:
     job_variables: dict[str, Any]
     #: The claim's fencing token: the worker's reports about the run carry it.
     fence: int | None = None
-    #: The attempt's own credential, the only one its kernel gets (`nbflows.credentials`).
+    #: The attempt's own credential, the only one its kernel gets (`nbflows.services.credentials`).
     run_token: str | None = None
 
     @classmethod
@@ -218,6 +219,9 @@ class BaseWorker:
 
     #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
     type: ClassVar[str] = ""
+    #: The JSON schema of the job variables of this pool type's default base job template
+    #: (each exposed to `run()` under its own name). A plug-in may declare its own.
+    job_variables: ClassVar[Mapping[str, Any]] = job_templates.COMMON_VARIABLES
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ Events (the headless `%%flow` protocol)
 ---------------------------------------
 A kernel run by a worker cannot be expected to reach the server (in a container it has no
 network path to it), so `%%flow` cells inside a whole-notebook run report through the output
-stream: display data whose bundle holds `EVENT_MIME` with one JSON object, as
+stream: display data whose bundle holds `EVENT_MIME_TYPE` with one JSON object, as
 `nbflows.kernel_magics.reporting.HeadlessReporter` sends them. Per attempt of a child flow:
 
 * ``{"event": "flow_run_started", "run_key", "flow_name", "attempt", "parent_run_key"?,
@@ -41,13 +41,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from nbflows.client import APIError, Client, NoServerError
+from nbflows.client.rest import APIError, Client, NoServerError
 from nbflows.errors import NBFlowsError, NotFound
-from nbflows.secrets import Masker
+from nbflows.protocol import TERMINAL_VALUES
+from nbflows.services.secrets import Masker
 
 __all__ = [
     "BATCH_LINES",
-    "EVENT_MIME",
     "FLUSH_INTERVAL",
     "LogShipper",
     "RunLog",
@@ -59,7 +59,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The MIME type of the outputs that carry run events (see the module docstring).
-EVENT_MIME = "application/vnd.nbflows.event+json"
 #: Seconds between two sends of a run's buffered lines.
 FLUSH_INTERVAL = 0.1
 #: A run with this many lines waiting is sent at once, without waiting for the interval.
@@ -76,7 +75,6 @@ _STREAM_LEVELS = {
 }
 #: Log source of each output stream (the API knows stdout, stderr, logging, worker, error).
 _STREAM_SOURCES = {"stdout": "stdout", "display": "stdout", "stderr": "stderr", "error": "error"}
-_CHILD_END_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 def _now() -> str:
@@ -138,7 +136,7 @@ class ServerLink:
 
 
 class OutputLineLike(Protocol):
-    """One line of kernel output (`nbflows.execution.OutputLine` is one)."""
+    """One line of kernel output (`nbflows.execution.engine.OutputLine` is one)."""
 
     @property
     def time(self) -> datetime: ...
@@ -516,7 +514,7 @@ class RunReporter:
         if child is None:
             return  # its start could not be recorded (said in the log already)
         state = str(data.get("state") or "").upper()
-        if state not in _CHILD_END_STATES:
+        if state not in TERMINAL_VALUES:
             state = "CRASHED"
         message = self.masker.text(str(data["message"])) if data.get("message") else None
         if data.get("retrying") and state in ("FAILED", "CRASHED"):

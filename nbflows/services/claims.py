@@ -8,14 +8,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import credentials, job_templates
-from .deployments import deployment_json
-from .errors import NotFound
-from .flow_runs import runs_json
-from .states import StateType
-from .store import tables as t
-from .store.db import begin_write
-from .work_pools import ACTIVE_STATES, get_work_pool
+from nbflows.errors import NotFound
+from nbflows.protocol import StateType
+from nbflows.services import credentials
+from nbflows.services.deployments import deployment_json
+from nbflows.services.flow_runs import runs_json
+from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
+from nbflows.store import tables as t
+from nbflows.store.db import begin_write
+from nbflows.workers import job_templates
 
 
 def claim_next_runs(

@@ -5,7 +5,7 @@ Everything comes from the environment, which the kernel inherits from whoever st
 - Jupyter (jupyter_server) sets `JPY_SESSION_NAME` to the notebook's path; VS Code instead puts
   `__vsc_ipynb_file__` into the user namespace.
 - The nbflows server extension exports `NBFLOWS_API_URL` and `NBFLOWS_API_TOKEN` to the kernels
-  it starts (`nbflows.client.get_client` reads them, and falls back to discovering servers).
+  it starts (`nbflows.client.rest.get_client` reads them, and falls back to discovering servers).
 - A worker running a flow sets `NBFLOWS_FLOW_RUN_ID` (the run the kernel executes),
   `NBFLOWS_FLOW_NAME` and `NBFLOWS_RUN_KIND` (`"cell"` for a cell-flow deployment, `"notebook"`
   for a whole-notebook one). Such a kernel is *headless*: it reports through its output stream.
@@ -18,23 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nbflows.protocol import (
+    API_TOKEN_ENV,
+    API_URL_ENV,
+    FLOW_NAME_ENV,
+    FLOW_RUN_ID_ENV,
+    RUN_KIND_ENV,
+    SESSION_NAME_ENV,
+)
+
 __all__ = [
-    "API_TOKEN_ENV",
-    "API_URL_ENV",
-    "FLOW_NAME_ENV",
-    "FLOW_RUN_ID_ENV",
-    "RUN_KIND_ENV",
-    "SESSION_NAME_ENV",
     "KernelContext",
     "current_context",
 ]
-
-SESSION_NAME_ENV = "JPY_SESSION_NAME"
-API_URL_ENV = "NBFLOWS_API_URL"
-API_TOKEN_ENV = "NBFLOWS_API_TOKEN"
-FLOW_RUN_ID_ENV = "NBFLOWS_FLOW_RUN_ID"
-FLOW_NAME_ENV = "NBFLOWS_FLOW_NAME"
-RUN_KIND_ENV = "NBFLOWS_RUN_KIND"
 
 # VS Code's Jupyter extension names the notebook in the user namespace, not in the environment.
 _VSCODE_NOTEBOOK_VAR = "__vsc_ipynb_file__"

@@ -19,10 +19,10 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import BadRequest, InvalidInput
-from .job_templates import POOL_TYPES
-from .states import StateType
-from .store import tables as t
+from nbflows.errors import BadRequest, InvalidInput
+from nbflows.protocol import StateType
+from nbflows.store import tables as t
+from nbflows.workers.job_templates import pool_types
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 #: A run is named `<flow name>-<6 hex digits>` in a 200-character column.
@@ -160,7 +160,7 @@ class Body(BaseModel):
 
 class WorkPoolCreate(Body):
     name: Name
-    type: Text = Field(json_schema_extra={"enum": list(POOL_TYPES)})
+    type: Text = Field(json_schema_extra={"enum": list(pool_types())})
     description: Text | None = None
     base_job_template: JSONObject | None = None
     concurrency_limit: Count | None = None

@@ -15,12 +15,12 @@ from typing import Any, cast
 from sqlalchemy import String, Table, Text, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from .errors import InvalidInput
-from .flow_runs import transition
-from .parameters import run_parameters
-from .states import StateType
-from .store import tables as t
-from .store.db import insert_or_ignore
+from nbflows.errors import InvalidInput
+from nbflows.notebooks.parameters import run_parameters
+from nbflows.protocol import StateType
+from nbflows.services.flow_runs import transition
+from nbflows.store import tables as t
+from nbflows.store.db import insert_or_ignore
 
 HORIZON = timedelta(hours=1)
 MIN_RUNS = 1
@@ -46,7 +46,7 @@ class PassResult:
 
 def check_frequency(schedules: list[dict[str, Any]], minimum: float) -> None:
     """InvalidInput (422) for a schedule whose runs can come closer than `minimum` seconds."""
-    from .schedules import parse_schedule, shortest_gap
+    from nbflows.scheduling.schedules import parse_schedule, shortest_gap
 
     if minimum <= 0:
         return
@@ -68,7 +68,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
     Written with Core rows rather than ORM objects: a pass over 10,000 schedules must stay
     well under a second, and identical schedules are parsed and expanded once.
     """
-    from .schedules import parse_schedule
+    from nbflows.scheduling.schedules import parse_schedule
 
     now = now or t.utcnow()
     horizon_end = now + HORIZON

@@ -38,9 +38,11 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from nbflows.errors import InvalidInput
 
 __all__ = [
+    "COMMON_VARIABLES",
     "DEFAULT_TEMPLATES",
+    "DOCKER_VARIABLES",
     "HOST_ACCESS_KEYS",
-    "POOL_TYPES",
+    "PROCESS_VARIABLES",
     "REDACTED",
     "SECRET_ENV_WORDS",
     "check_host_access",
@@ -48,9 +50,12 @@ __all__ = [
     "default_base_job_template",
     "host_access_problems",
     "merge_job_variables",
+    "pool_types",
     "redact",
     "render_job_configuration",
+    "template_for",
     "validate_base_job_template",
+    "variable_defaults",
 ]
 
 #: What a secret is replaced by wherever variables are shown (API, dashboard, logs).
@@ -226,34 +231,75 @@ _DOCKER_VARIABLES: dict[str, Any] = {
 }
 
 
-def _template_for(variables: dict[str, Any]) -> dict[str, Any]:
-    # The defaults expose every variable to the worker under its own name.
+#: The variables of a plug-in pool type whose worker declares none of its own.
+COMMON_VARIABLES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "env": _ENV,
+        "labels": _LABELS,
+        "timeout": _TIMEOUT,
+        "stream_output": _STREAM_OUTPUT,
+    },
+}
+PROCESS_VARIABLES = _PROCESS_VARIABLES
+DOCKER_VARIABLES = _DOCKER_VARIABLES
+
+
+def template_for(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The base job template exposing each of `variables` to the worker under its own name."""
     return {
         "job_configuration": {name: f"{{{{ {name} }}}}" for name in variables["properties"]},
-        "variables": copy.deepcopy(variables),
+        "variables": copy.deepcopy(dict(variables)),
     }
 
 
-#: The base job template a pool of each type gets when it is created without one.
+#: The base job templates of the built-in pool types (their workers declare the same).
 DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "process": _template_for(_PROCESS_VARIABLES),
-    "docker": _template_for(_DOCKER_VARIABLES),
+    "process": template_for(_PROCESS_VARIABLES),
+    "docker": template_for(_DOCKER_VARIABLES),
 }
 
-#: The work pool types nbflows knows.
-POOL_TYPES: tuple[str, ...] = tuple(DEFAULT_TEMPLATES)
+
+def pool_types() -> tuple[str, ...]:
+    """The work pool types: one per worker entry point (`nbflows.workers`) installed here, the
+    built-in types first, in their usual order, plug-ins after them."""
+    found = sorted({ep.name for ep in _worker_entry_points()})
+    return (
+        *[k for k in DEFAULT_TEMPLATES if k in found],
+        *[k for k in found if k not in DEFAULT_TEMPLATES],
+    )
 
 
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
-    """A fresh (deep) copy of the default base job template for ``pool_type``."""
-    try:
-        template = DEFAULT_TEMPLATES[pool_type]
-    except KeyError:
+    """A fresh (deep) copy of the default base job template for ``pool_type``.
+
+    A plug-in's template comes from its worker class (`BaseWorker.job_variables`), loaded from
+    its entry point (not imported here: what the kernel side imports stays off the workers).
+    """
+    valid = pool_types()
+    if pool_type not in valid:
         raise InvalidInput(
-            f"unknown work pool type {pool_type!r}; valid types: {', '.join(POOL_TYPES)}",
-            valid=list(POOL_TYPES),
-        ) from None
-    return copy.deepcopy(template)
+            f"unknown work pool type {pool_type!r}; valid types: {', '.join(valid)}",
+            valid=list(valid),
+        )
+    if pool_type in DEFAULT_TEMPLATES:
+        return copy.deepcopy(DEFAULT_TEMPLATES[pool_type])
+    [entry] = [ep for ep in _worker_entry_points() if ep.name == pool_type][:1]
+    try:
+        worker = entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(
+            f"the '{pool_type}' worker ({entry.value}) cannot be loaded: {exc}"
+        ) from exc
+    return template_for(getattr(worker, "job_variables", COMMON_VARIABLES))
+
+
+def _worker_entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    from nbflows.protocol import WORKERS_ENTRY_POINT_GROUP
+
+    return list(entry_points(group=WORKERS_ENTRY_POINT_GROUP))
 
 
 def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
@@ -324,11 +370,7 @@ def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
                 f"'{{{{ {name} }}}}' to make it overridable"
             )
 
-    defaults = {
-        name: prop["default"]
-        for name, prop in properties.items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
+    defaults = variable_defaults(template)
     errors = _schema_errors(dict(template), defaults, enforce_required=False)
     if errors:
         raise InvalidInput(f"base job template has invalid default(s): {'; '.join(errors)}")
@@ -339,6 +381,15 @@ def validate_base_job_template(template: Mapping[str, Any]) -> dict[str, Any]:
             f"base job template: its defaults {'; '.join(problems)}", problems=problems
         )
     return copy.deepcopy(dict(template))
+
+
+def variable_defaults(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The job variables a run gets when nothing sets them: each declared default (deep copies)."""
+    return {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in _properties(template).items()
+        if isinstance(prop, Mapping) and "default" in prop
+    }
 
 
 def check_job_variables(
@@ -356,12 +407,7 @@ def check_job_variables(
         raise InvalidInput(f"invalid job variables: {'; '.join(errors)}", errors=errors)
     # Host access: a layer replaces `volumes`, `privileged` and `network_mode` as a whole, so
     # each layer over the defaults is what a run can get from it.
-    over_defaults = {
-        name: prop["default"]
-        for name, prop in _properties(template).items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
-    over_defaults.update(layer)
+    over_defaults = {**variable_defaults(template), **layer}
     check_host_access(render_job_configuration(template, over_defaults), template=template)
     return layer
 
@@ -376,11 +422,7 @@ def merge_job_variables(
     checked first (pinned or unknown → InvalidInput), then the merged result is validated against
     the template's schema, including ``required``.
     """
-    merged = {
-        name: copy.deepcopy(prop["default"])
-        for name, prop in _properties(template).items()
-        if isinstance(prop, Mapping) and "default" in prop
-    }
+    merged = variable_defaults(template)
     for variables in layers:
         for name, value in _check_names(template, variables).items():
             current = merged.get(name)

@@ -30,11 +30,11 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from .flow_runs import get_flow_run, transition
-from .schemas import HeartbeatRequest, iso
-from .states import TERMINAL, StateType
-from .store import tables as t
-from .work_pools import ACTIVE_STATES, get_work_pool
+from nbflows.protocol import TERMINAL, StateType
+from nbflows.services.flow_runs import get_flow_run, transition
+from nbflows.services.schemas import HeartbeatRequest, iso
+from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
+from nbflows.store import tables as t
 
 #: Seconds between a worker's heartbeats unless it says otherwise.
 DEFAULT_INTERVAL = 5.0

@@ -1,10 +1,14 @@
-"""Flow run states and the one function that decides which transitions are legal."""
+"""What the server, workers and kernels share: flow run states (and the one function that
+decides which transitions are legal), the environment variables that tell a process where it
+runs, and the MIME type of the events a headless kernel reports in its output."""
 
 from __future__ import annotations
 
+import os
 from enum import Enum
+from pathlib import Path
 
-from .errors import Conflict
+from nbflows.errors import Conflict
 
 
 class StateType(str, Enum):
@@ -95,3 +99,36 @@ def check_transition(
             f"a {current.value} run cannot become {proposed.value}; from {current.value}: {allowed}"
         )
     return state_name
+
+
+#: The terminal states by value, for code that holds states as text (clients, workers).
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+#: The store a server uses (and a kernel without a server records for): a SQLAlchemy URL.
+DATABASE_URL_ENV = "NBFLOWS_DATABASE_URL"
+#: The API root and token a client uses; the server exports them to the kernels it starts.
+API_URL_ENV = "NBFLOWS_API_URL"
+API_TOKEN_ENV = "NBFLOWS_API_TOKEN"
+#: Set by a worker for the kernel it runs a flow in: such a kernel is headless.
+FLOW_RUN_ID_ENV = "NBFLOWS_FLOW_RUN_ID"
+FLOW_NAME_ENV = "NBFLOWS_FLOW_NAME"
+#: "cell" for a cell-flow deployment, "notebook" for a whole-notebook one.
+RUN_KIND_ENV = "NBFLOWS_RUN_KIND"
+#: Jupyter's name of the notebook a kernel runs (its path under the server's root).
+SESSION_NAME_ENV = "JPY_SESSION_NAME"
+
+#: The entry point group of the workers: one entry point per work pool type (its name).
+WORKERS_ENTRY_POINT_GROUP = "nbflows.workers"
+
+#: Display data a headless kernel's `%%flow` cells publish; the worker relays each event.
+EVENT_MIME_TYPE = "application/vnd.nbflows.event+json"
+
+
+def default_database_url() -> str:
+    """`NBFLOWS_DATABASE_URL`, else SQLite under the Jupyter data dir (the folder is not made)."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    from jupyter_core.paths import jupyter_data_dir
+
+    return f"sqlite:///{Path(jupyter_data_dir()) / 'nbflows' / 'nbflows.db'}"

@@ -77,6 +77,7 @@ __all__ = [
     "plan_build",
     "prepare_build_context",
     "push_image",
+    "split_image_reference",
 ]
 
 #: Where things live inside an image built by nbflows.
@@ -175,7 +176,7 @@ class DeploymentImage:
     buildargs: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
-        repository, tag = _split_reference(self.name)
+        repository, tag = split_image_reference(self.name)
         if tag is not None:
             if self.tag is not None and self.tag != tag:
                 raise InvalidInput(
@@ -266,7 +267,7 @@ def prepare_build_context(
     image, so the run would fail later, far from the cause. The message names the files and the
     folder to deploy from. `NotFound`/`InvalidInput` for a missing or invalid notebook.
     """
-    from nbflows.notebooks import load_notebook
+    from nbflows.notebooks.loading import load_notebook
 
     notebook, nb = load_notebook(Path(notebook_path))
     root = (
@@ -387,7 +388,7 @@ def nbflows_package() -> NbflowsPackage:
     except metadata.PackageNotFoundError:
         dist = None
     if dist is None:
-        source = Path(__file__).resolve().parent.parent
+        source = Path(__file__).resolve().parents[2]
         if not (source / "pyproject.toml").is_file():
             raise InvalidInput("nbflows is neither installed nor run from its source tree")
         return _development_package(source)
@@ -415,11 +416,15 @@ def nbflows_package() -> NbflowsPackage:
 
 # Parts of the nbflows source tree that are not in its wheel: left out of the copy that the wheel
 # is built from and of the digest that keys the wheel cache.
-_NOT_IN_WHEEL = {"build", "dist", "node_modules", "__pycache__", "tests", "bench", "notebooks"}
+#: Folders of the source tree's top level that are not part of the package.
+_NOT_IN_WHEEL = {"build", "dist", "node_modules", "tests", "bench", "notebooks"}
 
 
-def _skip_source(name: str) -> bool:
-    return name.startswith(".") or name in _NOT_IN_WHEEL or name.endswith(".egg-info")
+def _skip_source(name: str, top: bool) -> bool:
+    # Only at the top: `nbflows/notebooks/` is a subpackage, `notebooks/` the tutorials.
+    if name.startswith(".") or name == "__pycache__" or name.endswith(".egg-info"):
+        return True
+    return top and name in _NOT_IN_WHEEL
 
 
 def _development_package(source: Path) -> NbflowsPackage:
@@ -449,7 +454,9 @@ def _wheel_from_source(source: Path) -> Path:
             source,
             tree,
             ignore=lambda folder, names: [
-                n for n in names if _skip_source(n) or _is_special(os.path.join(folder, n))
+                n
+                for n in names
+                if _skip_source(n, Path(folder) == source) or _is_special(os.path.join(folder, n))
             ],
         )
         out = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
@@ -492,12 +499,14 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nbflows"
 
 
-def _walk_files(root: Path, skip: Callable[[str], bool]) -> Iterator[Path]:
-    """Regular files (or links to them) under `root`: a named pipe or a socket is no source."""
+def _walk_files(root: Path, skip: Callable[[str, bool], bool]) -> Iterator[Path]:
+    """Regular files (or links to them) under `root`: a named pipe or a socket is no source.
+    `skip(name, top)` leaves a name out (`top`: it is directly under `root`)."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not skip(d))
+        top = Path(folder) == root
+        dirs[:] = sorted(d for d in dirs if not skip(d, top))
         for name in sorted(files):
-            if not skip(name) and os.path.isfile(os.path.join(folder, name)):
+            if not skip(name, top) and os.path.isfile(os.path.join(folder, name)):
                 yield Path(folder) / name
 
 
@@ -706,7 +715,7 @@ def _flow_notebook_bytes(
     if isinstance(flow_notebook, Mapping):
         import nbformat
 
-        from nbflows.notebooks import notebook_to_json
+        from nbflows.notebooks.loading import notebook_to_json
 
         node = nbformat.from_dict(dict(flow_notebook))
         return "flow.ipynb", notebook_to_json(node).encode()
@@ -1073,7 +1082,7 @@ def push_image(
     import docker
 
     say = progress or (lambda _line: None)
-    repository, tag = _split_reference(reference)
+    repository, tag = split_image_reference(reference)
     client = client or docker_client()
     say(f"Pushing {reference}")
     try:
@@ -1100,13 +1109,14 @@ def _local_image(client: docker.DockerClient, reference: str) -> Any:
         return None
 
 
-def _split_reference(reference: str) -> tuple[str, str | None]:
-    """`registry:5000/team/x:v1` -> (`registry:5000/team/x`, `v1`); a digest is not a tag."""
+def split_image_reference(reference: str) -> tuple[str, str | None]:
+    """The one reading of an image reference: `registry:5000/team/x:v1` -> (`registry:5000/team/x`,
+    `v1`); a registry port is not a tag, a digest (`x@sha256:...`) stays whole; no tag -> None."""
     if "@" in reference:
         return reference, None
     head, sep, tail = reference.rpartition(":")
-    if sep and "/" not in tail:
-        return head, tail
+    if sep and head and "/" not in tail:
+        return head, tail or None
     return reference, None
 
 

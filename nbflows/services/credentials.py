@@ -17,8 +17,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.schemas import iso
-from nbflows.states import StateType
+from nbflows.protocol import StateType
+from nbflows.services.schemas import iso
 from nbflows.store import tables as t
 
 __all__ = [
@@ -101,7 +101,7 @@ class Principal:
         return False
 
     def may_use_deployment(self, s: Session, ref: str) -> bool:
-        from nbflows.deployments import get_deployment
+        from nbflows.services.deployments import get_deployment
 
         try:
             d = get_deployment(s, ref)

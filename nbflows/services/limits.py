@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import TooLarge
+from nbflows.errors import TooLarge
 
 MiB = 1024 * 1024
 

@@ -42,15 +42,15 @@ from papermill.parameterize import parameterize_notebook
 from papermill.version import version as papermill_version
 
 from nbflows.errors import InvalidInput
-from nbflows.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
-from nbflows.notebooks import installed_kernelspec, resolve_kernel_name
+from nbflows.execution.kernel_pool import AcquireCancelled, KernelPool, new_client, wait_until_ready
+from nbflows.notebooks.loading import installed_kernelspec, resolve_kernel_name
+from nbflows.protocol import EVENT_MIME_TYPE
 
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
 __all__ = [
     "ENGINE_NAME",
-    "EVENT_MIME",
     "CellError",
     "ExecutionResult",
     "NBFlowsEngine",
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 #: Display data of this MIME type is a run event for the worker (`%%flow` in a headless kernel):
 #: it goes to `on_event`, not to `on_output` (see `nbflows.workers.reporting`).
-EVENT_MIME = "application/vnd.nbflows.event+json"
 
 #: The papermill engine name (`papermill -e nbflows ...`, `engine_name="nbflows"`).
 ENGINE_NAME = "nbflows"
@@ -382,9 +381,9 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
             lines = text.splitlines() or [f"{content.get('ename')}: {content.get('evalue')}"]
             self._emit_lines("error", lines, cell_index)
         elif msg_type in ("execute_result", "display_data"):
-            if EVENT_MIME in content.get("data", {}):
+            if EVENT_MIME_TYPE in content.get("data", {}):
                 self._flush_partial()  # lines printed before the event belong before it
-                self._run.run_event(content["data"][EVENT_MIME], cell_index)
+                self._run.run_event(content["data"][EVENT_MIME_TYPE], cell_index)
                 return
             text = content.get("data", {}).get("text/plain")
             if text is None:
@@ -510,7 +509,7 @@ def execute(
     * `on_output` receives each output line as the kernel sends it; `on_cell(index, event)` is
       called with "start" and "end" around each code cell. Both run on the calling thread and
       should return quickly; their exceptions are logged, not raised.
-    * `on_event(data, cell_index)` receives the JSON of each `EVENT_MIME` display output (run
+    * `on_event(data, cell_index)` receives the JSON of each `EVENT_MIME_TYPE` display output (run
       events of `%%flow` cells), on the same terms; those outputs are not output lines.
     * Setting `cancel_event` interrupts the running cell, then kills the kernel (within a second).
 

@@ -19,8 +19,8 @@ import warnings
 from nbformat import NotebookNode, from_dict
 
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.notebooks import strip_outputs
-from nbflows.parameters import parameters_cell_index
+from nbflows.notebooks.loading import strip_outputs
+from nbflows.notebooks.parameters import parameters_cell_index
 
 __all__ = [
     "FLOW_MAGIC",

@@ -1,4 +1,4 @@
-"""Flow runs: creation, queries, and every state change (through `nbflows.states`)."""
+"""Flow runs: creation, queries, and every state change (through `nbflows.protocol`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from . import job_templates
-from . import secrets as vault
-from .errors import Conflict, InvalidInput, NotFound
-from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
-from .states import StateType, check_transition
-from .store import tables as t
-from .store.db import begin_write
+from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.protocol import StateType, check_transition
+from nbflows.services import secrets as vault
+from nbflows.services.schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
+from nbflows.store import tables as t
+from nbflows.store.db import begin_write
+from nbflows.workers import job_templates
 
 MAX_LIST = 1000
 
@@ -32,7 +32,7 @@ def create_deployment_run(
     idempotency_key: str | None = None,
 ) -> tuple[t.FlowRun, bool]:
     """A SCHEDULED run of `deployment`; returns (run, created). Same idempotency key → same run."""
-    from .parameters import run_parameters, validate_parameters
+    from nbflows.notebooks.parameters import run_parameters, validate_parameters
 
     key = req.idempotency_key or idempotency_key
     if key:
@@ -87,8 +87,11 @@ def _run_with_key(s: Session, deployment_id: str, key: str) -> t.FlowRun | None:
     )
 
 
-def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
-    from .heartbeats import MISSED_BEATS
+def create_interactive_run(
+    s: Session, req: InteractiveRunCreate, *, run_id: str | None = None
+) -> t.FlowRun:
+    """A `%%flow` run; `run_id` keeps the id a journal entry was given (see `store.local`)."""
+    from nbflows.services.heartbeats import MISSED_BEATS
 
     now = t.utcnow()
     state = StateType(req.state)
@@ -108,6 +111,8 @@ def create_interactive_run(s: Session, req: InteractiveRunCreate) -> t.FlowRun:
         expected_start_time=now,
         start_time=now if state is StateType.RUNNING else None,
     )
+    if run_id is not None:
+        run.id = run_id
     if req.heartbeat_interval is not None:
         run.heartbeat_deadline = now + timedelta(seconds=MISSED_BEATS * req.heartbeat_interval)
     s.add(run)

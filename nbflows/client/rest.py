@@ -28,6 +28,7 @@ from nbflows.errors import (
     NotFound,
     TooLarge,
 )
+from nbflows.protocol import API_TOKEN_ENV, API_URL_ENV, TERMINAL_VALUES
 
 __all__ = [
     "APIError",
@@ -39,8 +40,6 @@ __all__ = [
     "run_deployment",
 ]
 
-URL_ENV = "NBFLOWS_API_URL"
-TOKEN_ENV = "NBFLOWS_API_TOKEN"
 API_PATH = "nbflows/api/"
 
 #: Server error `reason` → the exception the client raises (the server names its class).
@@ -49,7 +48,6 @@ _REASONS: dict[str, type[NBFlowsError]] = {
 }
 
 #: Terminal state types (kept here as strings so the client does not depend on the store).
-TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 #: The server caps long-polls at this many seconds.
 MAX_WAIT = 30.0
@@ -75,7 +73,7 @@ class APIError(NBFlowsError):
 def _no_server_message(detail: str) -> str:
     return (
         f"{detail}. Start one with `jupyter lab` (with the nbflows extension) or `nbflows server`, "
-        f"or set {URL_ENV} (e.g. http://127.0.0.1:8888/nbflows/api/) and {TOKEN_ENV}."
+        f"or set {API_URL_ENV} (e.g. http://127.0.0.1:8888/nbflows/api/) and {API_TOKEN_ENV}."
     )
 
 
@@ -168,11 +166,11 @@ def get_client(url: str | None = None, token: str | None = None, timeout: float 
     raises `NoServerError` on the first call.
     """
     explicit_token = token
-    url = url or os.environ.get(URL_ENV) or None
+    url = url or os.environ.get(API_URL_ENV) or None
     if url:
         url = api_root(url)
         if token is None:
-            token = os.environ.get(TOKEN_ENV) or None
+            token = os.environ.get(API_TOKEN_ENV) or None
         root_dir = None
         if token is None:
             # A URL without a token: a running server of this user may be that server.
@@ -240,12 +238,12 @@ def error_from_response(response: httpx.Response) -> NBFlowsError:
     if status in (401, 403):
         hint = (
             f"the server refused the request ({status} {text or 'Forbidden'}); "
-            f"check the token (--token or {TOKEN_ENV})"
+            f"check the token (--token or {API_TOKEN_ENV})"
         )
     elif status == 404:
         hint = (
             f"{where} does not exist (404); is the nbflows extension enabled on that server, "
-            f"and is {URL_ENV} the API root ending in /nbflows/api/?"
+            f"and is {API_URL_ENV} the API root ending in /nbflows/api/?"
         )
     else:
         snippet = " ".join(text.split())[:300]
@@ -831,10 +829,10 @@ class Client:
                     on_state(run)
             # A full page means more lines are waiting: fetch them before anything else.
             more = len(page.get("items") or []) >= page_size
-            if current[0] in TERMINAL_STATES and not more:
+            if current[0] in TERMINAL_VALUES and not more:
                 # The server may have read the lines just before the run ended; only a page
                 # asked for after the run was known to be terminal is sure to hold them all.
-                if state_type in TERMINAL_STATES:
+                if state_type in TERMINAL_VALUES:
                     return run
                 more = True
             if more:
@@ -878,7 +876,7 @@ def run_deployment(
             idempotency_key=idempotency_key,
             tags=tags,
         )
-        if timeout == 0 or _state_type(run) in TERMINAL_STATES:
+        if timeout == 0 or _state_type(run) in TERMINAL_VALUES:
             return run
         return active.watch_flow_run(str(run["id"]), timeout=timeout)
     finally:

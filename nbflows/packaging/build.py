@@ -6,12 +6,12 @@ deploy request: a build that fails raises and no deployment is created or change
 
 1. checks the target: a docker work pool, job variables the pool's template allows (so that a
    refused deploy is said before a one-minute build, not after it);
-2. extracts the flow notebook (`nbflows.extraction`), or snapshots the whole notebook, exactly
+2. extracts the flow notebook (`nbflows.notebooks.extraction`), or snapshots the whole notebook, exactly
    as the server freezes it;
 3. picks the base image: `DeploymentImage.base_image`, else the pool's `base_image` (pinned in
    its job configuration, or the variable's default), else `NBFLOWS_BASE_IMAGE`, else
    `python:X.Y-slim`;
-4. builds it (`nbflows.images.build_image`: content-addressed tag, no build when the engine has
+4. builds it (`nbflows.packaging.images.build_image`: content-addressed tag, no build when the engine has
    the image already; the image gets the running nbflows, or the wheel `NBFLOWS_IMAGE_WHEEL`
    names), pushes it when asked;
 
@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import InvalidInput
-from nbflows.images import CONTEXT_EXTRAS_DIR, DeploymentImage, NbflowsPackage, default_base_image
+from nbflows.packaging.images import (
+    CONTEXT_EXTRAS_DIR,
+    DeploymentImage,
+    NbflowsPackage,
+    default_base_image,
+    split_image_reference,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -69,7 +75,7 @@ def pool_base_image(pool: Mapping[str, Any]) -> tuple[str | None, bool]:
 def check_image_pool(pool: Mapping[str, Any], job_variables: Mapping[str, Any] | None) -> None:
     """Refuse, before any build, what the server would refuse after it: an image deployment to
     a pool that does not run images, and job variables outside the pool's template."""
-    from nbflows import job_templates
+    from nbflows.workers import job_templates
 
     name, kind = pool.get("name"), pool.get("type")
     if kind != "docker":
@@ -105,12 +111,12 @@ def build_for_deploy(
     With `build=False` nothing is built: the reference is `image`'s own tag, or the content tag
     a build would give. Raises `InvalidInput` for a target that cannot take the image (see
     `check_image_pool`), a notebook that cannot be built (see
-    `nbflows.images.prepare_build_context`), `ImageBuildError` naming the failing step, and
+    `nbflows.packaging.images.prepare_build_context`), `ImageBuildError` naming the failing step, and
     `ImagePushError` with the registry's message.
     """
-    from nbflows.extraction import extract_flow_notebook, whole_notebook_snapshot
-    from nbflows.images import build_image, plan_build, prepare_build_context, push_image
-    from nbflows.notebooks import load_notebook
+    from nbflows.notebooks.extraction import extract_flow_notebook, whole_notebook_snapshot
+    from nbflows.notebooks.loading import load_notebook
+    from nbflows.packaging.images import build_image, plan_build, prepare_build_context, push_image
 
     say = progress or (lambda _line: None)
     check_image_pool(pool, job_variables)
@@ -159,7 +165,7 @@ def build_for_deploy(
             say(warning)
         spec.update(reference=plan.reference, context_hash=plan.context_hash)
         say(f"Not building (build=False): the deployment uses the image {plan.reference}")
-    spec["tag"] = str(spec["reference"]).rpartition(":")[2]
+    spec["tag"] = split_image_reference(str(spec["reference"]))[1] or "latest"
     if push:
         push_image(str(spec["reference"]), say, client)
         spec["pushed"] = True

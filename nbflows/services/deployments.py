@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import job_templates, secrets
-from .errors import Conflict, InvalidInput, NotFound
-from .limits import Limits, too_large
-from .schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
-from .states import StateType
-from .store import tables as t
-from .work_pools import get_work_pool, get_work_queue
+from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.protocol import StateType
+from nbflows.services import secrets
+from nbflows.services.limits import Limits, too_large
+from nbflows.services.schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
+from nbflows.services.work_pools import get_work_pool, get_work_queue
+from nbflows.store import tables as t
+from nbflows.workers import job_templates
 
 
 def deploy(
@@ -40,10 +41,10 @@ def redeploy(
     deploy changes nothing.
     """
     limits = limits or Limits()
-    from .extraction import extract_flow_notebook, whole_notebook_snapshot
-    from .notebooks import load_notebook, notebook_to_json, with_kernel
-    from .parameters import parameter_schema, validate_parameters
-    from .schedules import parse_schedule, schedule_to_dict
+    from nbflows.notebooks.extraction import extract_flow_notebook, whole_notebook_snapshot
+    from nbflows.notebooks.loading import load_notebook, notebook_to_json, with_kernel
+    from nbflows.notebooks.parameters import parameter_schema, validate_parameters
+    from nbflows.scheduling.schedules import parse_schedule, schedule_to_dict
 
     given = {key for key, value in req.model_dump(exclude_unset=True).items() if value is not None}
     pool = get_work_pool(s, req.work_pool_name)
@@ -149,7 +150,7 @@ def redeploy(
 
 def describe(s: Session, d: t.Deployment) -> dict[str, str]:
     """What a person compares between two versions of a deployment, in words."""
-    from .schedules import parse_schedule
+    from nbflows.scheduling.schedules import parse_schedule
 
     def listed(values: Any) -> str:
         return ", ".join(map(str, values)) if values else "none"
@@ -194,7 +195,7 @@ def _changes(
     return changes
 
 
-#: What a deployment's `image` may say (what `nbflows.packaging.build_for_deploy` returns).
+#: What a deployment's `image` may say (what `nbflows.packaging.build.build_for_deploy` returns).
 _IMAGE_TEXT_KEYS = (
     "name",
     "tag",
@@ -211,10 +212,10 @@ _IMAGE_FLAG_KEYS = ("built", "pushed")
 def deployment_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `image` of a deploy request, checked, with its `reference` (`name:tag`) filled in.
 
-    The server stores the image the client built (`nbflows.packaging.build_for_deploy`); it
+    The server stores the image the client built (`nbflows.packaging.build.build_for_deploy`); it
     builds nothing itself, so an image must name its tag (or its reference).
     """
-    from .images import DeploymentImage
+    from nbflows.packaging.images import DeploymentImage
 
     if image is None:
         return None
@@ -270,7 +271,7 @@ def _inline_notebook(data: dict[str, Any], limits: Limits) -> Any:
     """The `notebook` of a deploy request, checked as a notebook file read from disk would be."""
     import json
 
-    from .notebooks import notebook_from_json
+    from nbflows.notebooks.loading import notebook_from_json
 
     text = json.dumps(data)
     if len(text) > limits.max_notebook_size:
@@ -302,7 +303,7 @@ def _resolve_inside(path: str, root_dir: str | None) -> Path:
 
 def _replace_schedules(s: Session, d: t.Deployment, schedules: list[dict[str, Any]]) -> None:
     """Keep rows whose timing is unchanged (their future runs stay); drop the others' runs."""
-    from .schedules import parse_schedule
+    from nbflows.scheduling.schedules import parse_schedule
 
     wanted = {parse_schedule(x).key(): x for x in schedules}
     for row in list(d.schedules):
@@ -383,8 +384,8 @@ def list_deployments(
 
 
 def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployment:
-    from .parameters import validate_parameters
-    from .schedules import parse_schedule, schedule_to_dict
+    from nbflows.notebooks.parameters import validate_parameters
+    from nbflows.scheduling.schedules import parse_schedule, schedule_to_dict
 
     d = get_deployment(s, ref)
     fields = req.model_dump(exclude_unset=True)

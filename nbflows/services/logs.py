@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from .flow_runs import get_flow_run
-from .limits import Limits, cut_line, run_output_note
-from .schemas import LogIn
-from .store import tables as t
+from nbflows.services.flow_runs import get_flow_run
+from nbflows.services.limits import Limits, cut_line, run_output_note
+from nbflows.services.schemas import LogIn
+from nbflows.store import tables as t
 
 DEFAULT_LOG_LIMIT = 10_000
 

@@ -22,9 +22,11 @@ from nbflows.errors import InvalidInput
 __all__ = [
     "PARAMETERS_TAG",
     "infer_parameters",
+    "parameter_defaults",
     "parameter_schema",
     "parameters_cell_index",
-    "parse_param_assignments",
+    "parse_key_values",
+    "parse_value",
     "run_parameters",
     "validate_parameters",
 ]
@@ -128,6 +130,19 @@ def run_parameters(
     return {**(deployment or {}), **(run or {})}
 
 
+def parameter_defaults(
+    schema: Mapping[str, Any] | None, *layers: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The value each parameter of `schema` shows by default: the notebook's default (when it is a
+    JSON literal), then each layer (a deployment's parameters, a run's) over it; the one reading
+    of defaults for forms (dashboard, deploy form) and listings."""
+    props = (schema or {}).get("properties") or {}
+    values = {name: prop.get("default") for name, prop in props.items()}
+    for layer in layers:
+        values.update({k: v for k, v in (layer or {}).items() if k in props})
+    return values
+
+
 def validate_parameters(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """Check `values` against the parameter schema `schema` and return them.
 
@@ -174,37 +189,59 @@ def validate_parameters(schema: Mapping[str, Any], values: Mapping[str, Any]) ->
     return dict(values)
 
 
-def parse_param_assignments(
-    items: Iterable[str], schema_props: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Parse CLI `NAME=VALUE` items into a dict of parameter values.
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
 
-    VALUE is read as JSON when it parses (`3`, `true`, `[1, 2]`, `{"a": 1}`, `"quoted"`), else kept
-    as text. For a parameter `schema_props` declares as a string the raw text is always kept, so
-    `repo_name=123` gives `"123"`. Later items override earlier ones. `InvalidInput` for an item
-    without `=` or with an empty name.
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses as JSON, else the string itself.
+
+    `5` → 5, `true` → True, `null` → None, `[1,2]` → list, `'"5"'` → "5", `hello` → "hello".
+    NaN/Infinity stay strings (they are not JSON).
     """
-    props = schema_props or {}
-    values: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise InvalidInput(
-                f"Invalid parameter {item!r}: expected NAME=VALUE, e.g. --param repo_name=nbflows "
-                "(VALUE is read as JSON when it parses, else as text)",
-                item=item,
-            )
-        prop = props.get(name)
-        declared = prop.get("type") if isinstance(prop, Mapping) else None
-        if declared == "string" or (isinstance(declared, list) and "string" in declared):
-            values[name] = raw
-            continue
-        try:
-            values[name] = json.loads(raw)
-        except ValueError:
-            values[name] = raw
-    return values
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return text
+
+
+def _json_type_ok(value: Any, allowed: set[str]) -> bool:
+    if isinstance(value, bool):
+        return "boolean" in allowed
+    if isinstance(value, int):
+        return bool({"integer", "number"} & allowed)
+    if isinstance(value, float):
+        return "number" in allowed
+    names = {str: "string", type(None): "null", list: "array", dict: "object"}
+    return names.get(type(value)) in allowed
+
+
+def parse_key_values(
+    items: Iterable[str] | None, option: str, schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """`["k=v", ...]` → `{"k": parse_value("v"), ...}`; a later key wins over an earlier one.
+
+    The one reading of `NAME=VALUE` options: the CLI's `--param`/`--job-variable` and `%deploy`.
+
+    With a JSON schema of the parameters (a deployment's `parameter_schema`), a value whose JSON
+    type the parameter does not accept but that may be a string stays the text that was typed:
+    `--param zip=01234` for a string parameter is "01234", not 1234.
+    """
+    properties = (schema or {}).get("properties") or {}
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidInput(f"{option} expects KEY=VALUE, got '{item}'")
+        value = parse_value(text)
+        kind = (properties.get(key) or {}).get("type") if isinstance(properties, dict) else None
+        if kind is not None:
+            allowed = {kind} if isinstance(kind, str) else {str(k) for k in kind}
+            if "string" in allowed and not _json_type_ok(value, allowed):
+                value = text
+        result[key] = value
+    return result
 
 
 def _inspect(nb: NotebookNode) -> list[Any] | None:

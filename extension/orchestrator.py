@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from .errors import ServiceUnavailable
-from .store.db import Database
+from nbflows.errors import ServiceUnavailable
+from nbflows.store.db import Database
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ class Orchestrator:
                 self.db.engine.dialect.driver,
             )
             return
-        from .store.pg_wakeups import PgWakeups
+        from nbflows.store.pg_wakeups import PgWakeups
 
         self._wakeups = PgWakeups(
             self.db.engine,

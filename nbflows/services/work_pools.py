@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import job_templates
-from .errors import Conflict, InvalidInput, NotFound
-from .schemas import (
+from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.protocol import StateType
+from nbflows.services.schemas import (
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
@@ -17,16 +17,16 @@ from .schemas import (
     iso,
     work_queue_json,
 )
-from .states import StateType
-from .store import tables as t
+from nbflows.store import tables as t
+from nbflows.workers import job_templates
 
 DEFAULT_QUEUE = "default"
 ACTIVE_STATES = (StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value)
 
 
 def create_work_pool(s: Session, req: WorkPoolCreate) -> t.WorkPool:
-    if req.type not in job_templates.POOL_TYPES:
-        valid = ", ".join(job_templates.POOL_TYPES)
+    if req.type not in job_templates.pool_types():  # one type per worker entry point
+        valid = ", ".join(job_templates.pool_types())
         raise InvalidInput(f"unknown work pool type '{req.type}'; valid types: {valid}")
     if s.scalar(select(t.WorkPool.id).where(t.WorkPool.name == req.name)):
         raise Conflict(f"a work pool named '{req.name}' exists already")
