@@ -259,7 +259,7 @@ def advance_pipelines(s: Session, now: datetime | None = None) -> tuple[set[str]
     """Start the steps of pipeline runs whose upstream steps ended (see
     `nbflows.pipelines.advance`); returns the ids of pools given new runs and the ids of the
     pipeline runs whose state changed."""
-    from .pipelines.advance import advance_pipeline_runs
+    from nbflows.pipelines.advance import advance_pipeline_runs
 
     return advance_pipeline_runs(s, now)
 

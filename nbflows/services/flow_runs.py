@@ -351,7 +351,7 @@ def record_output(
     s: Session, run_id: str, name: str, value: Any, *, max_size: int | None = None
 ) -> t.FlowRun:
     """Record output `name` of a run (a later value of the same name replaces it)."""
-    from .outputs import MAX_OUTPUT_SIZE, check_output
+    from nbflows.outputs import MAX_OUTPUT_SIZE, check_output
 
     check_output(name, value, max_size or MAX_OUTPUT_SIZE)
     run = get_flow_run(s, run_id, lock=True)
