@@ -112,6 +112,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     from cryptography.fernet import Fernet
 
     from nbflows.services import credentials, secrets
+
     monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
     with db.session() as s:  # a scheduled pipeline: its runs and step runs have times too
