@@ -246,6 +246,18 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
+        "pipelines",
+        r.Pipelines,
+        {
+            "post": {
+                "permission": p.DEPLOY,
+                "summary": "Deploy a pipeline (create, or a new version: 200)",
+                "body": s.PipelineDeployRequest,
+                "responses": {201: s.DeploymentReply, 200: s.DeploymentReply},
+            }
+        },
+    ),
+    (
         r"deployments/name/(?P<flow>[^/]+)/(?P<name>[^/]+)",
         r.DeploymentByName,
         {
@@ -359,6 +371,42 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "run": p.RUN,
                 "summary": "Change a run's state",
                 "body": s.SetState,
+                "responses": {200: s.FlowRunReply},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/outputs",
+        r.FlowRunOutputs,
+        {
+            "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "Record an output of a run (nbflows.output)",
+                "body": s.OutputIn,
+                "responses": {201: s.OutputRecordedReply},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/pipeline",
+        r.FlowRunPipeline,
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "summary": "A pipeline run's steps, edges and live step states",
+                "responses": {200: s.PipelineGraphReply},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/repair",
+        r.FlowRunRepair,
+        {
+            "post": {
+                "permission": p.RUN_DEPLOYMENTS,
+                "summary": "Re-run a failed pipeline run from its failed steps",
                 "responses": {200: s.FlowRunReply},
             }
         },

@@ -217,7 +217,26 @@ def _run_page(s: Session, run_id: str) -> dict[str, Any]:
         "next_after": lines[-1].id if lines else 0,
         "notebook": notebook,
         "notifications": outbox.deliveries_of_run(s, run_id),
+        "pipeline": _pipeline_picture(s, run) if run.kind == "pipeline" else None,
     }
+
+
+def _pipeline_picture(s: Session, run: Any) -> dict[str, Any]:
+    """A pipeline run's steps and its DAG as SVG (built from escaped text: safe to inline)."""
+    from nbflows.pipelines.graph import pipeline_graph
+    from nbflows.pipelines.picture import render_svg
+
+    try:
+        graph = pipeline_graph(s, run)
+    except NBFlowsError as exc:
+        return {"svg": None, "step_runs": [], "problem": exc.message}
+    return {"svg": Markup(render_svg(graph)), "step_runs": graph["step_runs"], "problem": None}
+
+
+def _dag_svg(s: Session, run_id: str) -> str:
+
+    picture = _pipeline_picture(s, flow_runs.get_flow_run(s, run_id))
+    return str(picture["svg"] or "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +404,20 @@ class RunNotebookPage(DashboardHandler):
         self.finish(page)
 
 
+class RunDagPicture(DashboardHandler):
+    """A pipeline run's DAG with live step states, as SVG (the run page reloads it)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        svg = await self.orch.call(_dag_svg, run_id)
+        if not svg:
+            raise web.HTTPError(404, "flow run %s is not a pipeline run", run_id)
+        self.set_header("Content-Type", "image/svg+xml; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(svg)
+
+
 class StaticFile(DashboardHandler):
     """The dashboard's CSS and JavaScript (plain files, no build step)."""
 
@@ -411,6 +444,7 @@ HANDLERS: list[tuple[str, type[DashboardHandler]]] = [
     (r"/nbflows/runs/?", RunsPage),
     (r"/nbflows/automations/?", AutomationsPage),
     (rf"/nbflows/runs/{_RUN}/notebook/?", RunNotebookPage),
+    (rf"/nbflows/runs/{_RUN}/dag.svg", RunDagPicture),
     (rf"/nbflows/runs/{_RUN}/?", RunPage),
     (r"/nbflows/static/(?P<name>[A-Za-z0-9_.-]+)", StaticFile),
 ]

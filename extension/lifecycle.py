@@ -28,18 +28,21 @@ log = logging.getLogger("nbflows")
 
 
 def scheduler_pass(s: Session) -> set[str]:
-    """One pass; returns the ids of pools whose claimable runs changed."""
+    """One pass; returns the wake-up topics of what changed: `pool:<id>` for pools whose
+    claimable runs changed, `run:<id>` for pipeline runs whose state changed."""
     # One scheduler leader at a time across servers sharing a PostgreSQL database.
     postgres = s.get_bind().dialect.name == "postgresql"
     if postgres and not s.execute(text("SELECT pg_try_advisory_xact_lock(7262350)")).scalar():
         return set()
     begin_write(s)  # SQLite: no claim or state change between this pass's reads and writes
-    changed: set[str] = set()
+    # Pipelines first: a due pipeline run starts its steps before it could be called Late.
+    pools, pipeline_runs = scheduling.advance_pipelines(s)
+    changed: set[str] = set(pools)
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()
     changed |= heartbeats.settle_stuck_runs(s)
     triggers.detect_conditions(s)  # late, running too long, no worker: once per event
-    return changed
+    return {f"pool:{pool_id}" for pool_id in changed} | {f"run:{r}" for r in pipeline_runs}
 
 
 class SchedulerLoop:
@@ -55,7 +58,7 @@ class SchedulerLoop:
         while True:
             try:
                 changed = await self.orch.call(scheduler_pass)
-                self.orch.notifier.notify(*(f"pool:{pool_id}" for pool_id in changed))
+                self.orch.notifier.notify(*changed)
             except Exception:  # keep scheduling; the next pass may succeed
                 log.exception("nbflows scheduler pass failed")
             self.orch.scheduler_wakeup.clear()

@@ -13,6 +13,9 @@ from nbflows import __version__
 from nbflows.errors import InvalidInput, NotFound
 from nbflows.extension.base import NBFlowsHandler, decode_json, json_object_keys
 from nbflows.extension.permissions import permitted
+from nbflows.pipelines import deploy as pipeline_deploy
+from nbflows.pipelines import graph as pipeline_graph
+from nbflows.pipelines import repair as pipeline_repair
 from nbflows.protocol import StateType
 from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
@@ -32,6 +35,8 @@ from nbflows.services.schemas import (
     LogsQuery,
     Notebook,
     NotebookStoreQuery,
+    OutputIn,
+    PipelineDeployRequest,
     RunRequest,
     SetState,
     UpcomingQuery,
@@ -469,7 +474,77 @@ class FlowRunState(NBFlowsHandler):
 
         out, pool_id = await self.orch.call(change)
         self.orch.notifier.notify(*_run_topics(out, pool_id))
+        _wake_for_pipeline(self, out)
         self.reply(out)
+
+
+def _wake_for_pipeline(handler: NBFlowsHandler, run: dict[str, Any]) -> None:
+    """A child run that ended may let the next steps of its pipeline start: a scheduler pass
+    now starts them (it is the one place that advances pipelines)."""
+    if run.get("parent_run_id") and StateType(run["state"]["type"]).is_terminal:
+        handler.orch.wake_scheduler()
+
+
+class FlowRunOutputs(NBFlowsHandler):
+    """`nbflows.output(name, value)` of a run, sent by its kernel or relayed by its worker."""
+
+    @web.authenticated
+    @permitted
+    async def post(self, run_id: str) -> None:
+        req = parse(OutputIn, await self.body())
+        max_size = self.limits.max_parameters_size
+        await self.orch.call(
+            lambda s: flow_runs.record_output(s, run_id, req.name, req.value, max_size=max_size)
+        )
+        self.orch.notifier.notify(f"run:{run_id}")
+        self.reply({"flow_run_id": run_id, "name": req.name}, 201)
+
+
+class FlowRunRepair(NBFlowsHandler):
+    @web.authenticated
+    @permitted
+    async def post(self, run_id: str) -> None:
+        out = await self.orch.call(
+            lambda s: flow_runs.run_json(s, pipeline_repair.repair_pipeline_run(s, run_id))
+        )
+        self.orch.wake_scheduler()
+        self.orch.notifier.notify(f"run:{run_id}")
+        self.reply(out)
+
+
+class FlowRunPipeline(NBFlowsHandler):
+    @web.authenticated
+    @permitted
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.orch.call(pipeline_run_graph, run_id))
+
+
+def pipeline_run_graph(s: Session, run_id: str) -> dict[str, Any]:
+    """The DAG of pipeline run `run_id` (409 for a run that is not a pipeline run)."""
+    from nbflows.errors import Conflict
+
+    run = flow_runs.get_flow_run(s, run_id)
+    if run.kind != "pipeline":
+        raise Conflict(f"run '{run_id}' is a {run.kind} run, not a pipeline run: it has no steps")
+    return pipeline_graph.pipeline_graph(s, run)
+
+
+class Pipelines(NBFlowsHandler):
+    @web.authenticated
+    @permitted
+    async def post(self) -> None:
+        req = parse(PipelineDeployRequest, await self.body())
+        root, limits = self.orch.root_dir, self.limits
+        floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
+
+        def deploy(s: Session) -> tuple[dict[str, Any], bool]:
+            check_frequency(req.schedules, floor)
+            d, created = pipeline_deploy.deploy_pipeline(s, req, root, limits)
+            return deployments.deployment_json(d), created
+
+        out, created = await self.orch.call(deploy)
+        self.orch.wake_scheduler()
+        self.reply(out, 201 if created else 200, self.api_url("deployments", out["id"]))
 
 
 class FlowRunHeartbeat(NBFlowsHandler):

@@ -54,6 +54,11 @@ _MISSING = object()
 _current_run: ContextVar[FlowRunRecord | None] = ContextVar("nbflows_current_run", default=None)
 
 
+def current_run() -> FlowRunRecord | None:
+    """The innermost `%%flow` run executing now on this thread, if any."""
+    return _current_run.get()
+
+
 class FlowTimeout(TimeoutError):
     """An attempt ran longer than the flow's `--timeout`."""
 

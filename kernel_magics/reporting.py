@@ -83,6 +83,8 @@ class FlowRunRecord:
     start_time: float | None = None
     end_time: float | None = None
     id: str | None = None
+    #: What the run recorded with `nbflows.output(name, value)`.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Reporter(Protocol):
@@ -105,6 +107,10 @@ class Reporter(Protocol):
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
         """The newest runs of `flow_name` (FlowRun dicts as in docs/api.md), newest first."""
         ...
+
+    def output(self, run: FlowRunRecord | None, name: str, value: Any) -> None:
+        """`nbflows.output(name, value)` in `run` (None: outside any `%%flow` run; only a
+        headless kernel has a run then, the worker's). The value is checked already."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +302,10 @@ class ApiReporter(_QueuedReporter):
             with self._open_lock:
                 self._open.pop(run.key, None)
 
+    def output(self, run: FlowRunRecord | None, name: str, value: Any) -> None:
+        if run is not None:
+            self._outbox.put(("output", run, name, value))
+
     def _beat(self) -> None:
         while True:
             time.sleep(HEARTBEAT_INTERVAL)
@@ -350,6 +360,9 @@ class ApiReporter(_QueuedReporter):
         elif kind == "log":
             assert run.id is not None
             client.write_logs(run.id, _api_lines(item[2]))
+        elif kind == "output":
+            assert run.id is not None
+            client.record_output(run.id, item[2], item[3])
         elif kind == "finish":
             assert run.id is not None
             _, _, attempt, state, message, retrying = item
@@ -412,6 +425,9 @@ class LocalStoreReporter(_QueuedReporter):
             )
         self._outbox.put(("record", run, state, message, logs))
 
+    def output(self, run: FlowRunRecord | None, name: str, value: Any) -> None:
+        return None  # kept on the record (`run.outputs`), written with the run when it ends
+
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
         from nbflows.client import journal
 
@@ -443,6 +459,7 @@ def _run_dict(run: FlowRunRecord, state: str, message: str | None) -> dict[str, 
         "parameters": _jsonable(run.parameters),
         "tags": list(run.tags),
         "notebook_path": run.notebook_path,
+        "outputs": dict(run.outputs),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
     }
@@ -501,6 +518,18 @@ class HeadlessReporter:
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
         return []
+
+    def output(self, run: FlowRunRecord | None, name: str, value: Any) -> None:
+        """An `output` event: on the worker's run (`run_key` null) or on a child run."""
+        child = run is not None and not self._is_the_workers_run(run)
+        event = {
+            "event": "output",
+            "run_key": run.key if child and run is not None else None,
+            "name": name,
+            "value": value,
+            "timestamp": _iso(time.time()),
+        }
+        self._publish({EVENT_MIME_TYPE: event, "text/plain": f"nbflows: output {name!r} recorded"})
 
     def _is_the_workers_run(self, run: FlowRunRecord) -> bool:
         return run.parent is None and self._context.is_deployed_flow(run.flow_name)

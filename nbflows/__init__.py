@@ -22,6 +22,8 @@ _LAZY = {
     "IntervalSchedule": "nbflows.scheduling.schedules",
     "RRuleSchedule": "nbflows.scheduling.schedules",
     "StateType": "nbflows.protocol",
+    "output": "nbflows.kernel_magics.outputs",
+    "Pipeline": "nbflows.pipelines.define",
 }
 
 _SUBMODULES = {
@@ -29,6 +31,7 @@ _SUBMODULES = {
     "kernel_magics": "nbflows.kernel_magics",
     "client": "nbflows.client",
     "schedules": "nbflows.scheduling.schedules",
+    "pipelines": "nbflows.pipelines",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -20,6 +20,7 @@ from nbflows.automations import rules
 from nbflows.automations.delivery import Deliverer, DeliverySettings
 from nbflows.automations.schemas import AutomationCreate
 from nbflows.errors import InvalidInput
+from nbflows.pipelines.deploy import deploy_pipeline
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
@@ -28,6 +29,7 @@ from nbflows.services.schemas import (
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
+    PipelineDeployRequest,
     RunRequest,
     SetState,
     WorkPoolCreate,
@@ -116,6 +118,19 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
 
     monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
+    with db.session() as s:  # a scheduled pipeline: its runs and step runs have times too
+        deploy_pipeline(
+            s,
+            PipelineDeployRequest(
+                name="every-minute",
+                pipeline={
+                    "name": "pipe",
+                    "steps": [{"name": "one", "notebook": "trivial.ipynb", "pool": "p"}],
+                },
+                schedules=[{"kind": "interval", "interval": 60}],
+            ),
+            str(tmp_path),
+        )
     now = t.utcnow()
     with db.session() as s:
         # A completed run fires this rule: one delivery fails for good, one is to be retried.
@@ -133,6 +148,7 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
             ),
         )
         scheduling.schedule_runs(s, now=now - timedelta(minutes=5))
+        scheduling.advance_pipelines(s)
         d = deployments.get_deployment(s, dep)
         later = RunRequest(idempotency_key="k", scheduled_time=now + timedelta(hours=2))
         manual, _ = flow_runs.create_deployment_run(s, d, later)

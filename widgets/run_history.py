@@ -23,7 +23,7 @@ from nbflows.presentation import (
     format_timestamp,
     state_badge,
 )
-from nbflows.widgets.run_logs import dashboard_link
+from nbflows.widgets.run_logs import dashboard_link, short_json
 
 __all__ = ["RunHistory", "run_history", "timeline_svg"]
 
@@ -47,6 +47,12 @@ def _parameters_text(parameters: Mapping[str, Any] | None) -> str:
     if len(text) > _MAX_PARAMETERS_CHARS:
         text = text[: _MAX_PARAMETERS_CHARS - 1] + "…"
     return text
+
+
+def _outputs_text(outputs: Mapping[str, Any] | None) -> str:
+    if not outputs:
+        return ""
+    return short_json(dict(outputs), _MAX_PARAMETERS_CHARS)
 
 
 def timeline_svg(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -100,11 +106,12 @@ def history_html(runs: Sequence[Mapping[str, Any]], client: Client | None = None
             f"<td style='text-align:right'>{format_duration(run.get('duration'))}</td>"
             f"<td><code>{html.escape(_parameters_text(run.get('parameters')))}</code></td>"
             f"<td>{html.escape(ran_by(run))}</td>"
+            f"<td><code>{html.escape(_outputs_text(run.get('outputs')))}</code></td>"
             "</tr>"
         )
     head = "".join(
         f"<th style='text-align:left;padding-right:12px'>{h}</th>"
-        for h in ("Run", "State", "Start", "Duration", "Parameters", "Ran by")
+        for h in ("Run", "State", "Start", "Duration", "Parameters", "Ran by", "Outputs")
     )
     return (
         f"<div style='margin:4px 0'>{timeline_svg(runs)}</div>"

@@ -289,6 +289,7 @@ class RunLogs(widgets.VBox):
             first = str(message).splitlines()[0] if str(message).strip() else ""
             if first:
                 text += f'<div style="margin-top:2px">{html.escape(first)}</div>'
+        text += outputs_html(run.get("outputs"))
         self.header.value = text
 
     def _render_lines(self) -> None:
@@ -332,6 +333,24 @@ def _newer_than(
     """The `lines` after the last one `held` (line ids grow), so none is shown twice."""
     last = int(held[-1].get("id") or 0) if held else 0
     return [line for line in lines if int(line.get("id") or 0) > last]
+
+
+def outputs_html(outputs: Mapping[str, Any] | None) -> str:
+    """A run's outputs (`nbflows.output(name, value)`) as one line of `name = value` pairs."""
+    if not outputs:
+        return ""
+    pairs = " · ".join(
+        f"<code>{html.escape(str(name))}</code> = <code>{html.escape(short_json(value))}</code>"
+        for name, value in outputs.items()
+    )
+    return f'<div class="nbflows-outputs" style="margin-top:2px">outputs: {pairs}</div>'
+
+
+def short_json(value: Any, limit: int = 120) -> str:
+    import json
+
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _line_html(line: Mapping[str, Any]) -> str:

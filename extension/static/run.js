@@ -136,5 +136,36 @@
     });
   }
 
+  // A pipeline run: its DAG picture (server-rendered SVG) is reloaded while the run goes on.
+  const pipeline = document.getElementById("pipeline");
+  async function followDag() {
+    let more = pipeline && !TERMINAL.has(root.dataset.state);
+    while (more) {
+      await sleep(2000);
+      more = !TERMINAL.has(root.dataset.state); // one more picture once the run ended
+      try {
+        const response = await fetch(pipeline.dataset.svgUrl, { credentials: "same-origin" });
+        if (response.ok) document.getElementById("dag").innerHTML = await response.text();
+      } catch (error) {
+        status.textContent = `(${error.message}; retrying)`;
+      }
+    }
+  }
+
+  const repair = document.getElementById("repair-run");
+  if (repair) {
+    repair.addEventListener("click", async () => {
+      repair.disabled = true;
+      try {
+        await nbflows.api("POST", `flow_runs/${encodeURIComponent(runId)}/repair`);
+        window.location.reload();
+      } catch (error) {
+        repair.disabled = false;
+        repair.parentElement.querySelector(".error").textContent = error.message;
+      }
+    });
+  }
+
   follow();
+  followDag();
 })();

@@ -15,6 +15,7 @@ from nbflows.cli.common import client, parse_json_object
 from nbflows.client.deploy import deploy_request
 from nbflows.errors import InvalidInput
 from nbflows.notebooks.parameters import parse_key_values
+from nbflows.pipelines.files import is_pipeline_file
 from nbflows.presentation import change_text
 
 
@@ -112,10 +113,13 @@ def deploy(
     entrypoint: str = typer.Argument(
         ...,
         metavar="PATH[:FLOW]",
-        help="The notebook; with :FLOW, only that %%flow cell (and the cells it needs).",
+        help="The notebook; with :FLOW, only that %%flow cell (and the cells it needs); or a "
+        "pipeline file (.yaml, .yml, .toml).",
     ),
     name: str = typer.Option(..., "--name", "-n", help="Deployment name."),
-    pool: str = typer.Option(..., "--pool", "-p", help="Work pool to run in."),
+    pool: str | None = typer.Option(
+        None, "--pool", "-p", help="Work pool to run in (a pipeline file names one per step)."
+    ),
     queue: str | None = typer.Option(None, "--queue", "-q", help="Work queue (default: default)."),
     param: list[str] | None = typer.Option(
         None, "--param", help="Default parameter KEY=VALUE (VALUE is JSON if it parses). Repeat."
@@ -183,9 +187,28 @@ def deploy(
 
     Example: nbflows deploy notebooks/repo_info.ipynb:get_repo_info --name my-first-deployment
     --pool my-pool
+
+    A pipeline file deploys a pipeline: nbflows deploy pipeline.yaml --name nightly
     """
     path, flow_name = split_entrypoint(entrypoint)
     schedules = build_schedules(cron, interval, rrule, timezone)
+    if flow_name is None and is_pipeline_file(path):
+        deploy_pipeline_file(
+            path,
+            name,
+            parameters={
+                **parse_json_object(params, "--params"),
+                **parse_key_values(param, "--param"),
+            },
+            schedules=[] if no_schedule else schedules or [],
+            paused=paused,
+            tags=list(tag or []),
+            description=description,
+            output=output,
+        )
+        return
+    if pool is None:
+        raise InvalidInput("--pool is required: the work pool the notebook runs in")
     if no_schedule:
         if schedules:
             raise InvalidInput(
@@ -256,6 +279,50 @@ def deploy(
     out.info(
         "\nTo schedule a run for this deployment, use the following command:\n\n"
         f"        [blue]$ nbflows deployment run '{escape(str(full_name))}'[/]\n"
+    )
+
+
+def deploy_pipeline_file(
+    path: str,
+    name: str,
+    *,
+    parameters: dict[str, Any],
+    schedules: list[dict[str, Any]],
+    paused: bool,
+    tags: list[str],
+    description: str | None,
+    output: out.Output,
+) -> None:
+    """`nbflows deploy PIPELINE.yaml --name NAME`: the pipeline and a deployment per step."""
+    from nbflows.pipelines.files import load_pipeline_file
+
+    file = absolute_path(path)
+    pipeline = load_pipeline_file(file)
+    deployment = client().deploy_pipeline(
+        name=name,
+        pipeline=pipeline,
+        parameters=parameters,
+        schedules=schedules,
+        paused=paused,
+        tags=tags,
+        description=description,
+        base_dir=os.path.dirname(file),
+    )
+    if output is out.Output.json:
+        out.print_json(deployment)
+        return
+    full_name = deployment.get("full_name")
+    verb = "created" if deployment.get("version") == 1 else "updated"
+    out.success(
+        f"Pipeline '{escape(str(full_name))}' successfully {verb} (version "
+        f"{deployment.get('version')}) with {len(pipeline.get('steps') or [])} steps."
+    )
+    found = deployment.get("schedules") or []
+    if found:
+        out.info("Schedules: " + escape("; ".join(out.schedule_text(s) for s in found)))
+    out.info(
+        "\nTo run it now:\n\n"
+        f"        [blue]$ nbflows deployment run '{escape(str(full_name))}' --watch[/]\n"
     )
 
 

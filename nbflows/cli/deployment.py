@@ -11,7 +11,7 @@ from rich.text import Text
 
 from nbflows.cli import output as out
 from nbflows.cli.common import client, confirm, parse_json_object
-from nbflows.cli.flow_run import finish, follow, run_label
+from nbflows.cli.flow_run import finish, follow, print_steps, run_label
 from nbflows.client.rest import Client
 from nbflows.errors import NBFlowsError
 from nbflows.notebooks.parameters import parse_key_values
@@ -210,12 +210,19 @@ def run(
     ]
     for key, value in tree:
         out.info(f"└── {key}: {escape(str(value))}")
-    _warn_if_nobody_serves(api, str(flow_run.get("work_pool_name") or dep.get("work_pool_name")))
+    pipeline = flow_run.get("kind") == "pipeline"
+    if not pipeline:  # a pipeline's steps run on their own pools
+        _warn_if_nobody_serves(
+            api, str(flow_run.get("work_pool_name") or dep.get("work_pool_name"))
+        )
     if not (watch or timeout is not None):
-        out.info(f"\nFollow it with: [blue]nbflows flow-run logs {escape(run_id)} --follow[/]")
+        follow_how = "steps" if pipeline else "logs"
+        out.info(f"\nFollow it with: [blue]nbflows flow-run {follow_how} {escape(run_id)}[/]")
         return
     out.info(f"Watching {escape(run_label(flow_run))}...")
     final = follow(api, run_id, timeout, states=True)
+    if pipeline:
+        print_steps(api.read_pipeline_run(run_id), with_state=False)
     finish(final, timeout)
 
 

@@ -1,4 +1,4 @@
-"""`nbflows flow-run ...`: list, inspect, follow logs of, and cancel flow runs."""
+"""`nbflows flow-run ...`: list, inspect, follow logs of, cancel and repair flow runs."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ RUN_FIELDS = [
     "log_count",
     "logs_truncated",
     "has_notebook",
+    "outputs",
     "created",
     "updated",
 ]
@@ -231,3 +232,72 @@ def notebook(
         out.print_json(nb)
         return
     out.notebook(nb, outputs=True)
+
+
+STEP_COLUMNS: list[out.Column] = [
+    ("Step", lambda r: r.get("label")),
+    (
+        "State",
+        lambda r: out.state_text({"type": r.get("state"), "name": r.get("state", "").capitalize()}),
+    ),
+    ("Run", lambda r: r.get("flow_run_id") or ""),
+    ("Repair", lambda r: r.get("repair")),
+    ("Outputs", lambda r: out.fmt_value(r.get("outputs") or {})),
+    ("Message", lambda r: r.get("message") or ""),
+]
+
+
+def print_steps(graph: dict[str, Any], *, with_state: bool = True) -> None:
+    """The state of a pipeline run and a table of its steps."""
+    run = graph["flow_run"]
+    if with_state:
+        state_line(run)
+    out.table(graph["step_runs"], STEP_COLUMNS, title=f"Steps of {run_label(run)}", empty="")
+
+
+@app.command()
+def steps(
+    id: str = typer.Argument(..., help="Pipeline run id."),
+    svg: Path | None = typer.Option(
+        None, "--svg", help="Also save the DAG, coloured by step state, as an SVG picture here."
+    ),
+    output: out.Output = out.OUTPUT_OPTION,
+) -> None:
+    """Show the steps of a pipeline run: their states, runs and outputs."""
+    graph = client().read_pipeline_run(id)
+    if svg is not None:
+        from nbflows.pipelines.picture import render_svg
+
+        svg.write_text(render_svg(graph), encoding="utf-8")
+    if output is out.Output.json:
+        out.print_json(graph)
+        return
+    print_steps(graph)
+    if svg is not None:
+        out.info(f"Saved the DAG picture to {escape(str(svg))}.")
+
+
+@app.command()
+def repair(
+    id: str = typer.Argument(..., help="Pipeline run id."),
+    watch: bool = typer.Option(False, "--watch", help="Wait for the repaired run to end."),
+    output: out.Output = out.OUTPUT_OPTION,
+) -> None:
+    """Re-run a failed pipeline run from its failed steps and everything downstream of them,
+    reusing the steps that succeeded (and their outputs)."""
+    api = client()
+    run = api.repair_flow_run(id)
+    if output is out.Output.json and not watch:
+        out.print_json(run)
+        return
+    if output is not out.Output.json:
+        state_line(run)
+    if not watch:
+        out.info(f"\nFollow it with: [blue]nbflows flow-run steps {escape(id)}[/]")
+        return
+    run = follow(api, id, None, states=output is not out.Output.json)
+    if output is out.Output.json:
+        out.print_json(run)
+    else:
+        print_steps(api.read_pipeline_run(id), with_state=False)
+    finish(run, None)

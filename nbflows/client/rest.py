@@ -566,6 +566,11 @@ class Client:
         """Create or update (by flow name + name) a deployment; see docs/api.md for the body."""
         return cast(dict[str, Any], self._post("deployments", _drop_none(body)))
 
+    def deploy_pipeline(self, **body: Any) -> dict[str, Any]:
+        """Deploy a pipeline: `name`, `pipeline` (its JSON), and optionally `parameters`,
+        `schedules`, `paused`, `tags`, `description`, `base_dir`."""
+        return cast(dict[str, Any], self._post("pipelines", _drop_none(body)))
+
     def list_deployments(
         self, flow_name: str | None = None, work_pool_name: str | None = None
     ) -> list[dict[str, Any]]:
@@ -701,6 +706,19 @@ class Client:
         """A beat for a run created with `heartbeat_interval` (a kernel's `%%flow` run)."""
         body = {"heartbeat_interval": heartbeat_interval}
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/heartbeat", body))
+
+    def record_output(self, id: str, name: str, value: Any) -> dict[str, Any]:
+        """Record output `name` of run `id` (what `nbflows.output(name, value)` sends)."""
+        body = {"name": name, "value": value}
+        return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/outputs", body))
+
+    def repair_flow_run(self, id: str) -> dict[str, Any]:
+        """Re-run a failed pipeline run from its failed steps, reusing the steps that succeeded."""
+        return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/repair"))
+
+    def read_pipeline_run(self, id: str) -> dict[str, Any]:
+        """A pipeline run's DAG: `{"flow_run", "steps", "edges", "step_runs"}`."""
+        return cast(dict[str, Any], self._get(f"flow_runs/{_seg(id)}/pipeline"))
 
     def cancel_flow_run(self, id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._post(f"flow_runs/{_seg(id)}/cancel"))

@@ -87,6 +87,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
             dep.c.retries,
             dep.c.retry_delay,
             dep.c.tags.cast(Text),
+            dep.c.kind,
         )
         .join(dep, dep.c.id == sch.c.deployment_id)
         .where(
@@ -104,6 +105,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
     # Schedules filled up to the same time (most: the horizon) are updated by one statement.
     filled: dict[datetime, list[str]] = {}
     no_job_variables: dict[str, Any] = {}
+    no_outputs: dict[str, Any] = {}
     run_tags_of: dict[str | None, list[Any]] = {}
     for (
         sid,
@@ -117,6 +119,7 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         retries,
         delay,
         tags_text,
+        dep_kind,
     ) in rows:
         for value in (params_text, tags_text):
             if value not in decoded:
@@ -144,13 +147,17 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         run_tags = run_tags_of.get(tags_text)
         if run_tags is None:
             run_tags = run_tags_of[tags_text] = [*(decoded[tags_text] or []), "auto-scheduled"]
+        # A pipeline's run is a parent no worker claims: the pass itself starts its steps.
+        pipeline = dep_kind == "pipeline"
+        if pipeline:
+            pool_id = queue_id = None
         for when in times:
             new_runs.append(
                 {
                     "id": (run_id := t.new_id()),
                     "name": f"{flow}-{run_id[:6]}",
                     "flow_name": flow,
-                    "kind": "deployment",
+                    "kind": "pipeline" if pipeline else "deployment",
                     "deployment_id": dep_id,
                     "work_pool_id": pool_id,
                     "work_queue_id": queue_id,
@@ -168,11 +175,13 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
                     "log_count": 0,
                     "logs_truncated": False,
                     "has_notebook": False,
+                    "outputs": no_outputs,
                     "created": now,
                     "updated": now,
                 }
             )
-        result.pools.add(pool_id)  # type: ignore[union-attr]
+        if pool_id is not None:
+            result.pools.add(pool_id)  # type: ignore[union-attr]
     if new_runs:
         result.created = _insert_ignoring_duplicates(s, new_runs)
     for filled_to, ids in filled.items():
@@ -244,6 +253,15 @@ def _sqlite_insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -
         result = s.connection().execute(stmt, rows[start : start + 5000])
         created += max(result.rowcount, 0)
     return created
+
+
+def advance_pipelines(s: Session, now: datetime | None = None) -> tuple[set[str], set[str]]:
+    """Start the steps of pipeline runs whose upstream steps ended (see
+    `nbflows.pipelines.advance`); returns the ids of pools given new runs and the ids of the
+    pipeline runs whose state changed."""
+    from nbflows.pipelines.advance import advance_pipeline_runs
+
+    return advance_pipeline_runs(s, now)
 
 
 def mark_late_runs(s: Session, now: datetime | None = None) -> PassResult:

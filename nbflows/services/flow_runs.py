@@ -42,13 +42,16 @@ def create_deployment_run(
     validate_parameters(deployment.parameter_schema, req.parameters)
     job_templates.check_job_variables(deployment.pool.base_job_template, req.job_variables)
     vault.check_references(s, req.parameters, req.job_variables)
+    # A pipeline's run is a parent no worker claims (no pool): the scheduler pass runs its steps.
+    pipeline = deployment.kind == "pipeline"
     run = t.FlowRun(
         name=run_name(deployment.flow_name),
         flow_name=deployment.flow_name,
-        kind="deployment",
+        kind="pipeline" if pipeline else "deployment",
         deployment_id=deployment.id,
-        work_pool_id=deployment.work_pool_id,
-        work_queue_id=deployment.work_queue_id,
+        deployment_version=deployment.version if pipeline else None,
+        work_pool_id=None if pipeline else deployment.work_pool_id,
+        work_queue_id=None if pipeline else deployment.work_queue_id,
         state_type=StateType.SCHEDULED.value,
         state_name="Scheduled",
         parameters=run_parameters(deployment.parameters, req.parameters),
@@ -269,6 +272,10 @@ def cancel(s: Session, run_id: str) -> t.FlowRun:
             transition(run, StateType.CANCELLING, message="cancellation requested")
     elif current is not StateType.CANCELLING:
         check_transition(current, StateType.CANCELLING)  # raises the clear 409
+    if run.kind == "pipeline":  # its steps' runs go with it (no further step starts)
+        for child in list_flow_runs(s, parent_run_id=run.id, limit=MAX_LIST):
+            if not StateType(child.state_type).is_terminal and child.state_type != "CANCELLING":
+                cancel(s, child.id)
     s.flush()
     return run
 
@@ -343,3 +350,17 @@ def read_notebook(s: Session, run_id: str) -> str:
     if row is None:
         raise NotFound(f"flow run '{run_id}' has no executed notebook (yet)")
     return row.notebook
+
+
+def record_output(
+    s: Session, run_id: str, name: str, value: Any, *, max_size: int | None = None
+) -> t.FlowRun:
+    """Record output `name` of a run (a later value of the same name replaces it)."""
+    from nbflows.outputs import MAX_OUTPUT_SIZE, check_output
+
+    check_output(name, value, max_size or MAX_OUTPUT_SIZE)
+    run = get_flow_run(s, run_id, lock=True)
+    # A new dict: the JSON column notices a replaced value, not one changed in place.
+    run.outputs = {**(run.outputs or {}), name: value}
+    s.flush()
+    return run

@@ -286,6 +286,28 @@ class LogIn(Body):
         return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
+class OutputIn(Body):
+    """One output of a run: `nbflows.output(name, value)`."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+    value: Any = None
+
+
+class PipelineDeployRequest(Body):
+    """Deploy a pipeline (see `nbflows.pipelines.spec.PipelineSpec` for `pipeline`)."""
+
+    name: Name
+    pipeline: JSONObject
+    parameters: JSONObject = Field(default_factory=dict)
+    schedules: list[JSONObject] = Field(default_factory=list)
+    paused: StrictBool = False
+    tags: list[Text] = Field(default_factory=list)
+    description: Text | None = None
+    catchup: Catchup = "latest"
+    #: Where relative notebook paths of the steps are found (a YAML file's folder, say).
+    base_dir: Text | None = None
+
+
 class ClaimRequest(Body):
     worker: Text = Field(min_length=1, max_length=200)
     queues: list[Text] | None = None
@@ -505,7 +527,7 @@ class DeploymentReply(Reply):
     flow_name: str
     name: str
     full_name: str
-    kind: Literal["cell", "notebook"]
+    kind: Literal["cell", "notebook", "pipeline"]
     entrypoint: str
     path: str
     working_dir: str
@@ -540,7 +562,7 @@ class FlowRunReply(Reply):
     id: str
     name: str
     flow_name: str
-    kind: Literal["deployment", "interactive"]
+    kind: Literal["deployment", "interactive", "pipeline"]
     deployment_id: str | None
     deployment_name: str | None
     deployment_version: int | None
@@ -566,6 +588,33 @@ class FlowRunReply(Reply):
     log_count: int
     logs_truncated: bool
     has_notebook: bool
+    outputs: JSONObject = Field(
+        default_factory=dict, description="What the run recorded with nbflows.output(name, value)."
+    )
+
+
+class OutputRecordedReply(Reply):
+    flow_run_id: str
+    name: str
+
+
+class PipelineStepReply(Reply):
+    step: str
+    item: int
+    label: str
+    status: Literal["waiting", "run", "skipped", "failed"]
+    state: str = Field(description="WAITING, SKIPPED, or the state type of the step's run.")
+    message: str | None
+    flow_run_id: str | None
+    outputs: JSONObject
+    repair: int
+
+
+class PipelineGraphReply(Reply):
+    flow_run: FlowRunReply
+    steps: list[JSONObject] = Field(description="The pipeline's steps as deployed.")
+    edges: list[list[str]] = Field(description="[upstream, downstream] step names.")
+    step_runs: list[PipelineStepReply]
 
 
 class ClaimedRunReply(Reply):
@@ -757,6 +806,7 @@ def flow_run_json(
         "log_count": r.log_count,
         "logs_truncated": r.logs_truncated,
         "has_notebook": r.has_notebook,
+        "outputs": r.outputs or {},
     }
 
 

@@ -71,6 +71,8 @@ def _import_entry(database: Database, entry: dict[str, Any]) -> int:
             ),
             run_id=run_id,
         )
+        if run.get("outputs"):
+            created.outputs = dict(run["outputs"])
         if run.get("start_time"):
             created.start_time = _when(run["start_time"])
         state = StateType(run.get("state", StateType.COMPLETED.value))

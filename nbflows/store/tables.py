@@ -96,7 +96,7 @@ class Deployment(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     flow_name: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))  # "cell" | "notebook"
+    kind: Mapped[str] = mapped_column(String(20))  # "cell" | "notebook" | "pipeline"
     entrypoint: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)
     working_dir: Mapped[str] = mapped_column(Text)
@@ -165,7 +165,7 @@ class FlowRun(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     flow_name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))  # "deployment" | "interactive"
+    kind: Mapped[str] = mapped_column(String(20))  # "deployment" | "interactive" | "pipeline"
     deployment_id: Mapped[str | None] = mapped_column(
         ForeignKey("deployments.id", ondelete="SET NULL")
     )
@@ -202,10 +202,14 @@ class FlowRun(Base):
     fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Runs whose creator heartbeats (a kernel's `%%flow` runs): CRASHED once this passes.
     heartbeat_deadline: Mapped[datetime | None] = mapped_column()
+    #: What the run recorded with `nbflows.output(name, value)`: name -> JSON value.
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
+        # the scheduler pass: pipeline runs to advance
+        Index("ix_runs_kind_state", "kind", "state_type"),
         # claim: due runs of a pool in a state
         Index("ix_runs_claim", "work_pool_id", "state_type", "expected_start_time"),
         Index("ix_runs_state_created", "state_type", "created"),
@@ -217,6 +221,42 @@ class FlowRun(Base):
         Index("ux_runs_idempotency_key", *RUN_KEY, unique=True),
         Index("ix_runs_heartbeat_deadline", "heartbeat_deadline"),
     )
+
+
+class PipelineVersion(Base):
+    """The frozen definition of one deploy of a pipeline (a deployment of kind "pipeline"):
+    its steps, each with the id of the step deployment that freezes its notebook."""
+
+    __tablename__ = "pipeline_versions"
+
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PipelineStepRun(Base):
+    """One step (one item of a fan-out) of a pipeline run: the child run made for it, or why
+    none was made (skipped by its run-if, or failed before it could start)."""
+
+    __tablename__ = "pipeline_step_runs"
+
+    pipeline_run_id: Mapped[str] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[str] = mapped_column(String(200), primary_key=True)
+    item: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: "run" (see the child run's state), "skipped", or "failed" (no child run could be made).
+    status: Mapped[str] = mapped_column(String(20))
+    flow_run_id: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    #: The repair (0: the first run) that made this row; a repair keeps what succeeded.
+    repair: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_pipeline_steps_flow_run", "flow_run_id"),)
 
 
 class FlowRunNotebook(Base):

@@ -25,6 +25,9 @@ stream: display data whose bundle holds `EVENT_MIME_TYPE` with one JSON object, 
 * ``{"event": "flow_run_finished", "run_key", "state", "message"?, "retrying"?}`` — the attempt
   ended in `state`; with `retrying` the run goes to SCHEDULED/AwaitingRetry for the next one.
 
+And ``{"event": "output", "run_key": null | key, "name", "value"}`` — `nbflows.output(name,
+value)`: recorded on the child run `run_key`, or on the notebook's run when it is null.
+
 Every line the kernel prints while a child is running goes to that child's log *and* to the
 notebook run's log. Children still running when the notebook run ends are finished with it.
 """
@@ -423,6 +426,9 @@ class RunReporter:
 
     def event(self, data: Any, cell_index: int | None = None) -> None:
         """One event output of the run (see the module docstring); bad events are logged."""
+        if isinstance(data, Mapping) and data.get("event") == "output":
+            self._output(data, cell_index)
+            return
         if not isinstance(data, Mapping) or not isinstance(data.get("run_key"), str):
             self.log(
                 f"ignored a malformed nbflows event: {data!r}",
@@ -440,6 +446,23 @@ class RunReporter:
                 f"ignored an nbflows event of unknown kind {kind!r}",
                 logging.WARNING,
                 cell_index=cell_index,
+            )
+
+    def _output(self, data: Mapping[str, Any], cell_index: int | None) -> None:
+        """`nbflows.output(name, value)`: recorded on the child run named by `run_key`, else on
+        this run; sent at once, so it is stored before the run's end is reported."""
+        key = data.get("run_key")
+        with self._lock:
+            child = self._children.get(key) if isinstance(key, str) else None
+        run_id = child.run_id if child is not None else self.run_id
+        name = data.get("name")
+        try:
+            if not isinstance(name, str):
+                raise NBFlowsError(f"an output event needs a name, got {name!r}")
+            self.client.record_output(run_id, name, data.get("value"))
+        except NBFlowsError as exc:
+            self.log(
+                f"could not record output {name!r}: {exc}", logging.WARNING, cell_index=cell_index
             )
 
     def _child_started(self, data: Mapping[str, Any], cell_index: int | None) -> None:
