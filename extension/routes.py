@@ -75,10 +75,11 @@ class PoolTypes(NBFlowsHandler):
             [
                 {
                     "type": kind,
-                    "description": job_templates.DEFAULT_TEMPLATES[kind].get("description", ""),
-                    "base_job_template": job_templates.default_base_job_template(kind),
+                    "description": template.get("description", ""),
+                    "base_job_template": template,
                 }
                 for kind in job_templates.POOL_TYPES
+                for template in [job_templates.default_base_job_template(kind)]
             ]
         )
 

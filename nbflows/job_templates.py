@@ -226,8 +226,9 @@ _DOCKER_VARIABLES: dict[str, Any] = {
 }
 
 
-def _template_for(variables: dict[str, Any]) -> dict[str, Any]:
-    # The defaults expose every variable to the worker under its own name.
+def template_for(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The default base job template of a pool type whose job variables are the JSON schema
+    `variables`: every variable reaches the worker under its own name."""
     return {
         "job_configuration": {name: f"{{{{ {name} }}}}" for name in variables["properties"]},
         "variables": copy.deepcopy(variables),
@@ -236,23 +237,37 @@ def _template_for(variables: dict[str, Any]) -> dict[str, Any]:
 
 #: The base job template a pool of each type gets when it is created without one.
 DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "process": _template_for(_PROCESS_VARIABLES),
-    "docker": _template_for(_DOCKER_VARIABLES),
+    "process": template_for(_PROCESS_VARIABLES),
+    "docker": template_for(_DOCKER_VARIABLES),
 }
 
-#: The work pool types nbflows knows.
-POOL_TYPES: tuple[str, ...] = tuple(DEFAULT_TEMPLATES)
+
+def _pool_types() -> tuple[str, ...]:
+    # Built-in types first, then those of installed worker plug-ins (entry points
+    # `nbflows.workers`), whose worker class declares its job variables (`BaseWorker.variables`).
+    from nbflows.workers import worker_types
+
+    return tuple(DEFAULT_TEMPLATES) + tuple(t for t in worker_types() if t not in DEFAULT_TEMPLATES)
+
+
+#: The work pool types nbflows knows: its own and those of installed worker plug-ins.
+POOL_TYPES: tuple[str, ...] = _pool_types()
 
 
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
     """A fresh (deep) copy of the default base job template for ``pool_type``."""
-    try:
-        template = DEFAULT_TEMPLATES[pool_type]
-    except KeyError:
+    template = DEFAULT_TEMPLATES.get(pool_type)
+    if template is None and pool_type in POOL_TYPES:
+        from nbflows.workers import get_worker_class
+
+        variables = get_worker_class(pool_type).variables
+        if variables is not None:
+            return template_for(variables)
+    if template is None:
         raise InvalidInput(
             f"unknown work pool type {pool_type!r}; valid types: {', '.join(POOL_TYPES)}",
             valid=list(POOL_TYPES),
-        ) from None
+        )
     return copy.deepcopy(template)
 
 

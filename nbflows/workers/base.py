@@ -213,6 +213,9 @@ class BaseWorker:
 
     #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
     type: ClassVar[str] = ""
+    #: The JSON schema of the job variables of a plug-in pool type (`job_templates.template_for`
+    #: makes its pools' default base job template from it); None for the built-in types.
+    variables: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(
         self,
