@@ -129,4 +129,3 @@ class DaskCluster:
         tmp = folder / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         return {**env, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-

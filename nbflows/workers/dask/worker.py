@@ -53,6 +53,8 @@ class DaskWorker(BaseWorker):
         self._clusters = Clusters(self.say)
         self._notebooks: DeploymentNotebooks[dict[str, Any]] = DeploymentNotebooks()
         self._projects = ProjectFiles()
+        #: Pools whose last run could not reach its scheduler, with why (until one can).
+        self._problems: dict[str, str] = {}
 
     def setup(self) -> None:
         import distributed  # noqa: F401  (missing package: the pools say so)
@@ -70,9 +72,13 @@ class DaskWorker(BaseWorker):
         try:
             resources = _resources(config)
             cluster = self._clusters.connect(config)
-        except (SchedulerUnreachable, ValueError) as exc:
+        except ValueError as exc:
+            return Outcome("FAILED", str(exc))
+        except SchedulerUnreachable as exc:
+            self._problems[claimed.pool] = str(exc)
             self.say(f"{claimed.label}: {exc}")
             return Outcome("FAILED", str(exc))
+        self._problems.pop(claimed.pool, None)
         notebook = self._notebook(claimed)
         project = (
             self._projects.get(deployment, claimed.deployment_version)
@@ -103,6 +109,9 @@ class DaskWorker(BaseWorker):
         )
         follower = AttemptFollower(cluster, spec, reporter, cancel_event)
         return follower.run(notebook, project.archive, resources)
+
+    def pool_problem(self, pool: str) -> str | None:
+        return self._problems.get(pool)
 
     def _notebook(self, claimed: ClaimedRun) -> dict[str, Any]:
         def load(deployment_id: str, version: int | None) -> dict[str, Any]:
