@@ -135,6 +135,7 @@ def test_a_notebook_runs_on_dask_with_logs_children_project_files_and_its_notebo
     assert not list(Path(cluster.folder, "gpu", "tmp").glob("nbflows-dask-run-*"))
 
 
+@pytest.mark.timeout(900)
 def test_forty_runs_spread_over_both_dask_workers_each_executed_once(
     srv: Server, cluster: DaskCluster, worker: Worker
 ) -> None:
@@ -227,6 +228,10 @@ def test_a_dask_worker_killed_mid_run_crashes_the_attempt_which_never_runs_twice
         assert any("died" in m and first in m for m in log), log
         placements = ran_on(srv, run_id)
         assert placements[0] == first and placements[1] != first, placements
+        # Dask rescheduled attempt 1 on the survivor too; it was refused there (not even its
+        # folder was made): the survivor holds the folder of attempt 2 only.
+        survivor = next(w for w in cluster.workers if w is not victim)
+        assert len(list((survivor.folder / "tmp").glob("nbflows-dask-run-*"))) == 1
         with srv.client() as api:
             api.cancel_flow_run(run_id)
         assert state_of(wait_state(srv, run_id, TERMINAL)) == "CANCELLED"

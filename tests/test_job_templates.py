@@ -61,14 +61,17 @@ def pinned_privileged_template() -> dict[str, Any]:
 
 
 def test_pool_types_and_declared_variables() -> None:
-    assert POOL_TYPES == ("process", "docker")
+    assert POOL_TYPES == ("process", "docker", "dask")
     process = default_base_job_template("process")["variables"]["properties"]
     docker = default_base_job_template("docker")["variables"]["properties"]
+    dask = default_base_job_template("dask")["variables"]["properties"]
     assert set(process) == PROCESS_VARIABLES
     assert set(docker) == DOCKER_VARIABLES
+    # The dask type comes from its worker plug-in (entry point), which declares its variables.
+    assert {"scheduler_address", "resources", "memory", "env"} <= set(dask)
 
 
-@pytest.mark.parametrize("pool_type", ["process", "docker"])
+@pytest.mark.parametrize("pool_type", ["process", "docker", "dask"])
 def test_default_templates_are_valid_and_documented(pool_type: str) -> None:
     template = default_base_job_template(pool_type)
     assert validate_base_job_template(template) == template
