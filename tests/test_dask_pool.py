@@ -270,3 +270,37 @@ def test_an_unreachable_scheduler_fails_the_run_and_says_so_on_the_pool(
 
     pool = wait_for(pool_says_why, "the pool to show the problem", timeout=30)
     assert nowhere in pool["status_reason"]
+
+
+def test_a_second_execution_of_a_granted_attempt_refuses_to_run(cluster: DaskCluster) -> None:
+    """The fence itself, as when Dask reschedules a task whose worker died: two executions of
+    one attempt, the first granted by its owner (here the test plays the nbflows worker)."""
+    import nbformat
+    from distributed import Client, Variable
+
+    from nbflows.workers.dask.task import run_attempt
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ran')")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python"}
+    spec = {
+        "key": "fence-test",
+        "topic": "nbflows-fence-test",
+        "grant": "fence-test-grant",
+        "cancel": "fence-test-cancel",
+        "grant_timeout": 60,
+    }
+    starts: list[dict[str, Any]] = []
+    with Client(cluster.address, timeout=30, set_as_default=False) as client:
+        client.subscribe_topic(spec["topic"], lambda event: starts.append(event[1]))
+        grant = Variable(spec["grant"], client=client)
+        first = client.submit(run_attempt, spec, dict(notebook), None, key="fence-1", pure=False)
+        wait_for(lambda: any(m.get("kind") == "start" for m in starts), "the first start")
+        grant.set(next(m["token"] for m in starts if m.get("kind") == "start"))
+        second = client.submit(run_attempt, spec, dict(notebook), None, key="fence-2", pure=False)
+
+        assert first.result(timeout=240)["status"] == "completed"
+        assert second.result(timeout=240)["status"] == "refused"
+        grant.delete()
+        client.unsubscribe_topic(spec["topic"])
+    lines = [i[3] for m in starts if m.get("kind") == "batch" for i in m["items"]]
+    assert lines.count("ran") == 1
