@@ -1,5 +1,5 @@
-"""Dask pools against a real cluster: `dask scheduler` and two `dask worker` processes on
-loopback (each in its own working directory and TMPDIR), a real server and a standalone
+"""Dask pools against a real cluster: `dask scheduler` and two `dask worker` processes (each in
+its own working directory, TMPDIR and, as root, network namespace), a real server and a standalone
 `nbflows worker start --type dask`. Nothing is shared through the file system: the notebook and
 the project files travel with each task.
 
@@ -43,8 +43,11 @@ _RUNNING_ON = re.compile(r"^running on the Dask worker (\S+)$")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """The scheduler, `plain` (no resources) and `gpu` (`--resources GPU=1`)."""
-    dask = DaskCluster(tmp_path_factory.mktemp("dask")).start()
+    """The scheduler, `plain` (no resources) and `gpu` (`--resources GPU=1`), each worker in a
+    network namespace of its own when the machine allows (root), else on the loopback."""
+    dask = DaskCluster(tmp_path_factory.mktemp("dask"), isolated=True).start()
+    if dask.not_isolated:
+        print(f"Dask workers share the machine's network: {dask.not_isolated}")
     try:
         dask.add_worker("plain")
         dask.add_worker("gpu", "--resources", "GPU=1")
