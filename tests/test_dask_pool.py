@@ -307,3 +307,20 @@ def test_a_second_execution_of_a_granted_attempt_refuses_to_run(cluster: DaskClu
         client.unsubscribe_topic(spec["topic"])
     lines = [i[3] for m in starts if m.get("kind") == "batch" for i in m["items"]]
     assert lines.count("ran") == 1
+
+
+def test_a_project_archive_cannot_write_outside_the_run_folder(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from nbflows.workers.dask.task import unpack_project
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data/ok.csv", "a,b\n")
+        archive.writestr("../escaped.txt", "no")
+    with pytest.raises(ValueError, match="outside"):
+        unpack_project(buffer.getvalue(), str(tmp_path / "run"), "")
+    assert not (tmp_path / "escaped.txt").exists()
+    with pytest.raises(ValueError, match="outside"):
+        unpack_project(None, str(tmp_path / "run"), "../elsewhere")
