@@ -7,8 +7,9 @@
   (its first worker died): that execution refuses itself and the attempt ends CRASHED — an
   attempt never executes twice, its retry is a new attempt;
 * **batches** of output lines and `%%flow` events go to the `RunReporter` in order;
-* **cancel**: the attempt's Dask `Event` is set (the task interrupts and kills its kernel and
-  returns the notebook so far); after `CANCEL_WAIT` the future is cancelled regardless;
+* **cancel**: a task not started yet is cancelled; a running one gets the attempt's Dask `Event`
+  set (it interrupts and kills its kernel and returns the notebook so far), and after
+  `CANCEL_WAIT` its future is cancelled regardless;
 * the Dask worker the attempt runs on is watched: gone → the future is cancelled, CRASHED.
 """
 
@@ -108,6 +109,9 @@ class AttemptFollower:
             if self.rescheduled_to is not None:
                 future.cancel()
                 return self._worker_lost(f"Dask rescheduled its task on {self.rescheduled_to}")
+            if self.cancel_event.is_set() and self.granted_to is None:
+                future.cancel()  # still queued on Dask: nothing ran
+                return Outcome("CANCELLED", "Cancelled before it started on a Dask worker.")
             if self.cancel_event.is_set():
                 if asked_to_stop is None:
                     asked_to_stop = time.monotonic()
