@@ -9,6 +9,7 @@ of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -109,12 +110,37 @@ def ran_on(srv: Server, run_id: str) -> list[str]:
 def test_a_notebook_runs_on_dask_with_logs_children_project_files_and_its_notebook(
     srv: Server, cluster: DaskCluster, worker: Worker
 ) -> None:
-    dask_pool(srv, "dask-a", cluster.address)
-    deploy(srv, "repo_info.ipynb", "on-dask", "dask-a")
+    # As the README says: the default template with the scheduler pinned, a pool, a deployment.
+    template = srv.root / "dask.json"
+    made = srv.cli(
+        "work-pool", "get-default-base-job-template", "--type", "dask", "--file", str(template)
+    )
+    assert made.returncode == 0, made.stderr
+    edited = json.loads(template.read_text())
+    edited["job_configuration"]["scheduler_address"] = cluster.address
+    template.write_text(json.dumps(edited))
+    for command in (
+        ["work-pool", "create", "dask-a", "--type", "dask", "--base-job-template", str(template)],
+        ["deploy", "repo_info.ipynb", "--name", "on-dask", "--pool", "dask-a"],
+    ):
+        done = srv.cli(*command)
+        assert done.returncode == 0, done.stdout + done.stderr
 
-    run_id = create_run(srv, "repo_info/on-dask", repo_name="ipython/ipython")
-    run = wait_state(srv, run_id, TERMINAL, timeout=240)
+    watched = srv.cli(
+        "deployment",
+        "run",
+        "repo_info/on-dask",
+        "--param",
+        "repo_name=ipython/ipython",
+        "--timeout",
+        "240",
+    )
 
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "Stars 🌠 : 16200" in watched.stdout
+    with srv.client() as api:
+        (run,) = api.list_flow_runs(work_pool_name="dask-a", flow_name="repo_info")
+    run_id = run["id"]
     assert state_of(run) == "COMPLETED", run["state"]
     # The notebook read data/repos.csv: the project files travelled with the task.
     assert "Stars 🌠 : 16200" in messages(srv, run_id, "stdout")
