@@ -19,6 +19,9 @@ __all__ = ["Cluster", "Clusters", "SchedulerUnreachable"]
 
 #: Seconds between two looks at which Dask workers are alive.
 WORKERS_REFRESH = 1.0
+#: After a scheduler could not be reached, runs for it fail at once for this many seconds (rather
+#: than each waiting its connect timeout in turn).
+RETRY_UNREACHABLE_AFTER = 5.0
 
 
 class SchedulerUnreachable(Exception):
@@ -88,6 +91,7 @@ class Clusters:
     def __init__(self, say: Callable[[str], None]) -> None:
         self._say = say
         self._clusters: dict[tuple[Any, ...], Cluster] = {}
+        self._unreachable: dict[tuple[Any, ...], tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def connect(self, config: dict[str, Any]) -> Cluster:
@@ -101,7 +105,15 @@ class Clusters:
             if cluster is not None:
                 cluster.close()
                 del self._clusters[target]
-            cluster = _open(config, target, float(config.get("connect_timeout") or 10))
+            failed_at, why = self._unreachable.get(target, (0.0, ""))
+            if time.monotonic() - failed_at < RETRY_UNREACHABLE_AFTER:
+                raise SchedulerUnreachable(why)
+            try:
+                cluster = _open(config, target, float(config.get("connect_timeout") or 10))
+            except SchedulerUnreachable as exc:
+                self._unreachable[target] = (time.monotonic(), str(exc))
+                raise
+            self._unreachable.pop(target, None)
             self._clusters[target] = cluster
         self._say(f"connected to the Dask scheduler {cluster.address}")
         return cluster
