@@ -254,15 +254,20 @@ def _pool_types() -> tuple[str, ...]:
 POOL_TYPES: tuple[str, ...] = _pool_types()
 
 
+@functools.cache
+def _plugin_template(pool_type: str) -> dict[str, Any] | None:
+    # Loading the plug-in's worker class reads the installed entry points: once per process.
+    from nbflows.workers import get_worker_class
+
+    variables = get_worker_class(pool_type).variables
+    return template_for(variables) if variables is not None else None
+
+
 def default_base_job_template(pool_type: str) -> dict[str, Any]:
     """A fresh (deep) copy of the default base job template for ``pool_type``."""
     template = DEFAULT_TEMPLATES.get(pool_type)
     if template is None and pool_type in POOL_TYPES:
-        from nbflows.workers import get_worker_class
-
-        variables = get_worker_class(pool_type).variables
-        if variables is not None:
-            return template_for(variables)
+        template = _plugin_template(pool_type)
     if template is None:
         raise InvalidInput(
             f"unknown work pool type {pool_type!r}; valid types: {', '.join(POOL_TYPES)}",
