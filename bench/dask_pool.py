@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nbflows.job_templates import default_base_job_template
+from nbflows.workers.job_templates import default_base_job_template
 from tests.dask_support import DaskCluster
 from tests.servers import Server, start_server
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nbflows.job_templates import default_base_job_template
+from nbflows.workers.job_templates import default_base_job_template
 
 from .dask_support import DaskCluster
 from .servers import DATA, Server, free_port, start_server

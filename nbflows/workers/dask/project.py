@@ -1,6 +1,6 @@
 """The project files a run on Dask takes with it: no file system is shared with the cluster.
 
-The files are those an image build of the deployment would hold (`nbflows.images`: the project
+The files are those an image build of the deployment would hold (`nbflows.packaging.images`: the project
 root of the deployment's notebook, without what .gitignore/.dockerignore leave out, and never
 stores, databases or Jupyter runtime files), zipped in memory once per deployment version.
 """
@@ -57,7 +57,7 @@ class ProjectFiles:
 
 def pack(deployment: dict[str, Any]) -> Project:
     """The deployment's project folder zipped, when it exists on this machine."""
-    from nbflows.images import find_build_context, list_context_files
+    from nbflows.packaging.images import find_build_context, list_context_files
 
     path = deployment.get("path") or ""
     folder = deployment.get("working_dir") or (os.path.dirname(path) if path else "")

@@ -8,7 +8,7 @@ a zip), never a path on the submitting machine. In order:
    first execution of an attempt only: when Dask reschedules the task after its worker died, the
    new execution finds another token there and returns "refused" without running anything.
 2. **Run.** The project files are unpacked into a fresh folder and the notebook executes there
-   with papermill (`nbflows.execution.execute`) in a kernel of this machine, headless (the flow
+   with papermill (`nbflows.execution.engine.execute`) in a kernel of this machine, headless (the flow
    run id in its environment), so `%%flow` cells report as events in the output stream.
 3. **Relay.** Output lines and run events go back as Dask events (`Worker.log_event`) on the
    worker's topic, batched every `FLUSH_INTERVAL`; their order is kept.
@@ -79,7 +79,7 @@ def _execute(
 ) -> dict[str, Any]:
     import nbformat
 
-    from nbflows.execution import execute
+    from nbflows.execution.engine import execute
 
     cwd = unpack_project(project, folder, spec.get("notebook_dir") or "")
     result = execute(

@@ -2,7 +2,7 @@
 
 A pool's administrator pins what must not change (say the scheduler address) by hard-coding it in
 the pool's base job template; deployments and runs override the rest within this schema, as on
-any pool (`nbflows.job_templates`).
+any pool (`nbflows.workers.job_templates`).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class DaskWorker(BaseWorker):
     """Executes the runs of `dask` pools as tasks on a Dask cluster (see the module docstring)."""
 
     type = "dask"
-    variables = DASK_VARIABLES
+    job_variables = DASK_VARIABLES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
