@@ -29,11 +29,12 @@ BENCHMARKS = {
     "list_runs": "bench.list_runs",
     "memory": "bench.memory",
     "outage": "bench.outage",
+    "dask_pool": "bench.dask_pool",
 }
 
 
 #: Run only when asked for by name (minutes long).
-ON_REQUEST = {"outage"}
+ON_REQUEST = {"outage", "dask_pool"}
 
 
 def main() -> None:

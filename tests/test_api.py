@@ -112,7 +112,7 @@ def test_work_pool_refusals(srv: Server) -> None:
     error(
         srv.http("POST", "work_pools", json={"name": "t", "type": "k8s"}),
         422,
-        "valid types: process, docker",
+        "valid types: process, docker, dask",
     )
     error(
         srv.http("POST", "work_pools", json={"name": "bad name!", "type": "process"}), 422, "name"
@@ -142,10 +142,10 @@ def test_work_pool_refusals(srv: Server) -> None:
 
 def test_default_base_job_templates(srv: Server) -> None:
     types = ok(srv.http("GET", "work_pool_types"))
-    assert {t["type"] for t in types} == {"process", "docker"}
+    assert {t["type"] for t in types} == {"process", "docker", "dask"}
     docker = ok(srv.http("GET", "work_pool_types/docker/base_job_template"))
     assert {"image", "mem_limit", "volumes"} <= set(docker["variables"]["properties"])
-    error(srv.http("GET", "work_pool_types/k8s/base_job_template"), 404, "process, docker")
+    error(srv.http("GET", "work_pool_types/k8s/base_job_template"), 404, "process, docker, dask")
 
 
 def test_work_queues(srv: Server) -> None:

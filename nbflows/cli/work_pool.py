@@ -46,7 +46,7 @@ def worker_hint(pool: dict[str, Any]) -> None:
 @app.command()
 def create(
     name: str = typer.Argument(..., help="Name of the new work pool."),
-    type: str = typer.Option(..., "--type", "-t", help="Pool type: process or docker."),
+    type: str = typer.Option(..., "--type", "-t", help="Pool type: process, docker, dask."),
     description: str | None = typer.Option(None, "--description", "-d"),
     base_job_template: str | None = typer.Option(
         None,
@@ -269,7 +269,7 @@ def delete(
 
 @app.command("get-default-base-job-template")
 def get_default_base_job_template(
-    type: str = typer.Option(..., "--type", "-t", help="Pool type: process or docker."),
+    type: str = typer.Option(..., "--type", "-t", help="Pool type: process, docker, dask."),
     file: Path | None = typer.Option(
         None, "--file", "-f", help="Write the template to this file instead of printing it."
     ),

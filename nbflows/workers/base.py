@@ -287,6 +287,11 @@ class BaseWorker:
     def teardown(self) -> None:
         """Release the infrastructure once no run executes any more."""
 
+    def pool_problem(self, pool: str) -> str | None:
+        """Why runs of `pool` cannot execute now though the worker is set up (e.g. its cluster
+        is unreachable), shown on the pool by the heartbeats; None when they can."""
+        return None
+
     # -- life cycle -----------------------------------------------------------------------------
 
     def serve(self) -> None:
@@ -768,6 +773,7 @@ class BaseWorker:
                 heartbeat_interval=self.heartbeat_interval,
                 wait=wait,
                 fences={i: f for i, f in running.items() if f is not None},
+                problem=self.pool_problem(pool.name),
             )
         except NotFound:
             pool.stopped.set()
