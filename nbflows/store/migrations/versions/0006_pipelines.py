@@ -1,7 +1,7 @@
 """pipelines: run outputs, frozen pipeline definitions, the step runs of pipeline runs
 
-Revision ID: 0007_pipelines
-Revises: 0004_power
+Revision ID: 0006_pipelines
+Revises: 0005_automations
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_pipelines"
-down_revision = "0004_power"
+revision = "0006_pipelines"
+down_revision = "0005_automations"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """automations: rules and the outbox of their deliveries
 
-Revision ID: 0006_automations
+Revision ID: 0005_automations
 Revises: 0004_power
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_automations"
+revision = "0005_automations"
 down_revision = "0004_power"
 branch_labels = None
 depends_on = None
