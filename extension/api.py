@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 from nbflows import schemas as s
 
 from . import routes as r
-from .openapi import OpenAPI
+from . import run_files as f
+from .openapi import Binary, OpenAPI
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (
@@ -25,6 +26,7 @@ POOL, QUEUE, REF, RUN = (
     _NAME.format("ref"),
     _NAME.format("run_id"),
 )
+FORMAT, ARTIFACT = _NAME.format("fmt"), _NAME.format("name")
 JSON = s.JSONObject
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
@@ -222,6 +224,18 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
+        "flow_runs/prune",
+        f.PruneFlowRuns,
+        {
+            "post": {
+                "summary": "Remove finished runs with their logs, notebooks and artifacts "
+                "(or with dry_run, say what would go)",
+                "body": s.PruneRequest,
+                "responses": {200: s.PruneReply},
+            }
+        },
+    ),
+    (
         f"flow_runs/{RUN}",
         r.FlowRun,
         {"get": {"summary": "Read a flow run", "responses": {200: s.FlowRunReply}}},
@@ -282,6 +296,37 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             },
         },
     ),
+    (
+        f"flow_runs/{RUN}/exports/{FORMAT}",
+        f.FlowRunExport,
+        {
+            "get": {
+                "summary": "The executed notebook exported (html; pdf where Chromium exists)",
+                "responses": {200: Binary("text/html", "application/pdf")},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/artifacts",
+        f.FlowRunArtifacts,
+        {"get": {"summary": "A run's artifacts", "responses": {200: list[s.RunFileReply]}}},
+    ),
+    (
+        f"flow_runs/{RUN}/artifacts/{ARTIFACT}",
+        f.FlowRunArtifact,
+        {
+            "get": {
+                "summary": "Download an artifact (name URL-encoded, '/' as %2F)",
+                "responses": {200: Binary()},
+            },
+            "put": {
+                "summary": "Store an artifact of a run",
+                "query": s.NotebookStoreQuery,
+                "body": Binary(),
+                "responses": {201: s.RunFileReply},
+            },
+        },
+    ),
 ]
 
 
@@ -297,7 +342,7 @@ def _adapters() -> dict[tuple[type, str, int], TypeAdapter[Any]]:
         for _, handler, meta in ROUTES
         for method, spec in meta.items()
         for status, model in spec.get("responses", {}).items()
-        if model is not None
+        if model is not None and not isinstance(model, Binary)
     }
 
 

@@ -28,7 +28,9 @@ from tornado import web
 from nbflows import deployments, flow_runs, heartbeats, logs
 from nbflows import work_pools as pools
 from nbflows.errors import NBFlowsError
+from nbflows.limits import size_text
 from nbflows.orchestrator import Orchestrator
+from nbflows.results import ResultStore, run_files
 from nbflows.presentation import format_duration, parse_timestamp
 from nbflows.schemas import log_json
 from nbflows.states import StateType
@@ -202,15 +204,19 @@ def _runs_page(
     }
 
 
-def _run_page(s: Session, run_id: str) -> dict[str, Any]:
+def _run_page(s: Session, run_id: str, results: ResultStore) -> dict[str, Any]:
     run = flow_runs.get_flow_run(s, run_id)
     lines = logs.read_logs(s, run_id, 0, FIRST_LOG_PAGE)
-    notebook = flow_runs.read_notebook(s, run_id) if run.has_notebook else None
+    notebook = flow_runs.read_notebook(s, run_id, results) if run.has_notebook else None
     return {
         "run": flow_runs.run_json(s, run),
         "lines": [log_json(x) for x in lines],
         "next_after": lines[-1].id if lines else 0,
         "notebook": notebook,
+        "artifacts": [
+            {"name": f.name, "size": size_text(f.size)}
+            for f in run_files.list_run_files(s, run_id, "artifact")
+        ],
     }
 
 
@@ -340,7 +346,7 @@ class RunPage(DashboardHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        data = await self.orch.call(_run_page, run_id)
+        data = await self.orch.call(_run_page, run_id, self.orch.results)
         notebook_html = None
         text = data.pop("notebook")
         if text is not None:

@@ -548,7 +548,8 @@ class FlowRunNotebook(NBFlowsHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id).encode())
+        results = self.orch.results
+        text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id, results).encode())
         await self.reply_big_json(text)
 
     @web.authenticated
@@ -561,13 +562,16 @@ class FlowRunNotebook(NBFlowsHandler):
         # A worker stores its attempt's notebook only while it holds the run (its fence).
         q = self.query_args(NotebookStoreQuery)
         worker, fence = q.worker, q.fence
+        results = self.orch.results
         if len(raw) > limits.max_notebook_size:
             # Over the limit: decoded (on the threads) to cut its largest outputs.
             def cut(s: Session) -> None:
                 nb = load_json(raw)
                 parse(Notebook, nb, what="notebook")
                 text = executed_notebook_text(nb, limits)
-                flow_runs.store_notebook(s, run_id, text, worker=worker, fence=fence)
+                flow_runs.store_notebook(
+                    s, run_id, text, results=results, worker=worker, fence=fence
+                )
 
             await self.orch.call(cut)
         else:
@@ -579,7 +583,12 @@ class FlowRunNotebook(NBFlowsHandler):
                 checked = True
             await self.orch.call(
                 lambda s: flow_runs.store_notebook(
-                    s, run_id, _notebook_text(raw, checked), worker=worker, fence=fence
+                    s,
+                    run_id,
+                    _notebook_text(raw, checked),
+                    results=results,
+                    worker=worker,
+                    fence=fence,
                 )
             )
         self.orch.notifier.notify(f"run:{run_id}")

@@ -6,10 +6,11 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from . import job_templates
+from .results import ResultStore, exports, run_files
 from .errors import Conflict, InvalidInput, NotFound
 from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from .states import StateType, check_transition
@@ -311,22 +312,33 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
 
 
 def store_notebook(
-    s: Session, run_id: str, notebook: str, *, worker: str | None = None, fence: int | None = None
+    s: Session,
+    run_id: str,
+    notebook: str,
+    *,
+    results: ResultStore,
+    worker: str | None = None,
+    fence: int | None = None,
 ) -> None:
-    """Keep the executed notebook of a run; a worker's is refused unless it holds the run."""
+    """Keep the executed notebook of a run in the result store; a worker's is refused unless
+    it holds the run."""
     run = get_flow_run(s, run_id, lock=worker is not None)
     if worker is not None:
         check_holder(run, worker, fence)
-    row = s.get(t.FlowRunNotebook, run_id)
-    if row is None:
-        s.add(t.FlowRunNotebook(flow_run_id=run_id, notebook=notebook))
-    else:
-        row.notebook = notebook
+    run_files.put_run_file(s, results, run_id, "notebook", run_files.NOTEBOOK, notebook.encode())
+    exports.discard_exports(s, results, run_id)
+    # A notebook kept in the database before the result store existed is replaced, not kept.
+    s.execute(delete(t.FlowRunNotebook).where(t.FlowRunNotebook.flow_run_id == run_id))
     run.has_notebook = True
 
 
-def read_notebook(s: Session, run_id: str) -> str:
+def read_notebook(s: Session, run_id: str, results: ResultStore) -> str:
+    """The executed notebook's JSON text: from the result store, or for runs stored before it
+    existed from the database (see migration 0005_storage)."""
     get_flow_run(s, run_id)
+    ref = run_files.find_run_file(s, run_id, "notebook", run_files.NOTEBOOK)
+    if ref is not None:
+        return results.get(ref.key).decode("utf-8")
     row = s.get(t.FlowRunNotebook, run_id)
     if row is None:
         raise NotFound(f"flow run '{run_id}' has no executed notebook (yet)")

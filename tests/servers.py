@@ -137,6 +137,8 @@ def start_server(
         **{k: v for k, v in os.environ.items() if k not in NBFLOWS_ENV},
         "NBFLOWS_DATABASE_URL": db_url,
         "JUPYTER_RUNTIME_DIR": str(runtime),
+        # Each server keeps the files of its runs in a folder of its own.
+        "NBFLOWS_RESULT_STORE_URL": str(tmp / "results"),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

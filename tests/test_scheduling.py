@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
 from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput
+from nbflows.results import ResultStore
 from nbflows.schemas import (
     DeployRequest,
     HeartbeatRequest,
@@ -123,7 +124,9 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     with db.session() as s:
         flow_runs.set_state(s, run_id, SetState(type="RUNNING", worker="w", fence=fence))
         logs.write_logs(s, run_id, [LogIn(message="hello")])
-        flow_runs.store_notebook(s, run_id, "{}")
+        # A notebook kept in the database before the result store (still read; see 0005).
+        s.add(t.FlowRunNotebook(flow_run_id=manual.id, notebook="{}"))
+        flow_runs.store_notebook(s, run_id, "{}", results=ResultStore(str(tmp_path / "results")))
         flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w", fence=fence))
         flow_runs.cancel(s, manual.id)
         scheduling.mark_late_runs(s)

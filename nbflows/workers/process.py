@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nbflows.results.artifacts import OUTPUT_DIR_ENV
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -97,6 +98,8 @@ class ProcessWorker(BaseWorker):
         cwd = self._working_dir(claimed, reporter)
         env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
         kernel_name = config.get("kernel_name") or None
+        # The run's artifacts: a fresh folder per attempt, collected after the run.
+        output_dir = tempfile.mkdtemp(prefix=f"nbflows-output-{claimed.id}-")
         reporter.log(
             f"worker '{self.name}' runs {deployment.get('full_name')} "
             f"(version {claimed.deployment_version}, "
@@ -113,9 +116,9 @@ class ProcessWorker(BaseWorker):
             on_event=reporter.event,
             kernel_pool=self._kernels,
             cancel_event=cancel_event,
-            run_env=run_environment(claimed),
+            run_env={**run_environment(claimed), OUTPUT_DIR_ENV: output_dir},
         )
-        return _outcome(result)
+        return _outcome(result, output_dir)
 
     def _notebook(self, claimed: ClaimedRun) -> NotebookNode:
         """The deployment's notebook as frozen in the version the run was claimed with."""
@@ -147,7 +150,8 @@ class ProcessWorker(BaseWorker):
         return fallback
 
 
-def _outcome(result: ExecutionResult) -> Outcome:
+def _outcome(result: ExecutionResult, output_dir: str) -> Outcome:
     notebook: Mapping[str, Any] = result.notebook
     state = _OUTCOMES[result.status]
-    return Outcome(state, "" if state == "COMPLETED" else result.message, notebook)
+    message = "" if state == "COMPLETED" else result.message
+    return Outcome(state, message, notebook, output_dir=output_dir)
