@@ -26,7 +26,7 @@ POOL, QUEUE, REF, RUN = (
     _NAME.format("ref"),
     _NAME.format("run_id"),
 )
-FORMAT, ARTIFACT = _NAME.format("fmt"), _NAME.format("name")
+FORMAT, ARTIFACT, SHA256 = _NAME.format("fmt"), _NAME.format("name"), _NAME.format("sha256")
 JSON = s.JSONObject
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
@@ -184,6 +184,22 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "responses": {200: s.Notebook},
             }
         },
+    ),
+    (
+        f"deployments/{REF}/files",
+        f.DeploymentFiles,
+        {
+            "get": {
+                "summary": "The project files a version carries (for remote process workers)",
+                "query": s.DeploymentNotebookQuery,
+                "responses": {200: s.ProjectFilesReply},
+            }
+        },
+    ),
+    (
+        f"deployments/{REF}/files/{SHA256}",
+        f.DeploymentFile,
+        {"get": {"summary": "One project file, by its sha256", "responses": {200: Binary()}}},
     ),
     (
         f"deployments/{REF}/upcoming",

@@ -82,9 +82,9 @@ class NBFlowsExtension(ExtensionApp):
         help="Runs the retention pass always keeps per deployment (and per interactive flow), "
         "newest first, however old; 0: no such floor.",
     ).tag(config=True)
-    retention_interval = Float(
-        300.0, help="Seconds between the scheduler's retention passes."
-    ).tag(config=True)
+    retention_interval = Float(300.0, help="Seconds between the scheduler's retention passes.").tag(
+        config=True
+    )
     offline_worker_ttl = Float(
         heartbeats.OFFLINE_WORKER_TTL,
         help="Seconds a worker stays listed (OFFLINE) after its last heartbeat before its row "
@@ -97,6 +97,7 @@ class NBFlowsExtension(ExtensionApp):
     max_run_output = _limit_trait("max_run_output")
     max_artifact_size = _limit_trait("max_artifact_size")
     max_run_artifacts = _limit_trait("max_run_artifacts")
+    max_project_size = _limit_trait("max_project_size")
 
     @default("result_store_url")
     def _default_result_store_url(self) -> str:

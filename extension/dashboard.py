@@ -30,8 +30,8 @@ from nbflows import work_pools as pools
 from nbflows.errors import NBFlowsError
 from nbflows.limits import size_text
 from nbflows.orchestrator import Orchestrator
-from nbflows.results import ResultStore, run_files
 from nbflows.presentation import format_duration, parse_timestamp
+from nbflows.results import ResultStore, run_files
 from nbflows.schemas import log_json
 from nbflows.states import StateType
 

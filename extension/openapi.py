@@ -28,6 +28,7 @@ class Binary:
     def content(self) -> dict[str, Any]:
         return {m: {"schema": {"type": "string", "format": "binary"}} for m in self.media_types}
 
+
 _REF = "#/components/schemas/{model}"
 
 #: The errors every route may answer, each with an `Error` body.

@@ -14,6 +14,7 @@ from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job
 from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput, NotFound
 from nbflows.limits import executed_notebook_text, too_large
+from nbflows.results.project_files import carry_project_files
 from nbflows.scheduling import MIN_INTERVAL, check_frequency
 from nbflows.schemas import (
     ClaimRequest,
@@ -309,12 +310,13 @@ class Deployments(NBFlowsHandler):
     @authorized
     async def post(self) -> None:
         req = parse(DeployRequest, await self.body())
-        root, limits = self.orch.root_dir, self.limits
+        root, limits, results = self.orch.root_dir, self.limits, self.orch.results
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
             check_frequency(req.schedules, floor)
             d, created, changes = deployments.redeploy(s, req, root, limits)
+            carry_project_files(s, results, d, limits)
             return {**deployments.deployment_json(d), "changes": changes}, created
 
         out, created = await self.orch.call(deploy)

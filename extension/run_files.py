@@ -1,4 +1,5 @@
-"""Handlers for the files of runs in the result store: artifacts, exports, and pruning.
+"""Handlers for what the result store keeps: the files of runs (artifacts, exports; pruning)
+and the project files of deployments.
 
 Files are read and written on the orchestrator's threads (the store may be a disk or an S3
 bucket); the event loop only passes bytes on, a piece per turn.
@@ -13,8 +14,14 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from nbflows.limits import too_large
-from nbflows.results import artifacts, exports, retention, run_files
-from nbflows.schemas import NotebookStoreQuery, PruneRequest, iso, parse
+from nbflows.results import artifacts, exports, project_files, retention, run_files
+from nbflows.schemas import (
+    DeploymentNotebookQuery,
+    NotebookStoreQuery,
+    PruneRequest,
+    iso,
+    parse,
+)
 
 from .base import CHUNK, NBFlowsHandler
 
@@ -91,9 +98,7 @@ class FlowRunExport(BinaryReply):
     async def get(self, run_id: str, fmt: str) -> None:
         checked = exports.check_format(fmt)
         results = self.orch.results
-        data = await self.orch.call(
-            lambda s: exports.read_export(s, results, run_id, checked)
-        )
+        data = await self.orch.call(lambda s: exports.read_export(s, results, run_id, checked))
         await self.reply_file(data, exports.MEDIA_TYPES[checked], f"{run_id}.{checked}")
 
 
@@ -114,3 +119,20 @@ class PruneFlowRuns(NBFlowsHandler):
             )
         )
         self.reply(out)
+
+
+class DeploymentFiles(NBFlowsHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str) -> None:
+        version = self.query_args(DeploymentNotebookQuery).version
+        self.reply(await self.orch.call(project_files.project_manifest, ref, version))
+
+
+class DeploymentFile(BinaryReply):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str, sha256: str) -> None:
+        results = self.orch.results
+        data = await self.orch.call(project_files.read_project_file, results, ref, sha256)
+        await self.reply_file(data, "application/octet-stream", sha256)

@@ -751,6 +751,15 @@ class Client:
             "PUT", f"flow_runs/{_seg(id)}/notebook", json_body=dict(nb), params=params
         )
 
+    def read_deployment_files(self, ref: str, version: int | None = None) -> dict[str, Any]:
+        """The project files a deployment version carries: `{"notebook_dir", "files"}`."""
+        path = f"deployments/{_seg(self._deployment_id(ref))}/files"
+        return cast(dict[str, Any], self._get(path, version=version))
+
+    def read_deployment_file(self, ref: str, sha256: str) -> bytes:
+        path = f"deployments/{_seg(self._deployment_id(ref))}/files/{_seg(sha256)}"
+        return cast(bytes, self.request("GET", path, raw=True, timeout=300))
+
     def list_flow_run_artifacts(self, id: str) -> list[dict[str, Any]]:
         """The artifacts of a run: `{"name", "size", "sha256", "created"}` each."""
         return cast(list[dict[str, Any]], self._get(f"flow_runs/{_seg(id)}/artifacts"))
@@ -802,7 +811,9 @@ class Client:
                 "dry_run": dry_run,
             }
         )
-        return cast(dict[str, Any], self.request("POST", "flow_runs/prune", json_body=body, timeout=600))
+        return cast(
+            dict[str, Any], self.request("POST", "flow_runs/prune", json_body=body, timeout=600)
+        )
 
     def watch_flow_run(
         self,

@@ -10,8 +10,8 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from . import job_templates
-from .results import ResultStore, exports, run_files
 from .errors import Conflict, InvalidInput, NotFound
+from .results import ResultStore, exports, run_files
 from .schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from .states import StateType, check_transition
 from .store import tables as t

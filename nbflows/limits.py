@@ -55,6 +55,12 @@ class Limits:
         "log says so.",
     )
 
+    max_project_size: int = _limit(
+        256 * MiB,
+        "Bytes of the project folder a process-pool deployment carries for remote workers "
+        "(the files beside its notebook); a larger one is refused at deploy (413).",
+    )
+
     def as_json(self) -> dict[str, int]:
         return asdict(self)
 

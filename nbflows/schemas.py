@@ -427,6 +427,7 @@ class LimitsReply(Reply):
     max_run_output: int
     max_artifact_size: int
     max_run_artifacts: int
+    max_project_size: int
 
 
 class HealthReply(Reply):
@@ -605,6 +606,19 @@ class RunFileReply(Reply):
     size: int
     sha256: str
     created: Timestamp | None
+
+
+class ProjectFileReply(Reply):
+    path: str
+    sha256: str
+    size: int
+
+
+class ProjectFilesReply(Reply):
+    """The project files a deployment version carries (for workers without its folder)."""
+
+    notebook_dir: str = Field(description="The notebook's folder inside the project.")
+    files: list[ProjectFileReply]
 
 
 class PruneRequest(Body):

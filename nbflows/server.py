@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     from jupyter_server.serverapp import ServerApp
 
     app = ServerApp.instance()
-    app.initialize(argv=server_argv(
-            args.port, args.ip, args.root_dir, args.token, extra, args.result_store
-        ))
+    app.initialize(
+        argv=server_argv(args.port, args.ip, args.root_dir, args.token, extra, args.result_store)
+    )
     if EXTENSION not in app.extension_manager.extensions:
         print(
             f"Error: the {EXTENSION} server extension did not load; see the log above.",

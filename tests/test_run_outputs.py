@@ -135,9 +135,7 @@ def test_bad_artifact_requests_are_clear_4xx(server: Server) -> None:
     assert "attachment" in got.headers["content-disposition"]
 
 
-def test_the_executed_notebook_exports_to_html_from_the_cli(
-    server: Server, tmp_path: Path
-) -> None:
+def test_the_executed_notebook_exports_to_html_from_the_cli(server: Server, tmp_path: Path) -> None:
     deploy(server, "--name", "html")
     run = run_to_end(server, "artifacts/html", rows=2)
 

@@ -13,8 +13,14 @@ import typer
 from typer.core import TyperGroup
 
 from nbflows import __version__
-from nbflows.cli import common, deployment, flow_run, work_pool, work_queue
-from nbflows.cli import run_outputs  # noqa: F401  (adds its commands to `flow-run`)
+from nbflows.cli import (
+    common,
+    deployment,
+    flow_run,
+    run_outputs,  # noqa: F401  (adds its commands to `flow-run`)
+    work_pool,
+    work_queue,
+)
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
 from nbflows.client import TOKEN_ENV, URL_ENV

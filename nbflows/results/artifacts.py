@@ -51,7 +51,9 @@ def store_artifact(
     kept = run_files.total_size(s, run_id, "artifact") - (previous.size if previous else 0)
     if kept + len(data) > limits.max_run_artifacts:
         total = kept + len(data)
-        raise too_large(f"the total of the run's artifacts with '{name}'", total, limits, "max_run_artifacts")
+        raise too_large(
+            f"the total of the run's artifacts with '{name}'", total, limits, "max_run_artifacts"
+        )
     return run_files.put_run_file(s, results, run_id, "artifact", name, data)
 
 

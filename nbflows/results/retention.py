@@ -61,7 +61,10 @@ def prunable_runs(
         where.append(t.FlowRun.deployment_id == deployment_id)
     if exclude_own_policies:
         own = select(t.Deployment.id).where(
-            or_(t.Deployment.retention_days.is_not(None), t.Deployment.retention_keep_last.is_not(None))
+            or_(
+                t.Deployment.retention_days.is_not(None),
+                t.Deployment.retention_keep_last.is_not(None),
+            )
         )
         where.append(or_(t.FlowRun.deployment_id.is_(None), t.FlowRun.deployment_id.not_in(own)))
     ranked = (
@@ -135,8 +138,13 @@ def apply_policies(s: Session, results: ResultStore, policy: RetentionPolicy) ->
     every other run. Returns the number of runs removed."""
     removed = 0
     own = s.execute(
-        select(t.Deployment.id, t.Deployment.retention_days, t.Deployment.retention_keep_last).where(
-            or_(t.Deployment.retention_days.is_not(None), t.Deployment.retention_keep_last.is_not(None))
+        select(
+            t.Deployment.id, t.Deployment.retention_days, t.Deployment.retention_keep_last
+        ).where(
+            or_(
+                t.Deployment.retention_days.is_not(None),
+                t.Deployment.retention_keep_last.is_not(None),
+            )
         )
     ).all()
     for dep_id, days, keep in own:

@@ -141,6 +141,8 @@ class DeploymentVersion(Base):
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     notebook: Mapped[str] = mapped_column(Text)
+    #: The project files the version carries (`nbflows.results.project_files`), or None.
+    files: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 

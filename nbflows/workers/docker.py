@@ -724,40 +724,40 @@ def _copy_out(container: Container) -> dict[str, Any]:
     return found
 
 
-def _copy_output_dir(container: Container, reporter: RunReporter) -> str | None:
-    """The container's output folder copied to a new folder here (None when it has none).
+def _copy_output_dir(container: Container, reporter: RunReporter) -> str:
+    """The container's output folder copied to a new folder here (empty when it has none).
     Only regular files are taken, by names inside the folder: a run cannot place links or
     write outside it on the worker's machine."""
     import tempfile
 
     import docker
 
-    try:
-        chunks, _ = container.get_archive(OUTPUT_DIR)
-        spool = tempfile.TemporaryFile()
-        for chunk in chunks:
-            spool.write(chunk)
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.APIError as exc:
-        reporter.log(f"could not copy the run's output folder: {exc}", logging.WARNING)
-        return None
-    spool.seek(0)
     target = tempfile.mkdtemp(prefix="nbflows-output-")
     top = PurePosixPath(OUTPUT_DIR).name
-    with spool, tarfile.open(fileobj=spool, mode="r") as archive:
-        for member in archive.getmembers():
-            parts = PurePosixPath(member.name).parts
-            if not member.isfile() or len(parts) < 2 or parts[0] != top or ".." in parts:
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
-            path = os.path.join(target, *parts[1:])
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with handle, open(path, "wb") as out:
-                while block := handle.read(1024 * 1024):
-                    out.write(block)
+    with tempfile.TemporaryFile() as spool:
+        try:
+            chunks, _ = container.get_archive(OUTPUT_DIR)
+            for chunk in chunks:
+                spool.write(chunk)
+        except docker.errors.NotFound:
+            return target
+        except docker.errors.APIError as exc:
+            reporter.log(f"could not copy the run's output folder: {exc}", logging.WARNING)
+            return target
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r") as archive:
+            for member in archive.getmembers():
+                parts = PurePosixPath(member.name).parts
+                if not member.isfile() or len(parts) < 2 or parts[0] != top or ".." in parts:
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                path = os.path.join(target, *parts[1:])
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with handle, open(path, "wb") as out:
+                    while block := handle.read(1024 * 1024):
+                        out.write(block)
     return target
 
 

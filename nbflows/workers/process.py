@@ -14,9 +14,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflows.results.artifacts import OUTPUT_DIR_ENV
+from nbflows.results.project_files import materialise
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -139,15 +141,30 @@ class ProcessWorker(BaseWorker):
         folder = deployment.get("working_dir")
         if folder and os.path.isdir(folder):
             return str(folder)
-        # Deployed on another machine: a stable folder per deployment keeps its kernels warm.
-        fallback = os.path.join(tempfile.gettempdir(), "nbflows-runs", str(deployment.get("id")))
-        os.makedirs(fallback, exist_ok=True)
+        # Deployed on another machine: the project files the version carries, in a folder per
+        # deployment version (its kernels stay warm across runs).
+        base = os.path.join(tempfile.gettempdir(), "nbflows-runs", str(deployment.get("id")))
+        version = claimed.deployment_version
+        manifest = self.client.read_deployment_files(str(deployment.get("id")), version)
+        if manifest.get("files"):
+            target = Path(base) / f"v{version}"
+            cwd = materialise(
+                manifest,
+                target,
+                lambda sha: self.client.read_deployment_file(str(deployment.get("id")), sha),
+            )
+            reporter.log(
+                f"the deployment's folder {folder!r} is not on this machine; running in {cwd} "
+                f"with the {len(manifest['files'])} project files of version {version}"
+            )
+            return str(cwd)
+        os.makedirs(base, exist_ok=True)
         reporter.log(
             f"the deployment's folder {folder!r} does not exist on this machine; running in "
-            f"{fallback} (set the job variable 'working_dir' to choose one)",
+            f"{base} (set the job variable 'working_dir' to choose one)",
             logging.WARNING,
         )
-        return fallback
+        return base
 
 
 def _outcome(result: ExecutionResult, output_dir: str) -> Outcome:

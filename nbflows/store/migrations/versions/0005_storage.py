@@ -1,5 +1,5 @@
 """storage: references to the files of runs kept in the result store; retention and exports
-of deployments
+of deployments; project files of deployment versions
 
 Revision ID: 0005_storage
 Revises: 0003_workers
@@ -39,9 +39,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("retention_days", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("retention_keep_last", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("exports", sa.JSON(), nullable=True))
+    with op.batch_alter_table("deployment_versions") as batch_op:
+        batch_op.add_column(sa.Column("files", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deployment_versions") as batch_op:
+        batch_op.drop_column("files")
     with op.batch_alter_table("deployments") as batch_op:
         batch_op.drop_column("exports")
         batch_op.drop_column("retention_keep_last")
