@@ -47,7 +47,8 @@ def run_to_end(server: Server, ref: str, **parameters: Any) -> dict[str, Any]:
     with server.client() as api:
         run = api.create_flow_run_from_deployment(ref, parameters=parameters or None)
         final = api.watch_flow_run(run["id"], timeout=180)
-    assert final["state"]["type"] == "COMPLETED", final
+        lines = [x["message"] for x in api.read_logs(run["id"])["items"]]
+    assert final["state"]["type"] == "COMPLETED", (final["state"], lines)
     return final
 
 

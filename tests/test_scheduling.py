@@ -268,7 +268,9 @@ def test_migration_scopes_keys_to_the_deployment_and_rewrites_times_stored_the_o
                 assert run is not None
                 # Rebuilding the table (SQLite) keeps the rows that reference it.
                 assert [x.message for x in logs.read_logs(s, "r")] == ["kept"]
-                assert flow_runs.read_notebook(s, "r", ResultStore(str(tmp_path / "results"))) == "{}"
+                assert (
+                    flow_runs.read_notebook(s, "r", ResultStore(str(tmp_path / "results"))) == "{}"
+                )
                 assert run.expected_start_time == datetime(2026, 11, 29, 20, 44, 30, tzinfo=UTC)
                 if dialect == "sqlite":
                     stored = s.execute(text(f"SELECT {', '.join(DATETIME_COLUMNS)} FROM flow_runs"))

@@ -65,6 +65,7 @@ def put_run_file(
         s.add(row)
     row.key, row.size, row.sha256 = stored.key, stored.size, stored.sha256
     row.created = t.utcnow()
+    s.flush()  # found by the reads that follow in the same transaction (exports)
     return row
 
 
