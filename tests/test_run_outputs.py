@@ -160,7 +160,7 @@ def test_a_deployment_with_export_html_keeps_one_for_every_run(server: Server) -
 
 
 def sizes_line(stdout: str) -> str:
-    found = re.search(r"(Would remove|Removed) \d+ runs.*", " ".join(stdout.split()))
+    found = re.search(r"(Would remove|Removed) \d+ runs?,.*", " ".join(stdout.split()))
     assert found, stdout
     return found.group(0)
 
@@ -180,11 +180,11 @@ def test_prune_removes_old_runs_with_their_files_and_prints_sizes(server: Server
     print(f"$ nbflows flow-run prune --older-than 30d\n{nothing.stdout}")
     assert dry.returncode == 0 and real.returncode == 0, dry.stderr + real.stderr
     assert sizes_line(dry.stdout).startswith("Would remove 2 runs")
-    assert re.search(r"Stored before: 3 runs, [\d.]+ KiB; would be after: 1 runs", dry.stdout)
+    assert re.search(r"Stored before: 3 runs, [\d.]+ KiB; would be after: 1 run,", dry.stdout)
     assert sizes_line(real.stdout).startswith("Removed 2 runs")
     assert runs[0] in real.stdout and runs[1] in real.stdout and runs[2] not in real.stdout
     assert "Stored before: 3 runs" in sizes_line(real.stdout)
-    assert "after: 1 runs" in sizes_line(real.stdout)
+    assert "after: 1 run," in sizes_line(real.stdout)
     assert sizes_line(nothing.stdout).startswith("Removed 0 runs")
     assert [f.is_dir() for f in folders] == [False, False, True]
     with server.client() as api:

@@ -129,6 +129,10 @@ def prune(
         out.print_json(answer)
         return
     verb = "Would remove" if dry_run else "Removed"
+
+    def runs(count: int) -> str:
+        return f"{count} run" if count == 1 else f"{count} runs"
+
     out.table(
         answer["runs"],
         [
@@ -139,13 +143,13 @@ def prune(
             ("Created", lambda r: out.fmt_time_short(r.get("created"))),
             ("Size", lambda r: size_text(int(r.get("bytes") or 0))),
         ],
-        title=f"{verb} {answer['removed']} runs",
+        title=f"{verb} {runs(answer['removed'])}",
         empty="No run matches: nothing to remove.",
     )
     before, after = answer["before"], answer["after"]
     out.info(
-        f"{verb} {answer['removed']} runs, {size_text(answer['removed_bytes'])}. "
-        f"Stored before: {before['runs']} runs, {size_text(before['bytes'])}; "
-        f"{'would be ' if dry_run else ''}after: {after['runs']} runs, "
+        f"{verb} {runs(answer['removed'])}, {size_text(answer['removed_bytes'])}. "
+        f"Stored before: {runs(before['runs'])}, {size_text(before['bytes'])}; "
+        f"{'would be ' if dry_run else ''}after: {runs(after['runs'])}, "
         f"{size_text(after['bytes'])}."
     )
