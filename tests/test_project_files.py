@@ -42,8 +42,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     (project / "data").mkdir(parents=True)
     (project / "requirements.txt").write_text("")  # marks the project folder
     (project / "data" / "x.csv").write_text("a,b\n1,2\n")
-    (project / "notes" / "reader.ipynb").parent.mkdir()
-    (project / "notes" / "reader.ipynb").write_text(json.dumps(READER))
+    (project / "reader.ipynb").write_text(json.dumps(READER))
+    (project / "notes").mkdir()
+    (project / "notes" / "todo.md").write_text("a folder the notebook does not need")
     (project / "secret.db").write_text("never sent")
     (project / "data" / "x.csv.bak").write_text("kept")
     try:
@@ -62,19 +63,19 @@ def test_a_remote_process_worker_runs_the_notebook_beside_its_project_files(
 ) -> None:
     with server.client() as api:
         api.create_work_pool("remote", type="process")
-        api.deploy(path="proj/notes/reader.ipynb", name="csv", work_pool_name="remote")
+        api.deploy(path="proj/reader.ipynb", name="csv", work_pool_name="remote")
         manifest = api.read_deployment_files("reader/csv")
         first = stored_blobs(server)
         # Deployed again unchanged: nothing new is stored; one file changed: one more file.
-        api.deploy(path="proj/notes/reader.ipynb", name="csv", work_pool_name="remote")
+        api.deploy(path="proj/reader.ipynb", name="csv", work_pool_name="remote")
         assert stored_blobs(server) == first
         (server.root / "proj" / "data" / "x.csv").write_text("a,b\n3,4\n")
-        api.deploy(path="proj/notes/reader.ipynb", name="csv", work_pool_name="remote")
+        api.deploy(path="proj/reader.ipynb", name="csv", work_pool_name="remote")
         assert len(stored_blobs(server) - first) == 1
 
     paths = [f["path"] for f in manifest["files"]]
-    assert manifest["notebook_dir"] == "notes"
-    assert "data/x.csv" in paths and "notes/reader.ipynb" in paths
+    assert manifest["notebook_dir"] == "."
+    assert {"data/x.csv", "reader.ipynb", "notes/todo.md"} <= set(paths)
     assert "secret.db" not in paths  # the image build context's rules: no databases
     # The worker's machine has no project folder: the server's copy goes away.
     shutil.move(server.root / "proj", tmp_path / "moved-away")
