@@ -1,7 +1,8 @@
 """The route table of `nbflows/api/`: one place, used to serve the API, to describe it (the
 OpenAPI document) and to shape each answer (its response model).
 
-Each method of a route says its `summary`, its request `body` and `query` models, its
+Each method of a route says its `summary`, its request `body` and `query` models (`path`: JSON
+schemas of path parameters beyond "a string"), its
 `responses` (status -> the type of the JSON answer; None: no body), and with `linked: False` that
 the document links no created resource to it (see `LINKS`).
 """
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from nbflows import schemas as s
+from nbflows.results.exports import FORMATS
 
 from . import routes as r
 from . import run_files as f
@@ -318,6 +320,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         {
             "get": {
                 "summary": "The executed notebook exported (html; pdf where Chromium exists)",
+                "path": {"fmt": {"enum": list(FORMATS)}},
                 "responses": {200: Binary("text/html", "application/pdf")},
             }
         },

@@ -81,7 +81,12 @@ def openapi_document(
             "summary": spec.get("summary", f"{method.upper()} {path}"),
             "operationId": op_id,
             "parameters": [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": p,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", **spec.get("path", {}).get(p, {})},
+                }
                 for p in params
             ],
             "responses": {},
