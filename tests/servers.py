@@ -47,6 +47,10 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
+#: Seconds a server may take to answer its first request.
+START_TIMEOUT = 180.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -172,7 +176,8 @@ def start_server(
         log_path=log_path,
         env={"NBFLOWS_DATABASE_URL": db_url, "JUPYTER_RUNTIME_DIR": str(runtime)},
     )
-    deadline = time.monotonic() + 60
+    # Generous: only "never" is caught; a loaded 2-core machine takes a minute to start one.
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{module} exited early:\n{server.log()}")
@@ -183,4 +188,4 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{module} did not answer in 60 s:\n{server.log()}")
+    raise RuntimeError(f"{module} did not answer in {START_TIMEOUT:g} s:\n{server.log()}")
