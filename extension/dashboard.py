@@ -367,7 +367,7 @@ class RunNotebookPage(DashboardHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        text = await self.orch.call(flow_runs.read_notebook, run_id)
+        text = await self.orch.call(flow_runs.read_notebook, run_id, self.orch.results)
         page = await asyncio.get_running_loop().run_in_executor(
             None, lambda: render_notebook_html(text).encode("utf-8")
         )
