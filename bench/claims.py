@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nbflows.client import get_client
+from nbflows.client.rest import get_client
 from tests.servers import start_server
 
 from .harness import Result

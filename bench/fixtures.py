@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from nbflows import job_templates
 from nbflows.store import tables as t
 from nbflows.store.db import Database
+from nbflows.workers import job_templates
 
 TRIVIAL = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
 

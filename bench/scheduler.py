@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 
-from nbflows import scheduling
+from nbflows.scheduling import scheduler as scheduling
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .app import NBFlowsExtension
+from nbflows.extension.app import NBFlowsExtension
 
 __all__ = ["NBFlowsExtension"]
 

@@ -14,12 +14,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from nbflows import schemas as s
+from nbflows.extension import access_routes as a
+from nbflows.extension import permissions as p
+from nbflows.extension import routes as r
+from nbflows.extension import run_files as f
+from nbflows.extension.openapi import Binary, OpenAPI
 from nbflows.results.exports import FORMATS
-
-from . import routes as r
-from . import run_files as f
-from .openapi import Binary, OpenAPI
+from nbflows.services import schemas as s
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (
@@ -37,17 +38,33 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.Health,
         {
             "get": {
+                "permission": p.READ_SERVER,
+                "worker": p.ANY,
+                "run": p.ANY,
                 "summary": "Server health, version and size limits",
                 "responses": {200: s.HealthReply},
             }
         },
     ),
-    ("openapi.json", OpenAPI, {"get": {"summary": "This document", "responses": {200: JSON}}}),
+    (
+        "openapi.json",
+        OpenAPI,
+        {
+            "get": {
+                "permission": p.READ_SERVER,
+                "worker": p.ANY,
+                "run": p.ANY,
+                "summary": "This document",
+                "responses": {200: JSON},
+            }
+        },
+    ),
     (
         "work_pool_types",
         r.PoolTypes,
         {
             "get": {
+                "permission": p.READ_POOLS,
                 "summary": "Pool types and their default templates",
                 "responses": {200: list[s.PoolTypeReply]},
             }
@@ -56,14 +73,26 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         r"work_pool_types/(?P<kind>[^/]+)/base_job_template",
         r.PoolTypeTemplate,
-        {"get": {"summary": "Default base job template of a pool type", "responses": {200: JSON}}},
+        {
+            "get": {
+                "permission": p.READ_POOLS,
+                "summary": "Default base job template of a pool type",
+                "responses": {200: JSON},
+            }
+        },
     ),
     (
         "work_pools",
         r.WorkPools,
         {
-            "get": {"summary": "List work pools", "responses": {200: list[s.WorkPoolReply]}},
+            "get": {
+                "permission": p.READ_POOLS,
+                "worker": p.POOLS,
+                "summary": "List work pools",
+                "responses": {200: list[s.WorkPoolReply]},
+            },
             "post": {
+                "permission": p.ADMIN_POOLS,
                 "summary": "Create a work pool",
                 "body": s.WorkPoolCreate,
                 "responses": {201: s.WorkPoolReply},
@@ -74,21 +103,37 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f"work_pools/{POOL}",
         r.WorkPool,
         {
-            "get": {"summary": "Read a work pool", "responses": {200: s.WorkPoolReply}},
+            "get": {
+                "permission": p.READ_POOLS,
+                "worker": p.POOL,
+                "summary": "Read a work pool",
+                "responses": {200: s.WorkPoolReply},
+            },
             "patch": {
+                "permission": p.ADMIN_POOLS,
                 "summary": "Update a work pool",
                 "body": s.WorkPoolUpdate,
                 "responses": {200: s.WorkPoolReply},
             },
-            "delete": {"summary": "Delete a work pool", "responses": {204: None}},
+            "delete": {
+                "permission": p.ADMIN_POOLS,
+                "summary": "Delete a work pool",
+                "responses": {204: None},
+            },
         },
     ),
     (
         f"work_pools/{POOL}/queues",
         r.WorkQueues,
         {
-            "get": {"summary": "List a pool's queues", "responses": {200: list[s.WorkQueueReply]}},
+            "get": {
+                "permission": p.READ_POOLS,
+                "worker": p.POOL,
+                "summary": "List a pool's queues",
+                "responses": {200: list[s.WorkQueueReply]},
+            },
             "post": {
+                "permission": p.ADMIN_POOLS,
                 "summary": "Create a work queue",
                 "body": s.WorkQueueCreate,
                 "responses": {201: s.WorkQueueReply},
@@ -99,13 +144,23 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f"work_pools/{POOL}/queues/{QUEUE}",
         r.WorkQueue,
         {
-            "get": {"summary": "Read a work queue", "responses": {200: s.WorkQueueReply}},
+            "get": {
+                "permission": p.READ_POOLS,
+                "worker": p.POOL,
+                "summary": "Read a work queue",
+                "responses": {200: s.WorkQueueReply},
+            },
             "patch": {
+                "permission": p.ADMIN_POOLS,
                 "summary": "Update a work queue",
                 "body": s.WorkQueueUpdate,
                 "responses": {200: s.WorkQueueReply},
             },
-            "delete": {"summary": "Delete a work queue", "responses": {204: None}},
+            "delete": {
+                "permission": p.ADMIN_POOLS,
+                "summary": "Delete a work queue",
+                "responses": {204: None},
+            },
         },
     ),
     (
@@ -113,6 +168,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.Claim,
         {
             "post": {
+                "permission": p.WORK_POOLS,
+                "worker": p.POOL,
                 "summary": "Claim due runs (long-poll)",
                 # Not a link target of a new pool: its body names queues, each may be unknown.
                 "linked": False,
@@ -126,6 +183,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.Heartbeat,
         {
             "post": {
+                "permission": p.WORK_POOLS,
+                "worker": p.POOL,
                 "summary": "Worker heartbeat; returns runs to cancel",
                 "body": s.HeartbeatRequest,
                 "responses": {200: s.HeartbeatReply},
@@ -135,18 +194,27 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"work_pools/{POOL}/workers",
         r.Workers,
-        {"get": {"summary": "List a pool's workers", "responses": {200: list[s.WorkerReply]}}},
+        {
+            "get": {
+                "permission": p.READ_POOLS,
+                "worker": p.POOL,
+                "summary": "List a pool's workers",
+                "responses": {200: list[s.WorkerReply]},
+            }
+        },
     ),
     (
         "deployments",
         r.Deployments,
         {
             "get": {
+                "permission": p.READ_DEPLOYMENTS,
                 "summary": "List deployments",
                 "query": s.DeploymentsQuery,
                 "responses": {200: list[s.DeploymentReply]},
             },
             "post": {
+                "permission": p.DEPLOY,
                 "summary": "Deploy (create, or a new version: 200)",
                 "body": s.DeployRequest,
                 "responses": {201: s.DeploymentReply, 200: s.DeploymentReply},
@@ -158,6 +226,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.DeploymentByName,
         {
             "get": {
+                "permission": p.READ_DEPLOYMENTS,
                 "summary": "Read a deployment by flow and deployment name",
                 "responses": {200: s.DeploymentReply},
             }
@@ -167,13 +236,23 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f"deployments/{REF}",
         r.Deployment,
         {
-            "get": {"summary": "Read a deployment", "responses": {200: s.DeploymentReply}},
+            "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
+                "summary": "Read a deployment",
+                "responses": {200: s.DeploymentReply},
+            },
             "patch": {
+                "permission": p.DEPLOY,
                 "summary": "Update a deployment",
                 "body": s.DeploymentUpdate,
                 "responses": {200: s.DeploymentReply},
             },
-            "delete": {"summary": "Delete a deployment", "responses": {204: None}},
+            "delete": {
+                "permission": p.DEPLOY,
+                "summary": "Delete a deployment",
+                "responses": {204: None},
+            },
         },
     ),
     (
@@ -181,6 +260,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.DeploymentNotebook,
         {
             "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
                 "summary": "Frozen notebook",
                 "query": s.DeploymentNotebookQuery,
                 "responses": {200: s.Notebook},
@@ -192,6 +273,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f.DeploymentFiles,
         {
             "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
                 "summary": "The project files a version carries (for remote process workers)",
                 "query": s.DeploymentNotebookQuery,
                 "responses": {200: s.ProjectFilesReply},
@@ -201,13 +284,21 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"deployments/{REF}/files/{SHA256}",
         f.DeploymentFile,
-        {"get": {"summary": "One project file, by its sha256", "responses": {200: Binary()}}},
+        {
+            "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
+                "summary": "One project file, by its sha256",
+                "responses": {200: Binary()},
+            }
+        },
     ),
     (
         f"deployments/{REF}/upcoming",
         r.DeploymentUpcoming,
         {
             "get": {
+                "permission": p.READ_DEPLOYMENTS,
                 "summary": "Upcoming runs",
                 "query": s.UpcomingQuery,
                 "responses": {200: list[s.FlowRunReply]},
@@ -219,6 +310,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.DeploymentRuns,
         {
             "post": {
+                "permission": p.RUN_DEPLOYMENTS,
                 "summary": "Run a deployment (the same run again for a known idempotency key: 200)",
                 "body": s.RunRequest,
                 "responses": {201: s.FlowRunReply, 200: s.FlowRunReply},
@@ -230,11 +322,15 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.FlowRuns,
         {
             "get": {
+                "permission": p.READ_RUNS,
                 "summary": "List flow runs, newest first",
                 "query": s.FlowRunsQuery,
                 "responses": {200: list[s.FlowRunReply]},
             },
             "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.CHILD,
+                "run": p.CHILD,
                 "summary": "Record an interactive flow run",
                 "body": s.InteractiveRunCreate,
                 "responses": {201: s.FlowRunReply},
@@ -246,6 +342,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f.PruneFlowRuns,
         {
             "post": {
+                "permission": p.WRITE_RUNS,
                 "summary": "Remove finished runs with their logs, notebooks and artifacts "
                 "(or with dry_run, say what would go)",
                 "body": s.PruneRequest,
@@ -256,13 +353,24 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"flow_runs/{RUN}",
         r.FlowRun,
-        {"get": {"summary": "Read a flow run", "responses": {200: s.FlowRunReply}}},
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "Read a flow run",
+                "responses": {200: s.FlowRunReply},
+            }
+        },
     ),
     (
         f"flow_runs/{RUN}/set_state",
         r.FlowRunState,
         {
             "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "Change a run's state",
                 "body": s.SetState,
                 "responses": {200: s.FlowRunReply},
@@ -272,13 +380,22 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"flow_runs/{RUN}/cancel",
         r.FlowRunCancel,
-        {"post": {"summary": "Cancel a run", "responses": {200: s.FlowRunReply}}},
+        {
+            "post": {
+                "permission": p.WRITE_RUNS,
+                "summary": "Cancel a run",
+                "responses": {200: s.FlowRunReply},
+            }
+        },
     ),
     (
         f"flow_runs/{RUN}/heartbeat",
         r.FlowRunHeartbeat,
         {
             "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "A kernel's beat for its %%flow run",
                 "body": s.FlowRunHeartbeatRequest,
                 "responses": {200: s.FlowRunBeatReply},
@@ -290,11 +407,17 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         r.FlowRunLogs,
         {
             "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "Read log lines (long-poll with wait)",
                 "query": s.LogsQuery,
                 "responses": {200: s.LogsPageReply},
             },
             "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "Write log lines",
                 "body": s.LogIn | list[s.LogIn],
                 "responses": {201: s.LogsWrittenReply},
@@ -305,8 +428,16 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         f"flow_runs/{RUN}/notebook",
         r.FlowRunNotebook,
         {
-            "get": {"summary": "Executed notebook", "responses": {200: s.Notebook}},
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "Executed notebook",
+                "responses": {200: s.Notebook},
+            },
             "put": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
                 "summary": "Store the executed notebook",
                 "query": s.NotebookStoreQuery,
                 "body": s.Notebook,
@@ -315,10 +446,83 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
+        "worker_tokens",
+        a.WorkerTokens,
+        {
+            "get": {
+                "permission": p.ADMIN_POOLS,
+                "summary": "List worker credentials (never their tokens)",
+                "responses": {200: list[s.WorkerTokenReply]},
+            },
+            "post": {
+                "permission": p.ADMIN_POOLS,
+                "summary": "Create a worker credential for some pools (its token is shown once)",
+                "body": s.WorkerTokenCreate,
+                "responses": {201: s.WorkerTokenCreated},
+            },
+        },
+    ),
+    (
+        r"worker_tokens/(?P<name>[^/]+)",
+        a.WorkerToken,
+        {
+            "delete": {
+                "permission": p.ADMIN_POOLS,
+                "summary": "Revoke the worker credentials of this name (or id)",
+                "responses": {204: None},
+            }
+        },
+    ),
+    (
+        "secrets",
+        a.Secrets,
+        {
+            "get": {
+                "permission": p.READ_SECRETS,
+                "summary": "List secrets (names only)",
+                "responses": {200: list[s.SecretReply]},
+            }
+        },
+    ),
+    (
+        r"secrets/(?P<name>[A-Za-z_][A-Za-z0-9_]{0,199})",
+        a.Secret,
+        {
+            "put": {
+                "permission": p.WRITE_SECRETS,
+                "summary": "Set a secret (stored encrypted)",
+                "body": s.SecretSet,
+                "responses": {204: None},
+            },
+            "delete": {
+                "permission": p.WRITE_SECRETS,
+                "summary": "Delete a secret",
+                "responses": {204: None},
+            },
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/secrets",
+        a.RunSecrets,
+        {
+            "get": {
+                # Users never: only the worker credential holding the run.
+                "permission": ("resolve", "nbflows:secrets"),
+                "worker": p.RUN,
+                "summary": "Values of the secrets a run refers to (its worker only)",
+                "linked": False,
+                "responses": {200: s.RunSecretsReply},
+            }
+        },
+    ),
+    (
         f"flow_runs/{RUN}/exports/{FORMAT}",
         f.FlowRunExport,
         {
             "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "The executed notebook exported (html; pdf where Chromium exists)",
                 "path": {"fmt": {"enum": list(FORMATS)}},
                 "responses": {200: Binary("text/html", "application/pdf")},
@@ -328,17 +532,30 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
         f"flow_runs/{RUN}/artifacts",
         f.FlowRunArtifacts,
-        {"get": {"summary": "A run's artifacts", "responses": {200: list[s.RunFileReply]}}},
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "A run's artifacts",
+                "responses": {200: list[s.RunFileReply]},
+            }
+        },
     ),
     (
         f"flow_runs/{RUN}/artifacts/{ARTIFACT}",
         f.FlowRunArtifact,
         {
             "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
                 "summary": "Download an artifact (name URL-encoded, '/' as %2F)",
                 "responses": {200: Binary()},
             },
             "put": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
                 "summary": "Store an artifact of a run",
                 "query": s.NotebookStoreQuery,
                 "body": Binary(),
@@ -347,6 +564,12 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
 ]
+
+
+@cache
+def method_specs() -> dict[tuple[type, str], dict[str, Any]]:
+    """Each route method's spec by (handler, method)."""
+    return {(handler, method): spec for _, handler, meta in ROUTES for method, spec in meta.items()}
 
 
 def response_adapter(handler: type, method: str, status: int) -> TypeAdapter[Any] | None:

@@ -13,22 +13,24 @@ from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default
 
-from nbflows import heartbeats, scheduling
-from nbflows.limits import Limits
-from nbflows.orchestrator import Orchestrator
+from nbflows import protocol
+from nbflows.extension.api import LINKS, ROUTES
+from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop, embedded_worker_credential
+from nbflows.extension.openapi import openapi_document
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.extension.routes import NotFoundRoute
 from nbflows.results import ResultStore
 from nbflows.results.retention import RetentionPolicy
 from nbflows.results.store import default_result_store_options, default_result_store_url
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import heartbeats
+from nbflows.services.limits import Limits
 from nbflows.store.db import Database, default_database_url
-
-from .api import LINKS, ROUTES
-from .lifecycle import EmbeddedWorker, SchedulerLoop
-from .openapi import openapi_document
-from .routes import NotFoundRoute
+from nbflows.store.local import import_journal
 
 
 def _limit_trait(name: str) -> Int:
-    """A size limit of `nbflows.limits.Limits` as a setting, with its default and help."""
+    """A size limit of `nbflows.services.limits.Limits` as a setting, with its default and help."""
     return Int(Limits.default(name), min=1, help=Limits.help(name)).tag(config=True)
 
 
@@ -129,6 +131,10 @@ class NBFlowsExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         root_dir = os.path.abspath(os.path.expanduser(self.server.root_dir))
         database = Database(self.database_url)
+        # Runs kernels recorded while no server ran (before the loop serves: like migrating).
+        imported = import_journal(database, self.database_url)
+        if imported:
+            self.log.info("nbflows: imported %d flow runs from the local journal", imported)
         results = ResultStore(self.result_store_url, dict(self.result_store_options))
         self.orchestrator = Orchestrator(database, root_dir=root_dir, results=results)
         self.settings.update(
@@ -172,16 +178,20 @@ class NBFlowsExtension(ExtensionApp):
     async def _started(self) -> None:
         token = self.server.identity_provider.token or ""
         # Kernels inherit the server's environment: this is how %%flow finds the API.
-        os.environ["NBFLOWS_API_URL"] = self.api_url
-        os.environ["NBFLOWS_API_TOKEN"] = token
+        os.environ[protocol.API_URL_ENV] = self.api_url
+        os.environ[protocol.API_TOKEN_ENV] = token
         self.orchestrator.start()
         self.loop_lag.start()
         if self.scheduler:
             self.scheduler_loop.start()
         if self.embedded_worker and self.embedded_worker_types:
+            types = list(self.embedded_worker_types)
+            worker_token = await self.orchestrator.call(
+                embedded_worker_credential, EmbeddedWorker.name_for(self.api_url), types
+            )
             self.worker = EmbeddedWorker(
                 self.api_url,
-                token,
+                worker_token,
                 list(self.embedded_worker_types),
                 list(self.embedded_worker_args),
             )
@@ -238,7 +248,7 @@ class LoopLagMonitor:
 
 def _dashboard_handlers() -> list[tuple[str, Any]]:
     try:
-        from .dashboard import HANDLERS
+        from nbflows.extension.dashboard import HANDLERS
     except ImportError:
         return []
     return list(HANDLERS)

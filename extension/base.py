@@ -14,13 +14,18 @@ from pydantic_core import to_json
 from tornado import web
 
 from nbflows.errors import BadRequest, InvalidInput, NBFlowsError
-from nbflows.limits import Limits, check_parameters, too_large
-from nbflows.orchestrator import Orchestrator
-from nbflows.schemas import load_json
+from nbflows.extension.orchestrator import Orchestrator
+from nbflows.services import credentials
+from nbflows.services.credentials import Principal
+from nbflows.services.limits import Limits, check_parameters, too_large
+from nbflows.services.schemas import load_json
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _NO_CREDENTIALS = (
     "no valid credentials: send the Jupyter server's token as 'Authorization: token <token>'"
+)
+_DEAD_CREDENTIAL = (
+    "this nbflows credential is unknown or revoked, or the run attempt it was given to has ended"
 )
 Q = TypeVar("Q", bound=BaseModel)
 
@@ -95,10 +100,27 @@ class NBFlowsHandler(APIHandler):
 
     auth_resource = "nbflows"
     _body_size = 0
+    #: The worker or run a credential speaks for; None for a Jupyter user.
+    principal: Principal | None = None
 
     @property
     def orch(self) -> Orchestrator:
         return self.settings["nbflows_orchestrator"]
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        # A worker's or a run's credential is ours to check; anything else is Jupyter's.
+        token = _request_token(self.request.headers.get("Authorization", ""))
+        if token and credentials.is_credential(token):
+            principal = await self.orch.call(credentials.find_principal, token)
+            if principal is None:
+                raise web.HTTPError(401, _DEAD_CREDENTIAL)
+            from jupyter_server.auth import User
+
+            self.principal = principal
+            # A header token is not a cookie: no XSRF check applies.
+            self.current_user = self._jupyter_current_user = User(principal.username)
+            return
+        await super().prepare()
 
     def get_login_url(self) -> str:
         # `@web.authenticated` found no user: that is a 401 (403 is for a user not allowed).
@@ -126,7 +148,7 @@ class NBFlowsHandler(APIHandler):
             self.request.body = b""  # over the limit: what came is let go, the rest ignored
 
     async def body(self) -> Any:
-        """The JSON body, checked by `nbflows.schemas.load_json` (`{}` when empty) and within
+        """The JSON body, checked by `nbflows.services.schemas.load_json` (`{}` when empty) and within
         the size limits of the body and of its `parameters`. A big body is decoded on the
         orchestrator's threads, not on the event loop."""
         limits = self.limits
@@ -185,7 +207,7 @@ class NBFlowsHandler(APIHandler):
         self.finish(self._serialise(data, status))
 
     def _serialise(self, data: Any, status: int) -> bytes:
-        from .api import response_adapter  # the route table imports the handlers
+        from nbflows.extension.api import response_adapter  # the route table imports the handlers
 
         adapter = response_adapter(type(self), self.request.method or "", status)
         if adapter is not None:
@@ -256,6 +278,11 @@ class NBFlowsHandler(APIHandler):
 
         base = self.base_url.rstrip("/") + "/nbflows/api"
         return "/".join([base, *(quote(p, safe="") for p in parts)])
+
+
+def _request_token(header: str) -> str:
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() in ("token", "bearer") else ""
 
 
 #: Lists longer than this are checked against their model by their first item only: checking

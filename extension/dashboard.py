@@ -25,15 +25,15 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import deployments, flow_runs, heartbeats, logs
-from nbflows import work_pools as pools
 from nbflows.errors import NBFlowsError
-from nbflows.limits import size_text
-from nbflows.orchestrator import Orchestrator
+from nbflows.extension.orchestrator import Orchestrator
 from nbflows.presentation import format_duration, parse_timestamp
+from nbflows.protocol import StateType
 from nbflows.results import ResultStore, run_files
-from nbflows.schemas import log_json
-from nbflows.states import StateType
+from nbflows.services import deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.limits import size_text
+from nbflows.services.schemas import log_json
 
 __all__ = ["HANDLERS", "render_notebook_html"]
 
@@ -58,20 +58,10 @@ def format_when(value: Any) -> str:
 
 
 def describe_schedule(schedule: dict[str, Any]) -> str:
-    kind = schedule.get("kind")
-    zone = schedule.get("timezone") or "UTC"
-    if kind == "cron":
-        text = f"cron {schedule.get('cron')}"
-    elif kind == "interval":
-        text = f"every {format_duration(schedule.get('interval'))}"
-    elif kind == "rrule":
-        text = f"rrule {schedule.get('rrule')}"
-    else:
-        text = str(kind)
-    text += f" ({zone})"
-    if schedule.get("active") is False:
-        text += ", inactive"
-    return text
+    """The schedule's own words (`Schedule.describe`), the same text the CLI prints."""
+    from nbflows.scheduling.schedules import parse_schedule
+
+    return parse_schedule(schedule).describe()
 
 
 def compact_json(value: Any) -> str:
@@ -161,11 +151,14 @@ def _deployments_page(s: Session) -> list[dict[str, Any]]:
 
 def _run_form_fields(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     """The inputs of a deployment's "Run now" form: one per parameter, typed, with its value."""
-    props = (deployment.get("parameter_schema") or {}).get("properties") or {}
-    values = deployment.get("parameters") or {}
+    from nbflows.notebooks.parameters import parameter_defaults
+
+    schema = deployment.get("parameter_schema") or {}
+    props = schema.get("properties") or {}
+    values = parameter_defaults(schema, deployment.get("parameters"))
     fields = []
     for name, prop in props.items():
-        value = values.get(name, prop.get("default"))
+        value = values[name]
         kind = prop.get("type")
         fields.append(
             {

@@ -16,9 +16,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nbflows import heartbeats, scheduling
-from nbflows.orchestrator import Orchestrator
+from nbflows import protocol
+from nbflows.errors import NotFound
+from nbflows.extension.orchestrator import Orchestrator
 from nbflows.results.retention import RetentionPolicy, apply_policies
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import credentials, heartbeats
 from nbflows.store.db import begin_write
 
 log = logging.getLogger("nbflows")
@@ -102,8 +105,17 @@ class SchedulerLoop:
             self._task = None
 
 
+def embedded_worker_credential(s: Session, name: str, pool_types: list[str]) -> str:
+    """A fresh worker credential for the embedded worker `name` (for every pool of
+    `pool_types`); the one its previous process had is revoked."""
+    with contextlib.suppress(NotFound):
+        credentials.revoke_worker_credential(s, name)
+    return credentials.create_worker_credential(s, name, [], pool_types)[1]
+
+
 class EmbeddedWorker:
-    """`nbflows worker start` as a child process: the same worker a remote machine runs."""
+    """`nbflows worker start` as a child process: the same worker a remote machine runs, with
+    its own worker credential (never the server's token)."""
 
     def __init__(self, api_url: str, token: str, pool_types: list[str], args: list[str]) -> None:
         self.api_url = api_url
@@ -112,12 +124,18 @@ class EmbeddedWorker:
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def name_for(api_url: str) -> str:
+        """Stable across restarts (so its orphaned runs are recognised), distinct per server."""
+        return f"embedded-{socket.gethostname()}-{urlsplit(api_url).port}"
+
     def start(self) -> None:
         env: dict[str, Any] = {
-            **os.environ,
-            "NBFLOWS_API_URL": self.api_url,
-            "NBFLOWS_API_TOKEN": self.token,
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("JUPYTER_TOKEN", "NBFLOWS_WORKER_TOKEN")
         }
+        env |= {protocol.API_URL_ENV: self.api_url, protocol.API_TOKEN_ENV: self.token}
         cmd = [sys.executable, "-m", "nbflows.cli.app", "worker", "start"]
         for kind in self.pool_types:
             cmd += ["--type", kind]
@@ -125,8 +143,7 @@ class EmbeddedWorker:
         # while a run is still being given its chance to finish.
         cmd += [
             "--name",
-            # Stable across restarts (so its orphaned runs are recognised), distinct per server.
-            f"embedded-{socket.gethostname()}-{urlsplit(self.api_url).port}",
+            self.name_for(self.api_url),
             "--grace",
             "10",
             "--exit-with-parent",

@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from pydantic import TypeAdapter
 from tornado import web
 
 from nbflows import __version__
-from nbflows.schemas import ErrorReply
-
-from .base import NBFlowsHandler
+from nbflows.extension.base import NBFlowsHandler
+from nbflows.extension.permissions import permitted
+from nbflows.services.schemas import ErrorReply
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -58,9 +57,16 @@ def openapi_document(
     inputs: list[tuple[Any, Any, TypeAdapter[Any]]] = [
         ("error", "serialization", TypeAdapter(ErrorReply))
     ]
+    # A path parameter narrower than one path segment says its pattern.
+    narrow: dict[str, dict[str, str]] = {}
     for pattern, handler, meta in routes:
         path = "/nbflows/api/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).lstrip("/")
         params = re.findall(r"\{(\w+)\}", path)
+        narrow[path] = {
+            name: f"^{regex}$"
+            for name, regex in re.findall(r"\(\?P<(\w+)>([^)]*)\)", pattern)
+            if regex != "[^/]+"
+        }
         for method in _METHODS:
             if method not in handler.__dict__:
                 continue
@@ -85,7 +91,8 @@ def openapi_document(
                     "name": p,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string", **spec.get("path", {}).get(p, {})},
+                    "schema": {"type": "string", **spec.get("path", {}).get(p, {})}
+                    | ({"pattern": narrow[path][p]} if p in narrow[path] else {}),
                 }
                 for p in params
             ],
@@ -221,6 +228,6 @@ def _operation(paths: dict[str, dict[str, Any]], handler: type, method: str) -> 
 
 class OpenAPI(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(self.settings["nbflows_openapi"])

@@ -6,17 +6,20 @@ import asyncio
 import json
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from sqlalchemy.orm import Session
 from tornado import web
 
-from nbflows import __version__, claims, deployments, flow_runs, heartbeats, job_templates, logs
-from nbflows import work_pools as pools
+from nbflows import __version__
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.limits import executed_notebook_text, too_large
+from nbflows.extension.base import NBFlowsHandler, decode_json, json_object_keys
+from nbflows.extension.permissions import permitted
+from nbflows.protocol import StateType
 from nbflows.results.project_files import carry_project_files
-from nbflows.scheduling import MIN_INTERVAL, check_frequency
-from nbflows.schemas import (
+from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.limits import executed_notebook_text, too_large
+from nbflows.services.schemas import (
     ClaimRequest,
     DeploymentNotebookQuery,
     DeploymentsQuery,
@@ -42,17 +45,15 @@ from nbflows.schemas import (
     parse,
     work_queue_json,
 )
-from nbflows.states import StateType
 from nbflows.store import tables as t
-
-from .base import NBFlowsHandler, decode_json, json_object_keys
+from nbflows.workers import job_templates
 
 MAX_WAIT = 30.0
 
 
 class Health(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(
             {
@@ -70,42 +71,46 @@ class Health(NBFlowsHandler):
 
 class PoolTypes(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         self.reply(
             [
                 {
                     "type": kind,
-                    "description": job_templates.DEFAULT_TEMPLATES[kind].get("description", ""),
+                    "description": "",
                     "base_job_template": job_templates.default_base_job_template(kind),
                 }
-                for kind in job_templates.POOL_TYPES
+                for kind in job_templates.pool_types()
             ]
         )
 
 
 class PoolTypeTemplate(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, kind: str) -> None:
-        if kind not in job_templates.POOL_TYPES:  # a type is a resource here: unknown is 404
-            valid = ", ".join(job_templates.POOL_TYPES)
+        if kind not in job_templates.pool_types():  # a type is a resource here: unknown is 404
+            valid = ", ".join(job_templates.pool_types())
             raise NotFound(f"no work pool type '{kind}'; valid types: {valid}")
         self.reply(job_templates.default_base_job_template(kind))
 
 
 class WorkPools(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
-        self.reply(
-            await self.orch.call(
-                lambda s: [pools.work_pool_json(s, p) for p in pools.list_work_pools(s)]
-            )
-        )
+        who = self.principal  # a worker credential sees the pools it serves
+
+        def listed(s: Session) -> list[dict[str, Any]]:
+            found = pools.list_work_pools(s)
+            if who is not None:
+                found = [p for p in found if who.serves(p)]
+            return [pools.work_pool_json(s, p) for p in found]
+
+        self.reply(await self.orch.call(listed))
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(WorkPoolCreate, await self.body())
         out = await self.orch.call(
@@ -116,14 +121,14 @@ class WorkPools(NBFlowsHandler):
 
 class WorkPool(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(
             await self.orch.call(lambda s: pools.work_pool_json(s, pools.get_work_pool(s, pool)))
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, pool: str) -> None:
         req = parse(WorkPoolUpdate, await self.body())
         out = await self.orch.call(
@@ -133,7 +138,7 @@ class WorkPool(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, pool: str) -> None:
         await self.orch.call(pools.delete_work_pool, pool)
         self.reply(None, 204)
@@ -141,7 +146,7 @@ class WorkPool(NBFlowsHandler):
 
 class WorkQueues(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(
             await self.orch.call(
@@ -150,7 +155,7 @@ class WorkQueues(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(WorkQueueCreate, await self.body())
         out = await self.orch.call(
@@ -161,7 +166,7 @@ class WorkQueues(NBFlowsHandler):
 
 class WorkQueue(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str, queue: str) -> None:
         self.reply(
             await self.orch.call(
@@ -170,7 +175,7 @@ class WorkQueue(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, pool: str, queue: str) -> None:
         req = parse(WorkQueueUpdate, await self.body())
 
@@ -183,7 +188,7 @@ class WorkQueue(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, pool: str, queue: str) -> None:
         await self.orch.call(pools.delete_work_queue, pool, queue)
         self.reply(None, 204)
@@ -206,7 +211,7 @@ class Claim(NBFlowsHandler):
             self.orch.notifier.notify(f"pool:{pool_id}")
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(ClaimRequest, await self.body())
         loop = asyncio.get_running_loop()
@@ -258,7 +263,7 @@ class Heartbeat(NBFlowsHandler):
     """Records a heartbeat; with `wait`, also long-polls for cancellations of the worker's runs."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, pool: str) -> None:
         req = parse(HeartbeatRequest, await self.body())
         # Never hold a beat longer than the worker's own interval: the scheduler counts
@@ -284,7 +289,7 @@ class Heartbeat(NBFlowsHandler):
 
 class Workers(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, pool: str) -> None:
         self.reply(await self.orch.call(heartbeats.list_workers, pool))
 
@@ -294,7 +299,7 @@ class Workers(NBFlowsHandler):
 
 class Deployments(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         q = self.query_args(DeploymentsQuery)
         self.reply(
@@ -307,7 +312,7 @@ class Deployments(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(DeployRequest, await self.body())
         root, limits, results = self.orch.root_dir, self.limits, self.orch.results
@@ -326,7 +331,7 @@ class Deployments(NBFlowsHandler):
 
 class Deployment(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         self.reply(
             await self.orch.call(
@@ -335,7 +340,7 @@ class Deployment(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def patch(self, ref: str) -> None:
         req = parse(DeploymentUpdate, await self.body())
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
@@ -350,7 +355,7 @@ class Deployment(NBFlowsHandler):
         self.reply(out)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def delete(self, ref: str) -> None:
         await self.orch.call(deployments.delete_deployment, ref)
         self.reply(None, 204)
@@ -360,7 +365,7 @@ class DeploymentByName(NBFlowsHandler):
     """`deployments/name/{flow}/{name}`: a deployment addressed by its full name."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, flow: str, name: str) -> None:
         ref = f"{flow}/{name}"
         self.reply(
@@ -372,7 +377,7 @@ class DeploymentByName(NBFlowsHandler):
 
 class DeploymentNotebook(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         version = self.query_args(DeploymentNotebookQuery).version
         text = await self.orch.call(deployments.deployment_notebook, ref, version)
@@ -382,7 +387,7 @@ class DeploymentNotebook(NBFlowsHandler):
 
 class DeploymentUpcoming(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         limit = self.query_args(UpcomingQuery).limit
 
@@ -395,7 +400,7 @@ class DeploymentUpcoming(NBFlowsHandler):
 
 class DeploymentRuns(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, ref: str) -> None:
         req = parse(RunRequest, await self.body())
 
@@ -414,7 +419,7 @@ class DeploymentRuns(NBFlowsHandler):
 
 class FlowRuns(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self) -> None:
         q = self.query_args(FlowRunsQuery)
         kwargs = q.model_dump(exclude={"state"}) | {
@@ -427,7 +432,7 @@ class FlowRuns(NBFlowsHandler):
         )
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req = parse(InteractiveRunCreate, await self.body())
         out = await self.orch.call(
@@ -447,7 +452,7 @@ def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
 
 class FlowRun(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         self.reply(
             await self.orch.call(lambda s: flow_runs.run_json(s, flow_runs.get_flow_run(s, run_id)))
@@ -456,7 +461,7 @@ class FlowRun(NBFlowsHandler):
 
 class FlowRunState(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         req = parse(SetState, await self.body())
 
@@ -473,7 +478,7 @@ class FlowRunHeartbeat(NBFlowsHandler):
     """A kernel's beat for one of its `%%flow` runs (created with `heartbeat_interval`)."""
 
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         req = parse(FlowRunHeartbeatRequest, await self.body())
         self.reply(await self.orch.call(heartbeats.beat_flow_run, run_id, req.heartbeat_interval))
@@ -481,7 +486,7 @@ class FlowRunHeartbeat(NBFlowsHandler):
 
 class FlowRunCancel(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         def change(s: Session) -> tuple[dict[str, Any], str | None]:
             run = flow_runs.cancel(s, run_id)
@@ -494,7 +499,7 @@ class FlowRunCancel(NBFlowsHandler):
 
 class FlowRunLogs(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self, run_id: str) -> None:
         data = await self.body()
         if not isinstance(data, list):
@@ -510,7 +515,7 @@ class FlowRunLogs(NBFlowsHandler):
         self.reply(out, 201)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         q = self.query_args(LogsQuery)
         after, limit, wait, seen_state = q.after, q.limit, min(q.wait, MAX_WAIT), q.state
@@ -548,14 +553,14 @@ class FlowRunNotebook(NBFlowsHandler):
         return None  # hashing megabytes on the event loop, for a body nobody revalidates
 
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         results = self.orch.results
         text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id, results).encode())
         await self.reply_big_json(text)
 
     @web.authenticated
-    @authorized
+    @permitted
     async def put(self, run_id: str) -> None:
         limits = self.limits
         if self._body_size > limits.max_body_size:
@@ -616,7 +621,7 @@ def _notebook_text(raw: bytes, checked: bool) -> str:
 
 class NotFoundRoute(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, path: str) -> None:
         raise NotFound(f"no nbflows API route '{path}'; see nbflows/api/openapi.json")
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from nbflows.limits import too_large
+from nbflows.extension.base import CHUNK, NBFlowsHandler
+from nbflows.extension.permissions import permitted
 from nbflows.results import artifacts, exports, project_files, retention, run_files
-from nbflows.schemas import (
+from nbflows.services.limits import too_large
+from nbflows.services.schemas import (
     DeploymentNotebookQuery,
     NotebookStoreQuery,
     PruneRequest,
     iso,
     parse,
 )
-
-from .base import CHUNK, NBFlowsHandler
 
 
 def _file_json(row: Any) -> dict[str, Any]:
@@ -52,10 +51,10 @@ class BinaryReply(NBFlowsHandler):
 
 class FlowRunArtifacts(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str) -> None:
         def read(s: Any) -> list[dict[str, Any]]:
-            from nbflows import flow_runs
+            from nbflows.services import flow_runs
 
             flow_runs.get_flow_run(s, run_id)
             return [_file_json(r) for r in run_files.list_run_files(s, run_id, "artifact")]
@@ -65,7 +64,7 @@ class FlowRunArtifacts(NBFlowsHandler):
 
 class FlowRunArtifact(BinaryReply):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str, name: str) -> None:
         results = self.orch.results
         _, data = await self.orch.call(
@@ -74,7 +73,7 @@ class FlowRunArtifact(BinaryReply):
         await self.reply_file(data, "application/octet-stream", name.rsplit("/", 1)[-1])
 
     @web.authenticated
-    @authorized
+    @permitted
     async def put(self, run_id: str, name: str) -> None:
         limits = self.limits
         if self._body_size > limits.max_body_size:
@@ -94,7 +93,7 @@ class FlowRunArtifact(BinaryReply):
 
 class FlowRunExport(BinaryReply):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, run_id: str, fmt: str) -> None:
         checked = exports.check_format(fmt)
         results = self.orch.results
@@ -104,7 +103,7 @@ class FlowRunExport(BinaryReply):
 
 class PruneFlowRuns(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def post(self) -> None:
         req: PruneRequest = parse(PruneRequest, await self.body())
         results = self.orch.results
@@ -123,7 +122,7 @@ class PruneFlowRuns(NBFlowsHandler):
 
 class DeploymentFiles(NBFlowsHandler):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str) -> None:
         version = self.query_args(DeploymentNotebookQuery).version
         self.reply(await self.orch.call(project_files.project_manifest, ref, version))
@@ -131,7 +130,7 @@ class DeploymentFiles(NBFlowsHandler):
 
 class DeploymentFile(BinaryReply):
     @web.authenticated
-    @authorized
+    @permitted
     async def get(self, ref: str, sha256: str) -> None:
         results = self.orch.results
         data = await self.orch.call(project_files.read_project_file, results, ref, sha256)

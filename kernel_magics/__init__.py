@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbflows.kernel_magics.context import KernelContext, current_context
+from nbflows.client.context import KernelContext, current_context
 from nbflows.kernel_magics.executed import executed_cells
 from nbflows.kernel_magics.flow import Flow, FlowOptions, FlowTimeout, ServeHandle
 from nbflows.kernel_magics.magics import FlowMagics
 from nbflows.kernel_magics.reporting import (
-    EVENT_MIME_TYPE,
     ApiReporter,
     FlowRunRecord,
     HeadlessReporter,
@@ -27,7 +26,6 @@ from nbflows.kernel_magics.reporting import (
 )
 
 __all__ = [
-    "EVENT_MIME_TYPE",
     "ApiReporter",
     "Flow",
     "FlowMagics",

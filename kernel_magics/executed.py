@@ -163,8 +163,8 @@ def code_as_run(
     last when the saved file does not have it). Outputs are stripped."""
     from nbformat.v4 import new_code_cell
 
-    from nbflows.extraction import extract_flow_notebook, find_flows
-    from nbflows.notebooks import strip_outputs
+    from nbflows.notebooks.extraction import extract_flow_notebook, find_flows
+    from nbflows.notebooks.loading import strip_outputs
 
     nb = strip_outputs(saved)
     result = CodeAsRun(notebook=nb, flow_cell=flow_cell)

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 
+from nbflows.client.context import KernelContext, current_context
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics.capture import RunCapture
-from nbflows.kernel_magics.context import KernelContext, current_context
 from nbflows.kernel_magics.executed import CodeAsRun, ExecutedCell, code_as_run, executed_cells
 from nbflows.kernel_magics.reporting import FlowRunRecord, Reporter, get_reporter
 
@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 
     from IPython.core.interactiveshell import InteractiveShell
 
-    from nbflows.client import Client
-    from nbflows.images import DeploymentImage
-    from nbflows.schedules import Schedule
+    from nbflows.client.rest import Client
+    from nbflows.packaging.images import DeploymentImage
+    from nbflows.scheduling.schedules import Schedule
 
 __all__ = ["Flow", "FlowOptions", "FlowTimeout", "ServeHandle"]
 
@@ -377,29 +377,31 @@ class Flow:
         if ctx.headless:
             _say_skipped(ctx, f"{self.name}.deploy()")
             return None
-        given_schedules = schedules is not None or any(
-            value is not None for value in (cron, interval, rrule)
-        )
-        all_schedules = _schedules(cron, interval, rrule, timezone, schedules)
+        from nbflows.client.deploy import deploy_request
+
         options = self.options
-        body: dict[str, Any] = {
-            "path": None,
-            "flow_name": self.name,
-            "name": name,
-            "work_pool_name": work_pool_name,
-            "work_queue_name": work_queue_name,
-            "parameters": None if parameters is None else dict(parameters),
-            "job_variables": None if job_variables is None else dict(job_variables),
-            "schedules": [_schedule_dict(s) for s in all_schedules] if given_schedules else None,
-            "paused": paused,
+        body = deploy_request(
+            path=None,
+            flow_name=self.name,
+            name=name,
+            work_pool_name=work_pool_name,
+            work_queue_name=work_queue_name,
+            parameters=parameters,
+            job_variables=job_variables,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+            timezone=timezone,
+            schedules=schedules,
+            paused=paused,
             # The cell's options are the flow's own; what neither they nor the call set is kept.
-            "tags": list(tags) if tags is not None else (list(options.tags) or None),
-            "description": description if description is not None else options.description,
-            "version": version,
-            "retries": options.retries or None,
-            "retry_delay": options.retry_delay or None,
-            "move_pool": move_pool or None,
-        }
+            tags=list(tags) if tags is not None else (list(options.tags) or None),
+            description=description if description is not None else options.description,
+            version=version,
+            retries=options.retries or None,
+            retry_delay=options.retry_delay or None,
+            move_pool=move_pool,
+        )
         chosen = _deployment_image(image)
         with _server_client("Deploying") as client:
             if ctx.notebook_path is None:
@@ -425,7 +427,7 @@ class Flow:
     def _code_as_run(self, client: Client, notebook_path: str) -> CodeAsRun | None:
         """The saved notebook with the sources this kernel ran (see `kernel_magics.executed`);
         None when the file cannot be read here (the server then says what is wrong with it)."""
-        from nbflows.notebooks import notebook_from_json
+        from nbflows.notebooks.loading import notebook_from_json
 
         try:
             text = _notebook_file(client, notebook_path).read_text(encoding="utf-8")
@@ -673,7 +675,7 @@ def _schedules(
     timezone: str | None,
     schedules: list[Schedule | Mapping[str, Any]] | None,
 ) -> list[Schedule]:
-    from nbflows.schedules import make_schedule, parse_schedule
+    from nbflows.scheduling.schedules import make_schedule, parse_schedule
 
     chosen = [parse_schedule(s) for s in schedules or []]
     if cron is not None or interval is not None or rrule is not None:
@@ -683,16 +685,10 @@ def _schedules(
     return chosen
 
 
-def _schedule_dict(schedule: Schedule) -> dict[str, Any]:
-    from nbflows.schedules import schedule_to_dict
-
-    return schedule_to_dict(schedule)
-
-
 def _deployment_image(image: DeploymentImage | str | None) -> DeploymentImage | None:
     if image is None or not isinstance(image, str):
         return image
-    from nbflows.images import DeploymentImage
+    from nbflows.packaging.images import DeploymentImage
 
     return DeploymentImage(name=image)
 
@@ -720,7 +716,7 @@ def _package_image(
 ) -> dict[str, Any]:
     """Build (and push) the deployment's image here, where the notebook and the Docker engine
     are, showing the build's progress in the cell; returns the deploy request's `image`."""
-    from nbflows.packaging import build_for_deploy
+    from nbflows.packaging.build import build_for_deploy
 
     pool_name = str(body["work_pool_name"])
     pool = _call_server(client, "Deploying", lambda: client.read_work_pool(pool_name))
@@ -798,7 +794,7 @@ def _no_server_message(action: str, detail: object) -> str:
 
 @contextmanager
 def _server_client(action: str) -> Iterator[Client]:
-    from nbflows.client import NoServerError, get_client
+    from nbflows.client.rest import NoServerError, get_client
 
     try:
         client = get_client()
@@ -809,7 +805,7 @@ def _server_client(action: str) -> Iterator[Client]:
 
 
 def _call_server(client: Client, action: str, request: Any) -> Any:
-    from nbflows.client import NoServerError
+    from nbflows.client.rest import NoServerError
 
     try:
         return request()
@@ -819,7 +815,7 @@ def _call_server(client: Client, action: str, request: Any) -> Any:
 
 def _deploy_summary(deployment: Mapping[str, Any], notebook_path: str, code: str) -> str:
     from nbflows.presentation import change_text
-    from nbflows.schedules import parse_schedule
+    from nbflows.scheduling.schedules import parse_schedule
 
     full_name = deployment.get("full_name") or f"{deployment.get('flow_name')}/{deployment['name']}"
     lines = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import keyword
 import shlex
 from typing import TYPE_CHECKING, Any, cast
@@ -12,7 +11,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
-from nbflows.errors import NBFlowsError
+from nbflows.errors import InvalidInput, NBFlowsError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -57,17 +56,6 @@ def parse_flow_line(line: str) -> tuple[str, FlowOptions]:
         description=args.description,
     )
     return name, options
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    name, sep, raw = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise UsageError(f"%deploy: --param takes NAME=VALUE (e.g. --param n=3), not {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw  # not a Python literal: the text itself
-    return name, value
 
 
 @magics_class
@@ -211,7 +199,14 @@ class FlowMagics(Magics):
                 f"%deploy: {args.flow!r} is not a flow of this notebook; run its "
                 f"`%%flow {args.flow}` cell first"
             )
-        parameters = dict(_parse_param(text) for text in args.param)
+        from nbflows.notebooks.parameters import parse_key_values
+
+        try:  # the CLI's reading of `--param`: `flag=true` is True, `n=3` is 3
+            parameters = parse_key_values(args.param, "--param")
+        except InvalidInput as exc:
+            raise UsageError(
+                f"%deploy: --param takes NAME=VALUE (e.g. --param n=3); {exc.message}"
+            ) from None
         if args.no_schedule and (args.cron or args.interval or args.rrule):
             raise UsageError("%deploy: --no-schedule removes the schedules; give no --cron too")
         try:

@@ -1,4 +1,4 @@
-"""Where a kernel's flow runs are recorded: the server, the output stream, or the local store.
+"""Where a kernel's flow runs are recorded: the server, the output stream, or the local journal.
 
 Every reporter has the same small interface (`Reporter`): `start_run` at the start of each
 attempt, `log` with captured lines, `finish` at the end of each attempt, and `recent_runs` for
@@ -7,13 +7,13 @@ attempt, `log` with captured lines, `finish` at the end of each attempt, and `re
 - `HeadlessReporter` when a worker runs the kernel (`NBFLOWS_FLOW_RUN_ID` is set): no network;
   events travel in the cell's output as `application/vnd.nbflows.event+json` display data, which
   the worker relays.
-- `ApiReporter` when a server is found (`nbflows.client.get_client()`).
-- `LocalStoreReporter` otherwise (plain IPython, VS Code without a server): runs go into the
-  store a server would use, so they show up once one starts.
+- `ApiReporter` when a server is found (`nbflows.client.rest.get_client()`).
+- `LocalStoreReporter` otherwise (plain IPython, VS Code without a server): runs are appended
+  to the local journal (`nbflows.client.journal`), which the next server to start imports.
 
 `set_reporter()` replaces the choice for the whole process (tests use it to record runs).
 
-The cell never waits for the network or the database: `ApiReporter` and `LocalStoreReporter`
+The cell never waits for the network or the disk: `ApiReporter` and `LocalStoreReporter`
 queue what they learn and a daemon thread delivers it in order, batching the log lines that piled
 up while the previous request was in flight. A delivery problem never fails a cell; it is shown
 as one line of the next `%%flow` cell.
@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nbflows.client.context import KernelContext, current_context
 from nbflows.kernel_magics.capture import LogLine
-from nbflows.kernel_magics.context import KernelContext, current_context
+from nbflows.protocol import EVENT_MIME_TYPE
 
 if TYPE_CHECKING:
-    from nbflows.client import Client
+    from nbflows.client.rest import Client
 
 __all__ = [
-    "EVENT_MIME_TYPE",
     "ApiReporter",
     "FlowRunRecord",
     "HeadlessReporter",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 #: The mime type of the events a headless kernel puts into its output for the worker.
-EVENT_MIME_TYPE = "application/vnd.nbflows.event+json"
 
 #: Seconds between the beats a kernel sends for its open runs on the server; a run whose kernel
 #: misses 3 (killed, say) is CRASHED by the server.
@@ -130,7 +129,7 @@ def get_reporter(context: KernelContext | None = None) -> Reporter:
     """The reporter for runs in this kernel: the one set with `set_reporter`, else by context.
 
     The automatic choice is made once per context (a changed environment, as in tests, makes it
-    again); finding out whether a server exists imports `nbflows.client` the first time.
+    again); finding out whether a server exists imports `nbflows.client.rest` the first time.
     """
     global _auto
     if _override is not None:
@@ -146,7 +145,7 @@ def get_reporter(context: KernelContext | None = None) -> Reporter:
 def _choose(ctx: KernelContext) -> Reporter:
     if ctx.headless:
         return HeadlessReporter(ctx)
-    from nbflows.client import NoServerError, get_client
+    from nbflows.client.rest import NoServerError, get_client
 
     try:
         return ApiReporter(get_client())
@@ -257,7 +256,7 @@ class _QueuedReporter:
 
 
 class ApiReporter(_QueuedReporter):
-    """Records runs on an nbflows server through `nbflows.client` (from a background thread).
+    """Records runs on an nbflows server through `nbflows.client.rest` (from a background thread).
 
     The run is created (`POST flow_runs`, state RUNNING) when its first attempt starts, its log
     lines follow in batches, each attempt's end sets its state; a retry moves the run
@@ -308,7 +307,7 @@ class ApiReporter(_QueuedReporter):
                     self._client.heartbeat_flow_run(run_id, HEARTBEAT_INTERVAL)
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
-        from nbflows.client import get_client
+        from nbflows.client.rest import get_client
 
         self.flush(5.0)
         with get_client() as client:
@@ -363,15 +362,16 @@ class ApiReporter(_QueuedReporter):
 
 
 # --------------------------------------------------------------------------------------------
-# No server: the local store
+# No server: the local journal
 
 
 class LocalStoreReporter(_QueuedReporter):
-    """Records finished runs in the local store a server would use (no server needed).
+    """Records finished runs in the local journal the next server imports (no server needed).
 
-    A run is written once, when its last attempt ends, with all its log lines, through
-    `nbflows.store.local.record_flow_run(run, logs)` on a background thread (the store imports
-    SQLAlchemy; the cell does not wait for it). At most `MAX_LOG_LINES` lines are kept per run.
+    A run is appended once, when its last attempt ends, with all its log lines, through
+    `nbflows.client.journal.append_run(run, logs)` on a background thread (the cell does not
+    wait for the disk). The kernel never opens or migrates the store itself: the server imports
+    the journal when it starts. At most `MAX_LOG_LINES` lines are kept per run.
     """
 
     _thread_name = "nbflows-local-reporter"
@@ -413,29 +413,25 @@ class LocalStoreReporter(_QueuedReporter):
         self._outbox.put(("record", run, state, message, logs))
 
     def recent_runs(self, flow_name: str, limit: int) -> list[dict[str, Any]]:
-        from nbflows import flow_runs
-        from nbflows.store.local import local_database
+        from nbflows.client import journal
 
         self.flush(10.0)
-        with local_database().session() as s:
-            return flow_runs.runs_json(
-                s, flow_runs.list_flow_runs(s, flow_name=flow_name, limit=limit)
-            )
+        return journal.recent_runs(flow_name, limit)
 
     def _deliver_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        from nbflows.client import journal
+
         for _, run, state, message, logs in batch:
             try:
-                from nbflows.store.local import record_flow_run
-
-                record_flow_run(_run_dict(run, state, message), _api_lines(logs))
+                journal.append_run(_run_dict(run, state, message), _api_lines(logs))
             except Exception as exc:
                 self._problem = (
-                    f"could not record flow run {run.flow_name!r} in the local store: {exc}"
+                    f"could not record flow run {run.flow_name!r} in the local journal: {exc}"
                 )
 
 
 def _run_dict(run: FlowRunRecord, state: str, message: str | None) -> dict[str, Any]:
-    """The run as `nbflows.store.local.record_flow_run` takes it.
+    """The run as `nbflows.client.journal.append_run` takes it.
 
     No `parent_run_id`: a parent is recorded after its children (when it ends), so its store id
     is not known yet when they are written.

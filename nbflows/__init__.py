@@ -14,24 +14,29 @@ __version__ = "0.1.0"
 _LAZY = {
     "Flow": "nbflows.kernel_magics.flow",
     "flow": "nbflows.kernel_magics.flow",
-    "deploy": "nbflows.deploy",
-    "DeploymentImage": "nbflows.images",
-    "get_client": "nbflows.client",
-    "run_deployment": "nbflows.client",
-    "CronSchedule": "nbflows.schedules",
-    "IntervalSchedule": "nbflows.schedules",
-    "RRuleSchedule": "nbflows.schedules",
-    "StateType": "nbflows.states",
+    "deploy": "nbflows.client.deploy",
+    "DeploymentImage": "nbflows.packaging.images",
+    "get_client": "nbflows.client.rest",
+    "run_deployment": "nbflows.client.rest",
+    "CronSchedule": "nbflows.scheduling.schedules",
+    "IntervalSchedule": "nbflows.scheduling.schedules",
+    "RRuleSchedule": "nbflows.scheduling.schedules",
+    "StateType": "nbflows.protocol",
 }
 
-_SUBMODULES = ("widgets", "kernel_magics", "client", "schedules")
+_SUBMODULES = {
+    "widgets": "nbflows.widgets",
+    "kernel_magics": "nbflows.kernel_magics",
+    "client": "nbflows.client",
+    "schedules": "nbflows.scheduling.schedules",
+}
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:  # `nbflows.widgets.pool_picker()` works after a plain `import nbflows`
-        return importlib.import_module(f"nbflows.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nbflows' has no attribute {name!r}")

@@ -32,6 +32,12 @@ class BadRequest(NBFlowsError):
     status = 400
 
 
+class Forbidden(NBFlowsError):
+    """The caller is known but may not do this (a permission or a credential's scope)."""
+
+    status = 403
+
+
 class NotFound(NBFlowsError):
     status = 404
 

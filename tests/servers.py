@@ -74,7 +74,7 @@ class Server:
         return f"{self.url}nbflows/api/"
 
     def client(self) -> Any:
-        from nbflows.client import get_client
+        from nbflows.client.rest import get_client
 
         return get_client(url=self.api, token=self.token)
 
@@ -176,8 +176,7 @@ def start_server(
         log_path=log_path,
         env={"NBFLOWS_DATABASE_URL": db_url, "JUPYTER_RUNTIME_DIR": str(runtime)},
     )
-    # Generous: only "never" is caught; a loaded 2-core machine takes a minute to start one.
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + 180  # a loaded 2-core machine takes its time
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{module} exited early:\n{server.log()}")
@@ -188,4 +187,4 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{module} did not answer in {START_TIMEOUT:g} s:\n{server.log()}")
+    raise RuntimeError(f"{module} did not answer in 180 s:\n{server.log()}")

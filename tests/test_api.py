@@ -707,11 +707,11 @@ class ReadOnlyNBFlows(Authorizer):
     """Users may look at nbflows but not change anything."""
 
     def is_authorized(self, handler, user, action, resource):
-        return resource != "nbflows" or action == "read"
+        return not resource.startswith("nbflows") or action == "read"
 '''
 
 
-def test_every_route_is_authorized_on_the_nbflows_resource(tmp_path: Path) -> None:
+def test_every_route_is_authorized_on_an_nbflows_resource(tmp_path: Path) -> None:
     import os
 
     modules = tmp_path / "modules"

@@ -194,7 +194,7 @@ def lab(tmp_path: Path) -> Iterator[Server]:
 
 WIDGETS_NOTEBOOK_CELLS = [
     "import nbflows.widgets\npicker = nbflows.widgets.pool_picker()\npicker",
-    "from nbflows.client import run_deployment\n"
+    "from nbflows.client.rest import run_deployment\n"
     'run = run_deployment("gated/live", parameters={"greeting": "from lab"}, timeout=0)\n'
     "logs = nbflows.widgets.run_logs(run)\nlogs",
     # Keeps the kernel busy until the run is over: the log widget must move meanwhile.

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nbflows import claims, deployments, flow_runs, scheduling
-from nbflows import work_pools as pools
-from nbflows.schemas import DeployRequest, RunRequest, WorkPoolCreate
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import claims, deployments, flow_runs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import DeployRequest, RunRequest, WorkPoolCreate
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

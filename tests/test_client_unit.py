@@ -18,15 +18,14 @@ import pytest
 from typer.testing import CliRunner
 
 from nbflows.cli.app import app
-from nbflows.cli.common import parse_json_object, parse_key_values, parse_value
+from nbflows.cli.common import parse_json_object
 from nbflows.cli.deploy import (
     absolute_path,
     build_image,
     build_schedules,
     split_entrypoint,
-    split_image,
 )
-from nbflows.client import (
+from nbflows.client.rest import (
     APIError,
     Client,
     NoServerError,
@@ -35,6 +34,7 @@ from nbflows.client import (
     get_client,
 )
 from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound
+from nbflows.notebooks.parameters import parse_key_values, parse_value
 
 # ---- discovery ---------------------------------------------------------------------------------
 
@@ -195,10 +195,13 @@ def test_absolute_path() -> None:
 
 
 def test_split_image() -> None:
+    from nbflows.packaging.images import split_image_reference as split_image
+
     assert split_image("sales") == ("sales", None)
     assert split_image("sales:v1") == ("sales", "v1")
     assert split_image("localhost:5000/sales") == ("localhost:5000/sales", None)
     assert split_image("localhost:5000/sales:v1") == ("localhost:5000/sales", "v1")
+    assert split_image("sales@sha256:abc") == ("sales@sha256:abc", None)
 
 
 def test_build_schedules() -> None:
@@ -363,7 +366,7 @@ def test_interval_text() -> None:
 
 
 def test_api_root() -> None:
-    from nbflows.client import api_root
+    from nbflows.client.rest import api_root
 
     assert api_root("http://h:8888/") == "http://h:8888/nbflows/api/"
     assert api_root("http://h:8888") == "http://h:8888/nbflows/api/"

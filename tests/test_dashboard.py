@@ -63,7 +63,8 @@ def test_deployments_tab_shows_schedule_next_runs_and_actions(server, populated)
     deployment = populated["deployment"]
     text = page(server, "nbflows/deployments").text
     assert f'data-deployment="trivial/nightly" data-id="{deployment["id"]}"' in text
-    assert "cron 0 6 * * * (Europe/Paris)" in text
+    # The schedule's own words, as `nbflows deployment ls` prints them.
+    assert "cron &#39;0 6 * * *&#39; (Europe/Paris)" in text
     # 06:00 in Paris is 05:00 or 04:00 UTC.
     assert " 05:00:00</div>" in text or " 04:00:00</div>" in text
     assert f'data-action="pause" data-id="{deployment["id"]}"' in text

@@ -32,8 +32,8 @@ import docker
 import nbformat
 import pytest
 
-from nbflows.images import nbflows_package
-from nbflows.packaging import IMAGE_WHEEL_ENV
+from nbflows.packaging.build import IMAGE_WHEEL_ENV
+from nbflows.packaging.images import nbflows_package
 from nbflows.workers.docker import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
@@ -452,7 +452,7 @@ def test_flow_deploy_in_a_kernel_builds_the_same_image_and_shows_progress(
             reply = kc.execute_interactive(code, output_hook=collect, timeout=120)
             assert reply["content"]["status"] == "ok", printed
         code = (
-            "from nbflows.images import DeploymentImage\n"
+            "from nbflows.packaging.images import DeploymentImage\n"
             "get_repo_info.deploy(name='from-kernel', work_pool_name='my-pool', "
             f"image=DeploymentImage(name={TUTORIAL_IMAGE!r}, base_image={base_image!r}), "
             "push=False)"

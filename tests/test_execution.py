@@ -1,4 +1,4 @@
-"""nbflows.execution and nbflows.kernel_pool against real ipykernel kernels and real papermill."""
+"""nbflows.execution.engine and nbflows.execution.kernel_pool against real ipykernel kernels and real papermill."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from nbflows.execution import ENGINE_NAME, EVENT_MIME, NBFlowsEngine, OutputLine, execute
-from nbflows.kernel_pool import KernelKey, KernelPool
+from nbflows.execution.engine import ENGINE_NAME, NBFlowsEngine, OutputLine, execute
+from nbflows.execution.kernel_pool import KernelKey, KernelPool
+from nbflows.protocol import EVENT_MIME_TYPE as EVENT_MIME
 
 from .kernel_support import require_kernel
 
@@ -492,7 +493,7 @@ def test_papermill_can_load_the_engine_from_its_entry_point(tmp_path: Path) -> N
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nbflows-probe\nVersion: 0.0\n")
     (dist / "entry_points.txt").write_text(
-        "[papermill.engine]\nnbflows = nbflows.execution:NBFlowsEngine\n"
+        "[papermill.engine]\nnbflows = nbflows.execution.engine:NBFlowsEngine\n"
     )
     code = (
         "import papermill\n"

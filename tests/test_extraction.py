@@ -13,14 +13,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.extraction import (
+from nbflows.notebooks.extraction import (
     extract_flow_notebook,
     find_flows,
     flow_cell_name,
     is_flow_cell,
     whole_notebook_snapshot,
 )
-from nbflows.notebooks import (
+from nbflows.notebooks.loading import (
     load_notebook,
     notebook_from_json,
     notebook_to_json,

@@ -25,7 +25,8 @@ import nbformat
 import pytest
 
 from nbflows.errors import InvalidInput, NotFound
-from nbflows.images import (
+from nbflows.packaging.build import IMAGE_WHEEL_ENV, build_for_deploy
+from nbflows.packaging.images import (
     FLOW_NOTEBOOK_DIR,
     LABEL_CONTEXT_HASH,
     LABEL_FLOW,
@@ -48,8 +49,7 @@ from nbflows.images import (
     prepare_build_context,
     push_image,
 )
-from nbflows.job_templates import default_base_job_template
-from nbflows.packaging import IMAGE_WHEEL_ENV, build_for_deploy
+from nbflows.workers.job_templates import default_base_job_template
 from tests.docker_support import REPO_ROOT, docker_client, local_base_image, remove_image
 
 PROJECT = Path(__file__).resolve().parent / "data" / "img_project"
@@ -440,7 +440,9 @@ def test_development_install_ships_a_reproducible_wheel(
     # frozen copy of the source: the checkout may be edited while the tests run.
     source = tmp_path / "src"
     shutil.copytree(
-        REPO_ROOT, source, ignore=lambda _d, names: [n for n in names if _skip_source(n)]
+        REPO_ROOT,
+        source,
+        ignore=lambda d, names: [n for n in names if _skip_source(n, Path(d) == REPO_ROOT)],
     )
     # A named pipe or a socket in the source tree (a server's socket, a debugging FIFO) is no
     # part of the wheel: reading the pipe would block the deploy for ever.

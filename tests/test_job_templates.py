@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from nbflows.errors import InvalidInput
-from nbflows.job_templates import (
+from nbflows.workers.job_templates import (
     DEFAULT_TEMPLATES,
-    POOL_TYPES,
     REDACTED,
     check_job_variables,
     default_base_job_template,
     host_access_problems,
     merge_job_variables,
+    pool_types,
     redact,
     render_job_configuration,
     validate_base_job_template,
@@ -61,7 +61,7 @@ def pinned_privileged_template() -> dict[str, Any]:
 
 
 def test_pool_types_and_declared_variables() -> None:
-    assert POOL_TYPES == ("process", "docker")
+    assert {"process", "docker"} <= set(pool_types())
     process = default_base_job_template("process")["variables"]["properties"]
     docker = default_base_job_template("docker")["variables"]["properties"]
     assert set(process) == PROCESS_VARIABLES

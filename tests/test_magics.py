@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,16 +24,16 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
-from nbflows.client import NoServerError
+from nbflows.client.rest import NoServerError
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics import (
-    EVENT_MIME_TYPE,
     ApiReporter,
     Flow,
     FlowRunRecord,
     FlowTimeout,
     set_reporter,
 )
+from nbflows.protocol import EVENT_MIME_TYPE
 
 from .servers import NBFLOWS_ENV, isolate_from_servers
 
@@ -450,6 +451,25 @@ def test_deploy_magic_checks_its_arguments(ip, recorder):
         ip.run_line_magic("deploy", "params --name d --pool p --no-schedule --cron '0 6 * * *'")
 
 
+def test_deploy_magic_reads_params_as_the_cli_does(ip, recorder, monkeypatch):
+    from nbflows.notebooks.parameters import parse_key_values
+
+    run_flow(ip, "typed", "1")
+    sent: dict[str, Any] = {}
+
+    def deploy(self: Flow, **kwargs: Any) -> dict[str, Any]:
+        sent.update(kwargs)
+        return {"full_name": "typed/d", "changes": []}
+
+    monkeypatch.setattr(Flow, "deploy", deploy)
+    items = ["flag=true", "n=3", "ratio=0.5", "name=plain text", "none=null", "xs=[1, 2]"]
+    line = "typed --name d --pool p " + " ".join(f"--param '{item}'" for item in items)
+    with capture_output():
+        ip.run_line_magic("deploy", line)
+    assert sent["parameters"] == parse_key_values(items, "--param")
+    assert sent["parameters"]["flag"] is True and sent["parameters"]["n"] == 3
+
+
 # --------------------------------------------------------------------------------------------
 # Headless: a worker runs the kernel
 
@@ -624,26 +644,20 @@ def test_api_reporter_problems_never_fail_a_cell_and_are_said_once(ip):
 
 
 # --------------------------------------------------------------------------------------------
-# No server: the local store
+# No server: the local journal
 
 
 @pytest.fixture
-def local_store(tmp_path, monkeypatch) -> Iterator[str]:
-    from nbflows.store.local import local_database
-
-    monkeypatch.setenv("NBFLOWS_DATABASE_URL", f"sqlite:///{tmp_path / 'nbflows.db'}")
-    local_database.cache_clear()  # the store is opened once per process
+def local_store(tmp_path, monkeypatch) -> Iterator[Path]:
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     previous = set_reporter(None)
-    yield str(tmp_path / "nbflows.db")
+    yield tmp_path / "data"
     set_reporter(previous)
-    local_database().dispose()
-    local_database.cache_clear()
 
 
-def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
-    from nbflows import logs
+def test_without_a_server_runs_go_to_the_local_journal(ip, local_store):
+    from nbflows.client import journal
     from nbflows.kernel_magics import LocalStoreReporter, get_reporter
-    from nbflows.store.local import local_database
 
     reporter = get_reporter()
     assert isinstance(reporter, LocalStoreReporter)
@@ -657,9 +671,9 @@ def test_without_a_server_runs_go_to_the_local_store(ip, local_store):
     assert runs[0]["state"]["message"].startswith("RuntimeError: offline failure")
     assert runs[1]["tags"] == ["lab"]
     assert runs[1]["kind"] == "interactive"
-    with local_database().session() as s:
-        lines = [line.message for line in logs.read_logs(s, runs[1]["id"])]
-    assert lines == ["no server here"]
+    [entry] = [e for e in journal.read_entries() if e["id"] == runs[1]["id"]]
+    assert [line["message"] for line in entry["logs"]] == ["no server here"]
+    assert not (local_store / "nbflows" / "nbflows.db").exists()  # the kernel never made a store
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from jupyter_client.manager import KernelManager
 from nbformat.v4 import new_code_cell, new_notebook
 from sqlalchemy import select
 
-from nbflows import heartbeats
+from nbflows.services import heartbeats
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

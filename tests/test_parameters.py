@@ -11,12 +11,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from nbflows.errors import InvalidInput
-from nbflows.notebooks import load_notebook
-from nbflows.parameters import (
+from nbflows.notebooks.loading import load_notebook
+from nbflows.notebooks.parameters import (
     infer_parameters,
     parameter_schema,
     parameters_cell_index,
-    parse_param_assignments,
+    parse_key_values,
     run_parameters,
     validate_parameters,
 )
@@ -206,56 +206,8 @@ def test_validate_rejects_non_mapping(schema):
         validate_parameters(schema, [1])  # type: ignore[arg-type]
 
 
-def test_parse_param_assignments_reads_json_else_text(props):
-    parsed = parse_param_assignments(
-        [
-            "limit=5",
-            "threshold=0.25",
-            "verbose=true",
-            "labels=[1, 2]",
-            'options={"depth": 3}',
-            "stamp=hello world",
-            'undeclared="quoted"',
-            "empty=",
-            "eq=a=b",
-        ],
-        props,
-    )
-    assert parsed == {
-        "limit": 5,
-        "threshold": 0.25,
-        "verbose": True,
-        "labels": [1, 2],
-        "options": {"depth": 3},
-        "stamp": "hello world",
-        "undeclared": "quoted",
-        "empty": "",
-        "eq": "a=b",
-    }
-
-
-def test_parse_keeps_raw_text_for_string_parameters(props):
-    assert parse_param_assignments(["repo_name=123"], props) == {"repo_name": "123"}
-    assert parse_param_assignments(['repo_name="x"'], props) == {"repo_name": '"x"'}
-    assert parse_param_assignments(["repo_name=true"], props) == {"repo_name": "true"}
-    # without a schema the same text is JSON
-    assert parse_param_assignments(["repo_name=123"], None) == {"repo_name": 123}
-
-
-def test_parse_later_items_override_and_names_are_stripped():
-    assert parse_param_assignments([" limit =1", "limit=2"], None) == {"limit": 2}
-
-
-@pytest.mark.parametrize("item", ["repo_name", "=3", "  =x", ""])
-def test_parse_rejects_malformed_items(item):
-    with pytest.raises(InvalidInput) as info:
-        parse_param_assignments(["ok=1", item], None)
-    assert f"Invalid parameter {item!r}: expected NAME=VALUE" in info.value.message
-    assert "--param repo_name=" in info.value.message
-
-
-def test_parsed_cli_values_are_validated(schema, props):
-    parsed = parse_param_assignments(["limit=ten"], props)
+def test_parsed_cli_values_are_validated(schema):
+    parsed = parse_key_values(["limit=ten"], "--param", schema)
     with pytest.raises(InvalidInput, match="'limit' must be an integer, got \"ten\""):
         validate_parameters(schema, parsed)
 

@@ -1,4 +1,4 @@
-"""`import nbflows`: the public names, kept light, and `nbflows.deploy` against a real server."""
+"""`import nbflows`: the public names, kept light, and `nbflows.client.deploy` against a real server."""
 
 from __future__ import annotations
 

@@ -218,8 +218,8 @@ def test_the_scheduler_applies_a_deployments_keep_last(server: Server) -> None:
 def test_a_notebook_stored_in_the_database_before_the_result_store_is_still_read(
     tmp_path: Path,
 ) -> None:
-    from nbflows import flow_runs
-    from nbflows.schemas import InteractiveRunCreate
+    from nbflows.services import flow_runs
+    from nbflows.services.schemas import InteractiveRunCreate
 
     results = ResultStore(str(tmp_path / "results"))
     with database(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=True) as db:

@@ -13,7 +13,7 @@ from dateutil.rrule import rrulestr
 from pydantic import TypeAdapter
 
 from nbflows.errors import InvalidInput
-from nbflows.schedules import (
+from nbflows.scheduling.schedules import (
     CronSchedule,
     IntervalSchedule,
     RRuleSchedule,

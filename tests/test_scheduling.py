@@ -16,11 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from nbflows import claims, deployments, flow_runs, heartbeats, logs, scheduling
-from nbflows import work_pools as pools
 from nbflows.errors import InvalidInput
 from nbflows.results import ResultStore
-from nbflows.schemas import (
+from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import work_pools as pools
+from nbflows.services.schemas import (
     DeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,
@@ -105,8 +106,13 @@ def test_scheduled_runs_are_due_at_their_time_despite_a_process_wide_sqlite_adap
 
 @pytest.mark.usefixtures("nbformat_adapter")
 def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adapter(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from cryptography.fernet import Fernet
+
+    from nbflows.services import credentials, secrets
+
+    monkeypatch.setenv(secrets.KEY_ENV, Fernet.generate_key().decode())
     dep = deploy(db, tmp_path, "all-paths", {"kind": "interval", "interval": 60})
     now = t.utcnow()
     with db.session() as s:
@@ -130,6 +136,9 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
         flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w", fence=fence))
         flow_runs.cancel(s, manual.id)
         scheduling.mark_late_runs(s)
+        secrets.set_secret(s, "KEY", "value")
+        credentials.create_worker_credential(s, "w", ["p"])
+        credentials.revoke_worker_credential(s, "w")
     with db.session() as s:
         for table in t.Base.metadata.sorted_tables:
             for column in table.columns:

@@ -1,7 +1,7 @@
 import pytest
 
 from nbflows.errors import Conflict
-from nbflows.states import TERMINAL, StateType, check_transition
+from nbflows.protocol import TERMINAL, StateType, check_transition
 
 S = StateType
 

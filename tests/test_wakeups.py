@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbflows.orchestrator import Notifier
+from nbflows.extension.orchestrator import Notifier
 from nbflows.store.db import Database
 from nbflows.store.pg_wakeups import MAX_PAYLOAD, PgWakeups
 

@@ -17,7 +17,7 @@ import pytest
 from traitlets import TraitError
 
 import nbflows.widgets as nbw
-from nbflows.client import Client
+from nbflows.client.rest import Client
 
 from .conftest import Server, free_port
 from .servers import isolate_from_servers

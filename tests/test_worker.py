@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from nbflows import heartbeats
 from nbflows.errors import InvalidInput
+from nbflows.services import heartbeats
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 from nbflows.widgets.pool_picker import pool_info_html, pool_status

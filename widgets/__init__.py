@@ -6,7 +6,7 @@
     nbflows.widgets.run_logs(run)                 # live state and log lines of a run
     nbflows.widgets.run_history("my_flow")        # recent runs and a duration timeline
 
-They talk to the server only through `nbflows.client` (the server is found as `get_client()`
+They talk to the server only through `nbflows.client.rest` (the server is found as `get_client()`
 finds it, or pass `client=`). When no server answers they say so instead of raising.
 """
 

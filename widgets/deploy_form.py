@@ -20,11 +20,10 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Unicode
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
 from nbflows.presentation import change_text, format_timestamp, parse_timestamp
-
-from .pool_picker import PoolPicker
+from nbflows.widgets.pool_picker import PoolPicker
 
 __all__ = ["CRON_PRESETS", "INTERVAL_PRESETS", "DeployForm", "deploy_form", "parameter_input"]
 
@@ -140,7 +139,7 @@ class _Target:
         if self.kind == "notebook":
             return self.path
         if self.path is None:
-            from nbflows.kernel_magics.context import current_context
+            from nbflows.client.context import current_context
 
             self.path = current_context().notebook_path
         if not self.path:
@@ -162,8 +161,8 @@ class _Target:
         path = self.notebook_file()
         if path is None:
             return {}
-        from nbflows.notebooks import load_notebook
-        from nbflows.parameters import parameter_schema
+        from nbflows.notebooks.loading import load_notebook
+        from nbflows.notebooks.parameters import parameter_schema
 
         _, nb = load_notebook(path, None)
         return dict(parameter_schema(nb).get("properties", {}))
@@ -185,46 +184,32 @@ def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> 
 
     An image is built here, before the request, as `Flow.deploy` and the CLI do.
     """
-    from nbflows.schedules import make_schedule, parse_schedule, schedule_to_dict
+    from nbflows.client.deploy import deploy_request, image_for_deploy
 
-    body = {
-        key: kwargs[key]
-        for key in (
-            "name",
-            "work_pool_name",
-            "work_queue_name",
-            "parameters",
-            "job_variables",
-            "tags",
-            "paused",
-            "description",
-            "move_pool",
-        )
-        if kwargs.get(key) is not None
-    }
-    body["path"] = path
-    given = {k: kwargs[k] for k in ("cron", "interval", "rrule") if kwargs.get(k) is not None}
-    if given:
-        schedule = make_schedule(**given, timezone=kwargs.get("timezone"))
-        body["schedules"] = [schedule_to_dict(schedule)]
-    elif kwargs.get("schedules") is not None:
-        body["schedules"] = [schedule_to_dict(parse_schedule(x)) for x in kwargs["schedules"]]
+    keys = ("work_queue_name", "parameters", "job_variables", "tags", "paused", "description")
+    body = deploy_request(
+        path=path,
+        name=kwargs["name"],
+        work_pool_name=kwargs["work_pool_name"],
+        cron=kwargs.get("cron"),
+        interval=kwargs.get("interval"),
+        rrule=kwargs.get("rrule"),
+        timezone=kwargs.get("timezone"),
+        schedules=kwargs.get("schedules"),
+        move_pool=bool(kwargs.get("move_pool")),
+        **{key: kwargs.get(key) for key in keys},
+    )
     image = kwargs.get("image")
     if image is not None:
-        from nbflows.images import DeploymentImage
-        from nbflows.packaging import build_for_deploy
-
-        if not isinstance(image, DeploymentImage):
-            image = DeploymentImage(name=str(image))
-        body["image"] = build_for_deploy(
+        body["image"] = image_for_deploy(
+            client,
             path,
             None,
             image,
-            client.read_work_pool(kwargs["work_pool_name"]),
+            kwargs["work_pool_name"],
+            kwargs.get("job_variables"),
             build=kwargs.get("build", True),
             push=bool(kwargs.get("push", False)),
-            progress=print,
-            job_variables=kwargs.get("job_variables"),
         )
     return body
 
@@ -530,7 +515,7 @@ class DeployForm(widgets.VBox):
             chosen = {"interval": seconds}
         zone = self.timezone.value.strip() or "UTC"
         chosen["timezone"] = zone
-        from nbflows.schedules import make_schedule
+        from nbflows.scheduling.schedules import make_schedule
 
         make_schedule(**chosen)  # a bad cron or time zone is said now, with the schedule's words
         return chosen
@@ -543,7 +528,7 @@ class DeployForm(widgets.VBox):
             raise InvalidInput(
                 "give the image a name (e.g. sales), or untick 'Run in a Docker image'"
             )
-        from nbflows.images import DeploymentImage
+        from nbflows.packaging.images import DeploymentImage
 
         image = DeploymentImage(
             name=name,

@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import List, TraitError, Unicode, observe, validate
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
 
 __all__ = ["PoolPicker", "pool_picker", "pool_status"]
@@ -188,7 +188,7 @@ def pool_picker(type: str | None = None, client: Client | None = None) -> PoolPi
     `.value` is the chosen pool's name. When no server answers, the widget says so (and how
     to start one) instead of raising; the refresh button tries again.
     """
-    from nbflows.kernel_magics.context import current_context
+    from nbflows.client.context import current_context
 
     if current_context().headless:
         # A worker runs this notebook: deploy calls are no-ops there, so nobody needs the pools.

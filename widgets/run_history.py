@@ -14,7 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import List, Unicode
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
 from nbflows.presentation import (
     STATE_COLOURS,
@@ -23,8 +23,7 @@ from nbflows.presentation import (
     format_timestamp,
     state_badge,
 )
-
-from .run_logs import dashboard_link
+from nbflows.widgets.run_logs import dashboard_link
 
 __all__ = ["RunHistory", "run_history", "timeline_svg"]
 
@@ -189,7 +188,7 @@ def run_history(
 ) -> RunHistory:
     """A table of the most recent runs (state, start, duration, parameters, who ran it) and a
     timeline of their durations, for one flow, one deployment (`"flow/name"` or an id) or all."""
-    from nbflows.kernel_magics.context import current_context
+    from nbflows.client.context import current_context
 
     if current_context().headless:
         history = RunHistory(flow_name, deployment, limit, client, load=False)

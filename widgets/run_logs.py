@@ -23,9 +23,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import ipywidgets as widgets
 from traitlets import Bool, Dict, Int, Unicode
 
-from nbflows.client import MAX_WAIT, TERMINAL_STATES, Client, get_client
+from nbflows.client.rest import MAX_WAIT, Client, get_client
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.presentation import format_duration, format_timestamp, parse_timestamp, state_badge
+from nbflows.protocol import TERMINAL_VALUES
 
 __all__ = [
     "RunLogs",
@@ -215,10 +216,10 @@ class RunLogs(widgets.VBox):
                 self._add_page(items, run)
                 kind = str((run.get("state") or {}).get("type") or "")
                 more = len(items) >= PAGE_SIZE
-                if kind in TERMINAL_STATES and not more:
+                if kind in TERMINAL_VALUES and not more:
                     # Lines read just before the run ended may not have been all of them; only
                     # a page asked for once the run was known to be over is sure to be the last.
-                    if seen_type in TERMINAL_STATES:
+                    if seen_type in TERMINAL_VALUES:
                         return
                     more = True
                 seen_type = kind
@@ -274,9 +275,9 @@ class RunLogs(widgets.VBox):
         if run.get("deployment_name"):
             parts.append(html.escape(str(run["deployment_name"])))
         if run.get("start_time"):
-            label = "took" if state.get("type") in TERMINAL_STATES else "elapsed"
+            label = "took" if state.get("type") in TERMINAL_VALUES else "elapsed"
             parts.append(f"{label} {format_duration(run.get('duration'))}")
-        elif state.get("type") not in TERMINAL_STATES:
+        elif state.get("type") not in TERMINAL_VALUES:
             parts.append(f"expected {format_timestamp(run.get('expected_start_time'))}")
         url = self._page_url()
         if url:
@@ -284,7 +285,7 @@ class RunLogs(widgets.VBox):
             parts.append(f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{label}</a>')
         text = " · ".join(parts)
         message = state.get("message")
-        if message and state.get("type") in TERMINAL_STATES | {"CANCELLING"}:
+        if message and state.get("type") in TERMINAL_VALUES | {"CANCELLING"}:
             first = str(message).splitlines()[0] if str(message).strip() else ""
             if first:
                 text += f'<div style="margin-top:2px">{html.escape(first)}</div>'
@@ -355,7 +356,7 @@ def run_logs(
     `id`. The view updates from a background thread until the run is over, so it keeps moving
     while other cells run. It shows the last `max_lines` lines; "show all" fetches the rest.
     """
-    from nbflows.kernel_magics.context import current_context
+    from nbflows.client.context import current_context
 
     run_id = run_id_of(run_or_id)
     if current_context().headless:

@@ -1,6 +1,6 @@
 """The `nbflows` command: the root, its global options, and the command groups.
 
-Every command talks to the server through `nbflows.client`; any `NBFlowsError` ends the command
+Every command talks to the server through `nbflows.client.rest`; any `NBFlowsError` ends the command
 with one red line on stderr and exit code 1, never a traceback.
 """
 
@@ -18,13 +18,15 @@ from nbflows.cli import (
     deployment,
     flow_run,
     run_outputs,  # noqa: F401  (adds its commands to `flow-run`)
+    secret,
     work_pool,
     work_queue,
+    worker_token,
 )
 from nbflows.cli import output as out
 from nbflows.cli.deploy import deploy
-from nbflows.client import TOKEN_ENV, URL_ENV
 from nbflows.errors import NBFlowsError
+from nbflows.protocol import API_TOKEN_ENV, API_URL_ENV
 
 
 class NBFlowsGroup(TyperGroup):
@@ -63,11 +65,11 @@ def root(
     url: str | None = typer.Option(
         None,
         "--url",
-        help=f"API root, e.g. http://127.0.0.1:8888/nbflows/api/ (env {URL_ENV}; default: the "
+        help=f"API root, e.g. http://127.0.0.1:8888/nbflows/api/ (env {API_URL_ENV}; default: the "
         "running Jupyter server).",
     ),
     token: str | None = typer.Option(
-        None, "--token", help=f"The server's token (env {TOKEN_ENV})."
+        None, "--token", help=f"The server's token (env {API_TOKEN_ENV})."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
@@ -96,7 +98,7 @@ def server(
 
     Other Jupyter server options (--ServerApp.x=y) are passed through.
     """
-    from nbflows.server import main as server_main
+    from nbflows.extension.server import main as server_main
 
     argv: list[str] = []
     for flag, value in (
@@ -115,6 +117,8 @@ app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(work_queue.app, name="work-queue")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(secret.app, name="secret")
+app.add_typer(worker_token.app, name="worker-token")
 
 
 def _add_worker_group() -> None:

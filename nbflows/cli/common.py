@@ -1,16 +1,15 @@
-"""Helpers shared by the command groups: the client of the current invocation, `k=v` options."""
+"""Helpers shared by the command groups: the client of the current invocation, JSON options."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from nbflows.client import Client, get_client
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput
 
 
@@ -42,64 +41,17 @@ def client() -> Client:
     return _current.client
 
 
+def use_token(token: str) -> None:
+    """Send `token` instead of the global one (a worker's own credential)."""
+    close()
+    _current.token = token
+
+
 def close() -> None:
     """Close the client of the invocation, if one was made."""
     if _current.client is not None:
         _current.client.close()
         _current.client = None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: JSON when it parses as JSON, else the string itself.
-
-    `5` → 5, `true` → True, `null` → None, `[1,2]` → list, `'"5"'` → "5", `hello` → "hello".
-    NaN/Infinity stay strings (they are not JSON).
-    """
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
-        return text
-
-
-def _json_type_ok(value: Any, allowed: set[str]) -> bool:
-    if isinstance(value, bool):
-        return "boolean" in allowed
-    if isinstance(value, int):
-        return bool({"integer", "number"} & allowed)
-    if isinstance(value, float):
-        return "number" in allowed
-    names = {str: "string", type(None): "null", list: "array", dict: "object"}
-    return names.get(type(value)) in allowed
-
-
-def parse_key_values(
-    items: Iterable[str] | None, option: str, schema: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """`["k=v", ...]` → `{"k": parse_value("v"), ...}`; a later key wins over an earlier one.
-
-    With a JSON schema of the parameters (a deployment's `parameter_schema`), a value whose JSON
-    type the parameter does not accept but that may be a string stays the text that was typed:
-    `--param zip=01234` for a string parameter is "01234", not 1234.
-    """
-    properties = (schema or {}).get("properties") or {}
-    result: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InvalidInput(f"{option} expects KEY=VALUE, got '{item}'")
-        value = parse_value(text)
-        kind = (properties.get(key) or {}).get("type") if isinstance(properties, dict) else None
-        if kind is not None:
-            allowed = {kind} if isinstance(kind, str) else {str(k) for k in kind}
-            if "string" in allowed and not _json_type_ok(value, allowed):
-                value = text
-        result[key] = value
-    return result
 
 
 def parse_json_object(text: str | None, option: str) -> dict[str, Any]:

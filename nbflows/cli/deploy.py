@@ -11,8 +11,10 @@ import typer
 from rich.markup import escape
 
 from nbflows.cli import output as out
-from nbflows.cli.common import client, parse_json_object, parse_key_values
+from nbflows.cli.common import client, parse_json_object
+from nbflows.client.deploy import deploy_request
 from nbflows.errors import InvalidInput
+from nbflows.notebooks.parameters import parse_key_values
 from nbflows.presentation import change_text
 
 
@@ -38,14 +40,6 @@ def absolute_path(path: str, cwd: str | None = None) -> str:
     """The notebook path made absolute from the current directory (the server resolves it)."""
     expanded = os.path.expanduser(path)
     return os.path.normpath(os.path.join(cwd or os.getcwd(), expanded))
-
-
-def split_image(image: str) -> tuple[str, str | None]:
-    """`name[:tag]` → (name, tag); a registry port (`host:5000/name`) is not a tag."""
-    head, sep, tail = image.rpartition(":")
-    if sep and head and "/" not in tail:
-        return head, tail or None
-    return image, None
 
 
 def build_schedules(
@@ -98,7 +92,9 @@ def build_image(
         if extras:
             raise InvalidInput(f"{', '.join(extras)} only apply with --image NAME[:TAG]")
         return None
-    name, tag = split_image(image)
+    from nbflows.packaging.images import split_image_reference
+
+    name, tag = split_image_reference(image)
     spec: dict[str, Any] = {"name": name}
     if tag:
         spec["tag"] = tag
@@ -206,36 +202,34 @@ def deploy(
             )
         schedules = []
     parameters = {**parse_json_object(params, "--params"), **parse_key_values(param, "--param")}
-    body: dict[str, Any] = {
-        "path": absolute_path(path),
-        "flow_name": flow_name,
-        "name": name,
-        "work_pool_name": pool,
-        "work_queue_name": queue,
-        "parameters": parameters or None,
-        "job_variables": parse_key_values(job_variable, "--job-variable") or None,
-        "schedules": schedules,
-        "tags": list(tag) if tag else None,
-        "description": description,
-        "version": version,
-        "retries": retries,
-        "retry_delay": retry_delay,
-        "catchup": catchup.value if catchup else None,
-        "image": build_image(image, dockerfile, base_image, push),
-        "kernel_name": kernel,
-        "exports": list(export) if export else None,
-        "retention_days": retention_days or None,
-        "retention_keep_last": keep_last or None,
-    }
-    if paused:
-        body["paused"] = True
-    if move_pool:
-        body["move_pool"] = True
-    if body["image"] is not None:
+    body = deploy_request(
+        path=absolute_path(path),
+        flow_name=flow_name,
+        name=name,
+        work_pool_name=pool,
+        work_queue_name=queue,
+        parameters=parameters or None,
+        job_variables=parse_key_values(job_variable, "--job-variable") or None,
+        schedules=schedules,
+        tags=list(tag) if tag else None,
+        description=description,
+        version=version,
+        retries=retries,
+        retry_delay=retry_delay,
+        catchup=catchup.value if catchup else None,
+        kernel_name=kernel,
+        paused=True if paused else None,
+        move_pool=move_pool,
+        exports=list(export) if export else None,
+        retention_days=retention_days or None,
+        retention_keep_last=keep_last or None,
+    )
+    image_spec = build_image(image, dockerfile, base_image, push)
+    if image_spec is not None:
         # Built here, where the notebook and the Docker engine are, before the deploy request:
         # a failed build leaves no deployment behind.
         body["image"] = package_image(
-            body["image"], path, flow_name, pool, body["job_variables"], output
+            image_spec, path, flow_name, pool, body.get("job_variables"), output
         )
     deployment = client().deploy(**body)
     if output is out.Output.json:
@@ -288,8 +282,8 @@ def package_image(
     """Build (and push with --push) the image `spec` of `build_image` describes; returns the
     deploy request's `image`. Build lines are printed as they come (on stderr with --output
     json, so that stdout stays one JSON document)."""
-    from nbflows.images import DeploymentImage
-    from nbflows.packaging import build_for_deploy
+    from nbflows.packaging.build import build_for_deploy
+    from nbflows.packaging.images import DeploymentImage
 
     push = bool(spec.pop("push", False))
     image = DeploymentImage(**spec)

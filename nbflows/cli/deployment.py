@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.text import Text
 
 from nbflows.cli import output as out
-from nbflows.cli.common import client, confirm, parse_json_object, parse_key_values
+from nbflows.cli.common import client, confirm, parse_json_object
 from nbflows.cli.flow_run import finish, follow, run_label
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import NBFlowsError
+from nbflows.notebooks.parameters import parse_key_values
 
 app = typer.Typer(help="Manage deployments and run them.", no_args_is_help=True)
 

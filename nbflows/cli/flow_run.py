@@ -11,7 +11,8 @@ from rich.text import Text
 
 from nbflows.cli import output as out
 from nbflows.cli.common import client
-from nbflows.client import TERMINAL_STATES, Client
+from nbflows.client.rest import Client
+from nbflows.protocol import TERMINAL_VALUES
 
 PAGE = 1000
 
@@ -88,7 +89,7 @@ def finish(run: dict[str, Any], timeout: float | None) -> None:
     """Say how a watched run ended; exit 0 only when it COMPLETED."""
     state = run.get("state") or {}
     kind = state.get("type")
-    if kind not in TERMINAL_STATES:
+    if kind not in TERMINAL_VALUES:
         out.err_console.print(
             Text(f"Stopped watching after {timeout:g}s; {run_label(run)} is ")
             + out.state_text(state)

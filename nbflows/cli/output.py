@@ -146,7 +146,7 @@ def fmt_value(value: Any) -> str:
 
 def schedule_text(schedule: Mapping[str, Any]) -> str:
     """A deployment's schedule as the API returns it, in words (the schedule's own `describe`)."""
-    from nbflows.schedules import parse_schedule
+    from nbflows.scheduling.schedules import parse_schedule
 
     return parse_schedule(schedule).describe()
 

@@ -13,7 +13,7 @@ from nbflows.cli import output as out
 from nbflows.cli.common import client
 from nbflows.cli.flow_run import app
 from nbflows.errors import InvalidInput
-from nbflows.limits import size_text
+from nbflows.services.limits import size_text
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*$")
 _DAYS_PER = {"d": 1.0, "": 1.0, "h": 1 / 24, "m": 1 / 1440}

@@ -12,8 +12,8 @@ from typing import Any
 import typer
 
 from nbflows.cli import output as out
-from nbflows.cli.common import client
-from nbflows.client import Client
+from nbflows.cli.common import client, use_token
+from nbflows.client.rest import Client
 from nbflows.errors import InvalidInput, NBFlowsError, NotFound
 from nbflows.workers import get_worker_class, worker_types
 from nbflows.workers.base import (
@@ -22,6 +22,9 @@ from nbflows.workers.base import (
     DEFAULT_LIMIT,
     BaseWorker,
 )
+
+#: The environment variable a worker reads its credential from.
+WORKER_TOKEN_ENV = "NBFLOWS_WORKER_TOKEN"
 
 app = typer.Typer(
     help="Run workers that execute the flow runs of work pools.",
@@ -66,6 +69,14 @@ def start(
         help="On SIGTERM/SIGINT, seconds running runs may take to finish before they are "
         "handed back to the server for another worker (a second signal hands them back at once).",
     ),
+    worker_token: str | None = typer.Option(
+        None,
+        "--worker-token",
+        envvar=WORKER_TOKEN_ENV,
+        show_envvar=False,
+        help=f"A worker credential (`nbflows worker-token create`; env {WORKER_TOKEN_ENV}): "
+        "it may only claim and report for its pools. Default: the global --token.",
+    ),
     exit_with_parent: bool = typer.Option(
         False,
         "--exit-with-parent",
@@ -77,6 +88,8 @@ def start(
 
     Examples: `nbflows worker start --pool my-pool`, `nbflows worker start --type process`.
     """
+    if worker_token:
+        use_token(worker_token)
     api = client()
     workers = build_workers(
         api,

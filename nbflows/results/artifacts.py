@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nbflows.limits import Limits, too_large
+from nbflows.services.limits import Limits, too_large
 
 if TYPE_CHECKING:  # the worker side imports this module too: no SQLAlchemy there
     from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ def store_artifact(
     fence: int | None = None,
 ) -> t.RunFile:
     """Keep `data` as the run's artifact `name`; over a size limit: TooLarge naming it."""
-    from nbflows import flow_runs
+    from nbflows.services import flow_runs
 
     from . import run_files
 

@@ -52,7 +52,7 @@ def convert(notebook_json: str, fmt: ExportFormat) -> bytes:
 
 def read_export(s: Session, results: ResultStore, run_id: str, fmt: ExportFormat) -> bytes:
     """The run's notebook in `fmt`, made now if it was not kept already."""
-    from nbflows import flow_runs
+    from nbflows.services import flow_runs
 
     name = export_name(fmt)
     if run_files.find_run_file(s, run_id, "export", name) is not None:

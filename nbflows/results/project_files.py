@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import NotFound
-from nbflows.limits import Limits, too_large
+from nbflows.services.limits import Limits, too_large
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -42,7 +42,7 @@ def bundle_project(
 ) -> dict[str, Any]:
     """Store the notebook's project folder; its manifest: `{"notebook_dir": folder of the
     notebook inside the project, "files": [{"path", "sha256", "size"}]}`."""
-    from nbflows.images import find_build_context, list_context_files
+    from nbflows.packaging.images import find_build_context, list_context_files
 
     notebook = Path(notebook_path).resolve()
     root = find_build_context(notebook)
@@ -84,7 +84,7 @@ def carry_project_files(
 
 
 def project_manifest(s: Session, ref: str, version: int | None) -> dict[str, Any]:
-    from nbflows.deployments import get_deployment
+    from nbflows.services.deployments import get_deployment
     from nbflows.store import tables as t
 
     d = get_deployment(s, ref)
@@ -99,7 +99,7 @@ def read_project_file(s: Session, results: ResultStore, ref: str, sha256: str) -
     reader cannot fish other deployments' files out of the store)."""
     from sqlalchemy import select
 
-    from nbflows.deployments import get_deployment
+    from nbflows.services.deployments import get_deployment
     from nbflows.store import tables as t
 
     d = get_deployment(s, ref)

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import InvalidInput
-from nbflows.states import TERMINAL
+from nbflows.protocol import TERMINAL
 from nbflows.store import tables as t
 
 from . import run_files
@@ -183,8 +183,8 @@ def prune(
 ) -> dict[str, Any]:
     """Remove (or with `dry_run` only list) the finished runs a policy removes; what went, its
     sizes, and what is kept before and after."""
-    from nbflows.deployments import get_deployment
-    from nbflows.schemas import iso
+    from nbflows.services.deployments import get_deployment
+    from nbflows.services.schemas import iso
 
     deployment_id = get_deployment(s, deployment).id if deployment else None
     before = storage_summary(s)

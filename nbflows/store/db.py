@@ -13,19 +13,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
+from nbflows import protocol
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def default_database_url() -> str:
-    """`NBFLOWS_DATABASE_URL`, else SQLite under the Jupyter data dir."""
-    url = os.environ.get("NBFLOWS_DATABASE_URL")
-    if url:
-        return url
-    from jupyter_core.paths import jupyter_data_dir
-
-    folder = Path(jupyter_data_dir()) / "nbflows"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'nbflows.db'}"
+    """`NBFLOWS_DATABASE_URL`, else SQLite under the Jupyter data dir (its folder made)."""
+    url = protocol.default_database_url()
+    if not os.environ.get(protocol.DATABASE_URL_ENV):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

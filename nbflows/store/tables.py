@@ -1,4 +1,4 @@
-"""ORM tables. Wire shapes live in `nbflows.schemas`; these are storage only."""
+"""ORM tables. Wire shapes live in `nbflows.services.schemas`; these are storage only."""
 
 from __future__ import annotations
 
@@ -295,3 +295,48 @@ class Worker(Base):
     problem: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_workers_online_until", "online_until"),)
+
+
+class WorkerCredential(Base):
+    """A worker's token (stored as its SHA-256): it may claim, heartbeat and report for the
+    pools it names, or for every pool of the types it names (the embedded worker)."""
+
+    __tablename__ = "worker_credentials"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    pools: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    pool_types: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ux_worker_credentials_token", "token_hash", unique=True),
+        Index("ix_worker_credentials_name", "name"),
+    )
+
+
+class RunCredential(Base):
+    """A run's token (stored as its SHA-256), valid while the attempt it was minted for (its
+    claim's fence) has not ended."""
+
+    __tablename__ = "run_credentials"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
+    fence: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_run_credentials_run", "flow_run_id"),)
+
+
+class Secret(Base):
+    """A named value, encrypted (Fernet) with a key kept outside the database."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

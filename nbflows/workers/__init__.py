@@ -11,25 +11,24 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from nbflows.errors import InvalidInput
+from nbflows.protocol import WORKERS_ENTRY_POINT_GROUP
 
 if TYPE_CHECKING:
     from nbflows.workers.base import BaseWorker
 
-__all__ = ["ENTRY_POINT_GROUP", "get_worker_class", "worker_types"]
-
-ENTRY_POINT_GROUP = "nbflows.workers"
+__all__ = ["get_worker_class", "worker_types"]
 
 
 def worker_types() -> list[str]:
     """The pool types a worker can be started for here."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted({ep.name for ep in entry_points(group=WORKERS_ENTRY_POINT_GROUP)})
 
 
 def get_worker_class(pool_type: str) -> type[BaseWorker]:
     """The worker class of `pool_type`; `InvalidInput` for a type nothing here can serve."""
     from nbflows.workers.base import BaseWorker
 
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == pool_type]
+    found = [ep for ep in entry_points(group=WORKERS_ENTRY_POINT_GROUP) if ep.name == pool_type]
     if not found:
         known = ", ".join(worker_types()) or "none"
         raise InvalidInput(f"no worker for work pool type '{pool_type}'; worker types: {known}")

@@ -23,7 +23,7 @@ stores a line sent twice once). Every report carries the claim's fencing token, 
 of an attempt count only while this worker holds it. When the pool type's infrastructure is
 missing (no Docker engine, say), the worker says why on its pools and tries again later.
 
-The worker talks to the server only through `nbflows.client`.
+The worker talks to the server only through `nbflows.client.rest`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from nbflows.client import Client
+from nbflows.client.rest import Client
 from nbflows.errors import Conflict, NBFlowsError, NotFound
+from nbflows.services import secrets
+from nbflows.services.secrets import Masker
+from nbflows.workers import job_templates
 from nbflows.workers.reporting import LogShipper, RunReporter, ServerLink, unreachable
 
 __all__ = [
@@ -108,6 +111,8 @@ class ClaimedRun:
     job_variables: dict[str, Any]
     #: The claim's fencing token: the worker's reports about the run carry it.
     fence: int | None = None
+    #: The attempt's own credential, the only one its kernel gets (`nbflows.services.credentials`).
+    run_token: str | None = None
 
     @classmethod
     def from_json(cls, pool: str, data: Mapping[str, Any]) -> ClaimedRun:
@@ -118,6 +123,7 @@ class ClaimedRun:
             job_configuration=dict(data.get("job_configuration") or {}),
             job_variables=dict(data.get("job_variables") or {}),
             fence=data.get("fence"),
+            run_token=data.get("run_token"),
         )
 
     @property
@@ -217,6 +223,9 @@ class BaseWorker:
 
     #: The work pool type this worker executes runs for (the `nbflows.workers` entry point name).
     type: ClassVar[str] = ""
+    #: The JSON schema of the job variables of this pool type's default base job template
+    #: (each exposed to `run()` under its own name). A plug-in may declare its own.
+    job_variables: ClassVar[Mapping[str, Any]] = job_templates.COMMON_VARIABLES
 
     def __init__(
         self,
@@ -537,13 +546,23 @@ class BaseWorker:
         claimed = active.claimed
         assert self._shipper is not None
         live = claimed.job_configuration.get("stream_output") is not False
-        reporter = RunReporter(self._shipper, claimed.id, live=live, fence=claimed.fence)
+        problem: str | None = None
+        try:
+            claimed, masker = self._with_secrets(claimed)
+        except NBFlowsError as exc:
+            masker, problem = Masker(()), f"its secrets could not be resolved: {exc}"
+        reporter = RunReporter(
+            self._shipper, claimed.id, live=live, fence=claimed.fence, masker=masker
+        )
         outcome: Outcome | None = None
         try:
             if not self._begin(active):
                 return
             self.say(f"{claimed.label} started")
-            outcome = self.run(claimed, reporter, active.cancel_event)
+            if problem is not None:
+                outcome = Outcome("FAILED", problem)
+            else:
+                outcome = self.run(claimed, reporter, active.cancel_event)
         except Exception as exc:
             outcome = Outcome(
                 "CRASHED", f"the worker failed while running the flow: {type(exc).__name__}: {exc}"
@@ -561,6 +580,19 @@ class BaseWorker:
                     if self._active.get(claimed.id) is active:
                         del self._active[claimed.id]
                     self._slots.notify_all()
+
+    def _with_secrets(self, claimed: ClaimedRun) -> tuple[ClaimedRun, Masker]:
+        """`claimed` with the secrets its parameters and job configuration refer to resolved
+        (asked of the server now, never kept), and what hides their values again."""
+        names = secrets.references(claimed.flow_run.get("parameters"), claimed.job_configuration)
+        if not names:
+            return claimed, Masker(())
+        values = self._patiently(lambda: self.client.read_run_secrets(claimed.id))
+        flow_run = dict(claimed.flow_run)
+        flow_run["parameters"] = secrets.substitute(flow_run.get("parameters") or {}, values)
+        config = secrets.substitute(claimed.job_configuration, values)
+        resolved = replace(claimed, flow_run=flow_run, job_configuration=config)
+        return resolved, Masker(values.values())
 
     def _begin(self, active: _ActiveRun) -> bool:
         """PENDING → RUNNING (waiting for the server if it is away); False, and the run settled,
@@ -606,8 +638,9 @@ class BaseWorker:
         if state == "CANCELLED" and active.stop_reason:
             message = f"{active.stop_reason}: {message}" if message else active.stop_reason
         reporter.log(f"{state}: {message}" if message else state, _END_LEVELS[state])
+        message = reporter.masker.text(message)
         if outcome.notebook is not None:
-            self._store_notebook(claimed, reporter, outcome.notebook)
+            self._store_notebook(claimed, reporter, reporter.masker.json(outcome.notebook))
         if outcome.output_dir is not None:
             self._store_artifacts(claimed, reporter, outcome.output_dir)
         reporter.close(state)

@@ -18,7 +18,7 @@ A run, as `DockerWorker.run` tells it:
    version.
 4. **The container starts** and runs `python -m nbflows.workers.docker RUN_DIR/spec.json`
    (`run_in_container` below): the notebook executes with papermill (the nbflows engine of
-   `nbflows.execution`) in a kernel inside the container. The run is headless
+   `nbflows.execution.engine`) in a kernel inside the container. The run is headless
    (`NBFLOWS_FLOW_RUN_ID`, `NBFLOWS_FLOW_NAME`, `NBFLOWS_RUN_KIND` in its environment): `%%flow`
    cells report through their output, never over the network, so a container needs no path to
    the server. Each output line and each run event is written to the container's stdout as one
@@ -36,7 +36,7 @@ A run, as `DockerWorker.run` tells it:
    without it the container is kept for inspection).
 
 Before step 2 the worker refuses a job configuration that reaches into the host beyond what
-the pool allows (host paths, privileged, host network: `nbflows.job_templates.check_host_access`,
+the pool allows (host paths, privileged, host network: `nbflows.workers.job_templates.check_host_access`,
 which the server applies at deploy and run time; here symbolic links are judged where they lead
 too), and stops any container an earlier attempt of the run left running: a retry never runs
 beside the attempt it replaces (on one engine), and the run's log says so.
@@ -75,8 +75,10 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nbflows import protocol
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.results.artifacts import OUTPUT_DIR_ENV
+from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
@@ -161,6 +163,7 @@ class DockerWorker(BaseWorker):
     """
 
     type = "docker"
+    job_variables = job_templates.DOCKER_VARIABLES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -174,7 +177,7 @@ class DockerWorker(BaseWorker):
         self._reaper: threading.Thread | None = None
 
     def setup(self) -> None:
-        from nbflows.images import docker_client
+        from nbflows.packaging.images import docker_client
 
         super().setup()
         # Fail at start, with how to fix it, rather than crash every run.
@@ -244,7 +247,7 @@ class DockerWorker(BaseWorker):
         """Why the container must not be created (host access the pool does not allow), or
         None. The server checks too; this holds when its template changed since the deploy, or
         when an allowed host path is a link elsewhere (seen only on the engine's machine)."""
-        from nbflows import job_templates
+        from nbflows.workers import job_templates
 
         local = os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
         problems = job_templates.host_access_problems(
@@ -263,9 +266,9 @@ class DockerWorker(BaseWorker):
         environment = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
         environment.update(
             {
-                "NBFLOWS_FLOW_RUN_ID": claimed.id,
-                "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
-                "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
+                protocol.FLOW_RUN_ID_ENV: claimed.id,
+                protocol.FLOW_NAME_ENV: str(claimed.flow_run.get("flow_name") or ""),
+                protocol.RUN_KIND_ENV: "cell" if kind == "cell" else "notebook",
                 "NBFLOWS_OUTPUT_NOTEBOOK": f"{RUN_DIR}/{_OUTPUT}",
                 OUTPUT_DIR_ENV: OUTPUT_DIR,
                 "PYTHONUNBUFFERED": "1",
@@ -653,7 +656,9 @@ def _ensure_image(
         )
     if policy == "IfNotPresent" and present:
         return None
-    repository, _, tag = _split_reference(reference)
+    from nbflows.packaging.images import split_image_reference
+
+    repository, tag = split_image_reference(reference)
     reporter.log(f"pulling image {reference} (image_pull_policy {policy})")
     try:
         for chunk in engine.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
@@ -670,16 +675,6 @@ def _ensure_image(
             f"{exc.explanation or exc}{where}"
         )
     return None
-
-
-def _split_reference(reference: str) -> tuple[str, str, str | None]:
-    """(repository, ':', tag or None); a registry port is not a tag, a digest stays whole."""
-    if "@" in reference:
-        return reference, "", None
-    head, sep, tail = reference.rpartition(":")
-    if sep and "/" not in tail:
-        return head, sep, tail
-    return reference, "", None
 
 
 def _run_dir_archive(files: Mapping[str, bytes]) -> bytes:
@@ -908,7 +903,7 @@ def run_in_container(
     """
     import nbformat
 
-    from nbflows.execution import execute
+    from nbflows.execution.engine import execute
 
     send = emit or _Emitter(sys.stdout)
     folder = os.path.dirname(spec_path)

@@ -17,16 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbflows import protocol
 from nbflows.results.artifacts import OUTPUT_DIR_ENV
 from nbflows.results.project_files import materialise
+from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-    from nbflows.execution import ExecutionResult
-    from nbflows.kernel_pool import KernelPool
+    from nbflows.execution.engine import ExecutionResult
+    from nbflows.execution.kernel_pool import KernelPool
 
 __all__ = ["ProcessWorker", "run_environment"]
 
@@ -38,18 +40,22 @@ _OUTCOMES: dict[str, EndState] = {
 }
 
 
-def run_environment(claimed: ClaimedRun) -> dict[str, str]:
-    """What the kernel must know about its run (read by `%%flow`, see kernel_magics.context).
+def run_environment(claimed: ClaimedRun, api_url: str | None = None) -> dict[str, str]:
+    """What the kernel must know about its run (read by `%%flow`, see nbflows.client.context):
+    its ids and, with `api_url`, the API and the run's own credential (never the worker's).
 
     A spare Python kernel starts before its run is known, so these are set inside it just before
     the notebook runs; a kernel of another language is started with them (see `execute`).
     """
     kind = (claimed.deployment or {}).get("kind")
-    return {
-        "NBFLOWS_FLOW_RUN_ID": claimed.id,
-        "NBFLOWS_FLOW_NAME": str(claimed.flow_run.get("flow_name") or ""),
-        "NBFLOWS_RUN_KIND": "cell" if kind == "cell" else "notebook",
+    env = {
+        protocol.FLOW_RUN_ID_ENV: claimed.id,
+        protocol.FLOW_NAME_ENV: str(claimed.flow_run.get("flow_name") or ""),
+        protocol.RUN_KIND_ENV: "cell" if kind == "cell" else "notebook",
     }
+    if api_url and claimed.run_token:
+        env |= {protocol.API_URL_ENV: api_url, protocol.API_TOKEN_ENV: claimed.run_token}
+    return env
 
 
 class ProcessWorker(BaseWorker):
@@ -61,6 +67,7 @@ class ProcessWorker(BaseWorker):
     """
 
     type = "process"
+    job_variables = job_templates.PROCESS_VARIABLES
 
     def __init__(self, *args: Any, max_spare_kernels: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,8 +78,8 @@ class ProcessWorker(BaseWorker):
     def setup(self) -> None:
         # papermill, nbclient and jupyter_client load here (about 2 s), not in the first run
         # and not when the CLI starts.
-        import nbflows.execution  # noqa: F401
-        from nbflows.kernel_pool import KernelPool
+        import nbflows.execution.engine  # noqa: F401
+        from nbflows.execution.kernel_pool import KernelPool
 
         self._kernels = KernelPool(max_spares=self.max_spare_kernels)
 
@@ -84,7 +91,7 @@ class ProcessWorker(BaseWorker):
     def run(
         self, claimed: ClaimedRun, reporter: RunReporter, cancel_event: threading.Event
     ) -> Outcome:
-        from nbflows.execution import execute
+        from nbflows.execution.engine import execute
 
         config = claimed.job_configuration
         deployment = claimed.deployment
@@ -118,7 +125,7 @@ class ProcessWorker(BaseWorker):
             on_event=reporter.event,
             kernel_pool=self._kernels,
             cancel_event=cancel_event,
-            run_env={**run_environment(claimed), OUTPUT_DIR_ENV: output_dir},
+            run_env={**run_environment(claimed, self.client.api_url), OUTPUT_DIR_ENV: output_dir},
         )
         return _outcome(result, output_dir)
 

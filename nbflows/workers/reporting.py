@@ -15,7 +15,7 @@ Events (the headless `%%flow` protocol)
 ---------------------------------------
 A kernel run by a worker cannot be expected to reach the server (in a container it has no
 network path to it), so `%%flow` cells inside a whole-notebook run report through the output
-stream: display data whose bundle holds `EVENT_MIME` with one JSON object, as
+stream: display data whose bundle holds `EVENT_MIME_TYPE` with one JSON object, as
 `nbflows.kernel_magics.reporting.HeadlessReporter` sends them. Per attempt of a child flow:
 
 * ``{"event": "flow_run_started", "run_key", "flow_name", "attempt", "parent_run_key"?,
@@ -38,12 +38,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from nbflows.client import APIError, Client, NoServerError
+from nbflows.client.rest import APIError, Client, NoServerError
 from nbflows.errors import NBFlowsError, NotFound
+from nbflows.protocol import TERMINAL_VALUES
+from nbflows.services.secrets import Masker
 
 __all__ = [
     "BATCH_LINES",
-    "EVENT_MIME",
     "FLUSH_INTERVAL",
     "LogShipper",
     "RunLog",
@@ -55,7 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The MIME type of the outputs that carry run events (see the module docstring).
-EVENT_MIME = "application/vnd.nbflows.event+json"
 #: Seconds between two sends of a run's buffered lines.
 FLUSH_INTERVAL = 0.1
 #: A run with this many lines waiting is sent at once, without waiting for the interval.
@@ -72,7 +72,6 @@ _STREAM_LEVELS = {
 }
 #: Log source of each output stream (the API knows stdout, stderr, logging, worker, error).
 _STREAM_SOURCES = {"stdout": "stdout", "display": "stdout", "stderr": "stderr", "error": "error"}
-_CHILD_END_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 def _now() -> str:
@@ -134,7 +133,7 @@ class ServerLink:
 
 
 class OutputLineLike(Protocol):
-    """One line of kernel output (`nbflows.execution.OutputLine` is one)."""
+    """One line of kernel output (`nbflows.execution.engine.OutputLine` is one)."""
 
     @property
     def time(self) -> datetime: ...
@@ -154,11 +153,19 @@ class RunLog:
     """
 
     def __init__(
-        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+        self,
+        shipper: LogShipper,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.live = live
         self.fence = fence
+        #: Hides the run's secret values in each line before it is kept.
+        self.mask = mask
         self._shipper = shipper
         self._lines: list[dict[str, Any]] = []
         self._seq = 0
@@ -179,6 +186,8 @@ class RunLog:
             if self.truncated or self.closed:
                 return
             line = {**line, "fence": self.fence, "seq": self._seq}
+            if self.mask is not None:
+                line["message"] = self.mask(str(line.get("message", "")))
             self._seq += 1
             self._lines.append(line)
             if len(self._lines) > MAX_BUFFERED:
@@ -280,8 +289,15 @@ class LogShipper:
         self._thread = threading.Thread(target=self._loop, name="nbflows-log-shipper", daemon=True)
         self._thread.start()
 
-    def open(self, run_id: str, *, live: bool = True, fence: int | None = None) -> RunLog:
-        run_log = RunLog(self, run_id, live=live, fence=fence)
+    def open(
+        self,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        mask: Callable[[str], str] | None = None,
+    ) -> RunLog:
+        run_log = RunLog(self, run_id, live=live, fence=fence, mask=mask)
         with self._lock:
             self._logs[id(run_log)] = run_log
         return run_log
@@ -352,12 +368,21 @@ class RunReporter:
     """
 
     def __init__(
-        self, shipper: LogShipper, run_id: str, *, live: bool = True, fence: int | None = None
+        self,
+        shipper: LogShipper,
+        run_id: str,
+        *,
+        live: bool = True,
+        fence: int | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.run_id = run_id
         self._shipper = shipper
         self.client = shipper.client
-        self._log = shipper.open(run_id, live=live, fence=fence)
+        #: The run's secret values, hidden in what is reported about it and its children.
+        self.masker = masker or Masker(())
+        self._mask = self.masker.text if self.masker else None
+        self._log = shipper.open(run_id, live=live, fence=fence, mask=self._mask)
         self._live = live
         self._children: dict[str, _Child] = {}
         #: Keys of the open children, innermost last: printed lines go to the innermost one.
@@ -441,7 +466,7 @@ class RunReporter:
         parent = self._children.get(parent_key) if isinstance(parent_key, str) else None
         fields: dict[str, Any] = {"parent_run_id": parent.run_id if parent else self.run_id}
         if isinstance(data.get("parameters"), Mapping):
-            fields["parameters"] = dict(data["parameters"])
+            fields["parameters"] = self.masker.json(dict(data["parameters"]))
         if isinstance(data.get("tags"), list):
             fields["tags"] = [str(x) for x in data["tags"]]
         if isinstance(data.get("max_retries"), int):
@@ -450,7 +475,9 @@ class RunReporter:
             fields["retry_delay"] = data["retry_delay"]
         created = self.client.create_flow_run(flow_name, **fields)
         run_id = str(created["id"])
-        child = _Child(run_id, self._shipper.open(run_id, live=self._live), flow_name)
+        child = _Child(
+            run_id, self._shipper.open(run_id, live=self._live, mask=self._mask), flow_name
+        )
         with self._lock:
             self._children[key] = child
         return child
@@ -464,9 +491,9 @@ class RunReporter:
         if child is None:
             return  # its start could not be recorded (said in the log already)
         state = str(data.get("state") or "").upper()
-        if state not in _CHILD_END_STATES:
+        if state not in TERMINAL_VALUES:
             state = "CRASHED"
-        message = str(data["message"]) if data.get("message") else None
+        message = self.masker.text(str(data["message"])) if data.get("message") else None
         if data.get("retrying") and state in ("FAILED", "CRASHED"):
             child.log.flush()
             try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nbformat
 import pytest
 
@@ -312,3 +313,98 @@ def test_worker_killed_mid_run_crashes_the_run_and_leaves_no_container(
     machine.figures["attempt 1 ended before attempt 2 started by"] = (
         f"{(starts[0] - deaths[0]) / 1e9:.2f} s"
     )
+
+
+SECRET = "dk_live_51c0ffee77"
+
+SECRET_NOTEBOOK = """\
+import os
+print("the key is " + key, flush=True)
+print("the env key is " + os.environ.get("DOCKER_SK", ""), flush=True)
+"""
+
+
+def test_a_secret_set_with_the_cli_is_used_in_a_container_and_shows_nowhere(
+    machine: DockerMachine,
+) -> None:
+    journey = machine.journey
+    pool = "secret-docker-pool"
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('key = "none"', metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(SECRET_NOTEBOOK),
+            nbformat.v4.new_code_cell("%load_ext nbflows"),
+            nbformat.v4.new_code_cell('%%flow inner\nprint("inner sees " + key)'),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    nbformat.write(nb, journey.root / "secret_docker.ipynb")
+    subprocess.run(
+        [str(BIN / "nbflows"), "secret", "set", "DOCKER_KEY"],
+        input=SECRET,
+        text=True,
+        capture_output=True,
+        env=journey.env,
+        check=True,
+        timeout=120,
+    )
+    journey.cli("work-pool", "create", pool, "--type", "docker", check=True)
+    made = journey.cli("worker-token", "create", "--pool", pool, "-o", "json", check=True)
+    # Secrets are given to a worker credential only: this pool's worker has its own.
+    output = journey.home / "secret-worker.log"
+    worker = subprocess.Popen(
+        [str(BIN / "nbflows"), "worker", "start", "--pool", pool],
+        stdout=output.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**journey.env, "NBFLOWS_WORKER_TOKEN": json.loads(made.stdout)["token"]},
+        cwd=journey.root.parent,
+    )
+    machine.workers.append(worker)
+    journey.wait_for(
+        f"the worker to serve {pool}",
+        lambda: f"serving work pool '{pool}'" in output.read_text() or _exited(worker, output),
+        timeout=60,
+    )
+    journey.cli(
+        "deploy",
+        "notebooks/secret_docker.ipynb",
+        "--name",
+        "secret",
+        "--pool",
+        pool,
+        "--image",
+        IMAGE,
+        "--no-push",
+        "--base-image",
+        machine.base_image,
+        "--param",
+        "key={{ secret.DOCKER_KEY }}",
+        "--job-variable",
+        'env={"DOCKER_SK": "{{ secret.DOCKER_KEY }}"}',
+        timeout=900,
+        check=True,
+    )
+    watched = journey.cli("deployment", "run", "secret_docker/secret", "--watch", timeout=300)
+    run_id = re.search(r"UUID:\s+(\S+)", watched.stdout)
+    assert run_id and "is Completed" in watched.stdout, watched.stdout + output.read_text()
+    run = run_id.group(1)
+    text = "\n".join(machine.messages(run))
+    assert "the key is ********" in text and "the env key is ********" in text, text
+    children = journey.http("GET", "flow_runs", params={"parent_run_id": run}).json()
+    assert [c["state"]["type"] for c in children if c["flow_name"] == "inner"] == ["COMPLETED"]
+    nowhere = {
+        "the run's logs (API)": text,
+        "the CLI's logs": journey.cli("flow-run", "logs", run, check=True).stdout,
+        "the executed notebook": journey.http("GET", f"flow_runs/{run}/notebook").text,
+        "the dashboard's run page": journey.http("GET", f"flow_runs/{run}").text
+        + httpx.get(
+            f"{journey.url}nbflows/runs/{run}",
+            headers={"Authorization": f"token {journey.token}"},
+            timeout=60,
+        ).text,
+        "deployment inspect": journey.cli("deployment", "inspect", "secret_docker/secret").stdout,
+        "the worker's output": output.read_text(),
+        "the server log": journey.log(),
+    }
+    for where, shown in nowhere.items():
+        assert SECRET not in shown, f"the secret's value shows in {where}"

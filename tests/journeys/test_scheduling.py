@@ -23,7 +23,7 @@ from tests.pg_support import postgres_server
 UTC = timezone.utc
 #: Interval runs come this often; catch-up runs a little more often so several go Late quickly.
 EVERY, CATCHUP_EVERY = 5, 4
-#: A run this long past its time is Late (nbflows.scheduling.LATE_AFTER), marked so by the next
+#: A run this long past its time is Late (nbflows.scheduling.scheduler.LATE_AFTER), marked so by the next
 #: scheduler pass: they come every 5 s, later on a loaded machine.
 LATE_AFTER, PASS_SLACK = 15, 10
 #: "Within seconds": far above the normal figure (well under a second), far below "never".

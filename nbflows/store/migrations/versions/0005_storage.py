@@ -2,7 +2,7 @@
 of deployments; project files of deployment versions
 
 Revision ID: 0005_storage
-Revises: 0003_workers
+Revises: 0004_power
 
 Executed notebooks stored before this revision stay in `flow_run_notebooks` and are read from
 there (`flow_runs.read_notebook` looks in the result store first): moving them here would need
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_storage"
-down_revision = "0003_workers"
+down_revision = "0004_power"
 branch_labels = None
 depends_on = None
 
