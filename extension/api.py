@@ -1,7 +1,8 @@
 """The route table of `nbflows/api/`: one place, used to serve the API, to describe it (the
 OpenAPI document) and to shape each answer (its response model).
 
-Each method of a route says its `summary`, its request `body` and `query` models, its
+Each method of a route says its `summary`, its request `body` and `query` models (`path`: JSON
+schemas of path parameters beyond "a string"), its
 `responses` (status -> the type of the JSON answer; None: no body), and with `linked: False` that
 the document links no created resource to it (see `LINKS`).
 """
@@ -19,7 +20,9 @@ from nbflows.extension import automation_routes as ar
 from nbflows.extension import permissions as p
 from nbflows.extension import previews as pv
 from nbflows.extension import routes as r
-from nbflows.extension.openapi import OpenAPI
+from nbflows.extension import run_files as f
+from nbflows.extension.openapi import Binary, OpenAPI
+from nbflows.results.exports import FORMATS
 from nbflows.services import schemas as s
 
 _NAME = r"(?P<{}>[^/]+)"
@@ -29,6 +32,7 @@ POOL, QUEUE, REF, RUN = (
     _NAME.format("ref"),
     _NAME.format("run_id"),
 )
+FORMAT, ARTIFACT, SHA256 = _NAME.format("fmt"), _NAME.format("name"), _NAME.format("sha256")
 JSON = s.JSONObject
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
@@ -305,6 +309,31 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
+        f"deployments/{REF}/files",
+        f.DeploymentFiles,
+        {
+            "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
+                "summary": "The project files a version carries (for remote process workers)",
+                "query": s.DeploymentNotebookQuery,
+                "responses": {200: s.ProjectFilesReply},
+            }
+        },
+    ),
+    (
+        f"deployments/{REF}/files/{SHA256}",
+        f.DeploymentFile,
+        {
+            "get": {
+                "permission": p.READ_DEPLOYMENTS,
+                "worker": p.DEPLOYMENT,
+                "summary": "One project file, by its sha256",
+                "responses": {200: Binary()},
+            }
+        },
+    ),
+    (
         f"deployments/{REF}/upcoming",
         r.DeploymentUpcoming,
         {
@@ -346,6 +375,19 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "body": s.InteractiveRunCreate,
                 "responses": {201: s.FlowRunReply},
             },
+        },
+    ),
+    (
+        "flow_runs/prune",
+        f.PruneFlowRuns,
+        {
+            "post": {
+                "permission": p.WRITE_RUNS,
+                "summary": "Remove finished runs with their logs, notebooks and artifacts "
+                "(or with dry_run, say what would go)",
+                "body": s.PruneRequest,
+                "responses": {200: s.PruneReply},
+            }
         },
     ),
     (
@@ -549,6 +591,54 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             }
         },
     ),
+    (
+        f"flow_runs/{RUN}/exports/{FORMAT}",
+        f.FlowRunExport,
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "The executed notebook exported (html; pdf where Chromium exists)",
+                "path": {"fmt": {"enum": list(FORMATS)}},
+                "responses": {200: Binary("text/html", "application/pdf")},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/artifacts",
+        f.FlowRunArtifacts,
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "A run's artifacts",
+                "responses": {200: list[s.RunFileReply]},
+            }
+        },
+    ),
+    (
+        f"flow_runs/{RUN}/artifacts/{ARTIFACT}",
+        f.FlowRunArtifact,
+        {
+            "get": {
+                "permission": p.READ_RUNS,
+                "worker": p.RUN,
+                "run": p.RUN,
+                "summary": "Download an artifact (name URL-encoded, '/' as %2F)",
+                "responses": {200: Binary()},
+            },
+            "put": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "summary": "Store an artifact of a run",
+                "query": s.NotebookStoreQuery,
+                "body": Binary(),
+                "responses": {201: s.RunFileReply},
+            },
+        },
+    ),
 ]
 
 
@@ -637,7 +727,7 @@ def _adapters() -> dict[tuple[type, str, int], TypeAdapter[Any]]:
         for _, handler, meta in ROUTES
         for method, spec in meta.items()
         for status, model in spec.get("responses", {}).items()
-        if model is not None
+        if model is not None and not isinstance(model, Binary)
     }
 
 

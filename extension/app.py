@@ -11,7 +11,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Int, List, TraitError, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default
 
 from nbflows import protocol
 from nbflows.automations.delivery import Deliverer, DeliveryLoop, DeliverySettings
@@ -20,7 +20,11 @@ from nbflows.extension.lifecycle import EmbeddedWorker, SchedulerLoop, embedded_
 from nbflows.extension.openapi import openapi_document
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.extension.routes import NotFoundRoute
+from nbflows.results import ResultStore
+from nbflows.results.retention import RetentionPolicy
+from nbflows.results.store import default_result_store_options, default_result_store_url
 from nbflows.scheduling import scheduler as scheduling
+from nbflows.services import heartbeats
 from nbflows.services.limits import Limits
 from nbflows.store.db import Database, default_database_url
 from nbflows.store.local import import_journal
@@ -71,11 +75,51 @@ class NBFlowsExtension(ExtensionApp):
     automation_poll_interval = Float(
         1.0, help="Seconds between looks at the automations' outbox when nothing was due."
     ).tag(config=True)
+    result_store_url = Unicode(
+        help="Where executed notebooks, exports and artifacts of runs are kept: a folder or any "
+        "fsspec URL, e.g. s3://bucket/nbflows (needs s3fs: pip install 'nbflows[s3]'); env "
+        "NBFLOWS_RESULT_STORE_URL; default the folder nbflows/results under the Jupyter data dir."
+    ).tag(config=True)
+    result_store_options = Dict(
+        help="fsspec storage options of the result store, e.g. {'endpoint_url': "
+        "'http://127.0.0.1:9000'} for an S3-compatible server (env NBFLOWS_RESULT_STORE_OPTIONS, "
+        "JSON). Credentials are best given the usual way (AWS_ACCESS_KEY_ID, ...)."
+    ).tag(config=True)
+    retention_days = Float(
+        0,
+        help="The scheduler deletes finished runs older than this many days, with their logs, "
+        "notebooks and artifacts; 0 keeps them (a deployment's own policy applies first).",
+    ).tag(config=True)
+    retention_keep_last = Int(
+        0,
+        min=0,
+        help="Runs the retention pass always keeps per deployment (and per interactive flow), "
+        "newest first, however old; 0: no such floor.",
+    ).tag(config=True)
+    retention_interval = Float(300.0, help="Seconds between the scheduler's retention passes.").tag(
+        config=True
+    )
+    offline_worker_ttl = Float(
+        heartbeats.OFFLINE_WORKER_TTL,
+        help="Seconds a worker stays listed (OFFLINE) after its last heartbeat before its row "
+        "is removed; 0 keeps them.",
+    ).tag(config=True)
     max_body_size = _limit_trait("max_body_size")
     max_parameters_size = _limit_trait("max_parameters_size")
     max_notebook_size = _limit_trait("max_notebook_size")
     max_log_line = _limit_trait("max_log_line")
     max_run_output = _limit_trait("max_run_output")
+    max_artifact_size = _limit_trait("max_artifact_size")
+    max_run_artifacts = _limit_trait("max_run_artifacts")
+    max_project_size = _limit_trait("max_project_size")
+
+    @default("result_store_url")
+    def _default_result_store_url(self) -> str:
+        return default_result_store_url()
+
+    @default("result_store_options")
+    def _default_result_store_options(self) -> dict[str, Any]:
+        return default_result_store_options()
 
     @default("database_url")
     def _default_database_url(self) -> str:
@@ -103,7 +147,8 @@ class NBFlowsExtension(ExtensionApp):
         imported = import_journal(database, self.database_url)
         if imported:
             self.log.info("nbflows: imported %d flow runs from the local journal", imported)
-        self.orchestrator = Orchestrator(database, root_dir=root_dir)
+        results = ResultStore(self.result_store_url, dict(self.result_store_options))
+        self.orchestrator = Orchestrator(database, root_dir=root_dir, results=results)
         self.settings.update(
             {
                 "nbflows_orchestrator": self.orchestrator,
@@ -114,7 +159,17 @@ class NBFlowsExtension(ExtensionApp):
                 ),
             }
         )
-        self.scheduler_loop = SchedulerLoop(self.orchestrator, self.scheduler_interval)
+        retention = RetentionPolicy(
+            older_than_days=self.retention_days or None,
+            keep_last=self.retention_keep_last or None,
+        )
+        self.scheduler_loop = SchedulerLoop(
+            self.orchestrator,
+            self.scheduler_interval,
+            retention=retention,
+            retention_interval=self.retention_interval,
+            worker_ttl=self.offline_worker_ttl,
+        )
         self.delivery_settings = DeliverySettings(
             retry_delay=self.automation_retry_delay,
             max_attempts=self.automation_max_attempts,
@@ -126,6 +181,7 @@ class NBFlowsExtension(ExtensionApp):
         # Ports are bound after extensions load: finish start-up once the loop runs.
         IOLoop.current().add_callback(self._started)
         self.log.info("nbflows store: %s", database.engine.url.render_as_string(hide_password=True))
+        self.log.info("nbflows result store: %s", results.url)
 
     def initialize_handlers(self) -> None:
         api = [(rf"/nbflows/api/{pattern}/?", handler) for pattern, handler, _ in ROUTES]

@@ -31,8 +31,10 @@ from nbflows.errors import NBFlowsError
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.presentation import format_duration, parse_timestamp
 from nbflows.protocol import StateType
+from nbflows.results import ResultStore, run_files
 from nbflows.services import deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
+from nbflows.services.limits import size_text
 from nbflows.services.schemas import log_json
 
 __all__ = ["HANDLERS", "render_notebook_html"]
@@ -207,10 +209,10 @@ def _automations_page(s: Session) -> list[dict[str, Any]]:
     return out
 
 
-def _run_page(s: Session, run_id: str) -> dict[str, Any]:
+def _run_page(s: Session, run_id: str, results: ResultStore) -> dict[str, Any]:
     run = flow_runs.get_flow_run(s, run_id)
     lines = logs.read_logs(s, run_id, 0, FIRST_LOG_PAGE)
-    notebook = flow_runs.read_notebook(s, run_id) if run.has_notebook else None
+    notebook = flow_runs.read_notebook(s, run_id, results) if run.has_notebook else None
     return {
         "run": flow_runs.run_json(s, run),
         "lines": [log_json(x) for x in lines],
@@ -218,6 +220,10 @@ def _run_page(s: Session, run_id: str) -> dict[str, Any]:
         "notebook": notebook,
         "notifications": outbox.deliveries_of_run(s, run_id),
         "pipeline": _pipeline_picture(s, run) if run.kind == "pipeline" else None,
+        "artifacts": [
+            {"name": f.name, "size": size_text(f.size)}
+            for f in run_files.list_run_files(s, run_id, "artifact")
+        ],
     }
 
 
@@ -373,7 +379,7 @@ class RunPage(DashboardHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        data = await self.orch.call(_run_page, run_id)
+        data = await self.orch.call(_run_page, run_id, self.orch.results)
         notebook_html = None
         text = data.pop("notebook")
         if text is not None:
@@ -394,7 +400,7 @@ class RunNotebookPage(DashboardHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        text = await self.orch.call(flow_runs.read_notebook, run_id)
+        text = await self.orch.call(flow_runs.read_notebook, run_id, self.orch.results)
         page = await asyncio.get_running_loop().run_in_executor(
             None, lambda: render_notebook_html(text).encode("utf-8")
         )

@@ -20,6 +20,7 @@ from nbflows import protocol
 from nbflows.automations import triggers
 from nbflows.errors import NotFound
 from nbflows.extension.orchestrator import Orchestrator
+from nbflows.results.retention import RetentionPolicy, apply_policies
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import credentials, heartbeats
 from nbflows.store.db import begin_write
@@ -27,7 +28,7 @@ from nbflows.store.db import begin_write
 log = logging.getLogger("nbflows")
 
 
-def scheduler_pass(s: Session) -> set[str]:
+def scheduler_pass(s: Session, worker_ttl: float = heartbeats.OFFLINE_WORKER_TTL) -> set[str]:
     """One pass; returns the wake-up topics of what changed: `pool:<id>` for pools whose
     claimable runs changed, `run:<id>` for pipeline runs whose state changed."""
     # One scheduler leader at a time across servers sharing a PostgreSQL database.
@@ -40,15 +41,34 @@ def scheduler_pass(s: Session) -> set[str]:
     changed: set[str] = set(pools)
     for result in (scheduling.schedule_runs(s), scheduling.mark_late_runs(s)):
         changed |= result.pools or set()
-    changed |= heartbeats.settle_stuck_runs(s)
+    changed |= heartbeats.settle_stuck_runs(s, worker_ttl)
     triggers.detect_conditions(s)  # late, running too long, no worker: once per event
     return {f"pool:{pool_id}" for pool_id in changed} | {f"run:{r}" for r in pipeline_runs}
 
 
+def retention_pass(s: Session, orch: Orchestrator, policy: RetentionPolicy) -> int:
+    """Apply the retention policies (one server at a time on PostgreSQL); runs removed."""
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if postgres and not s.execute(text("SELECT pg_try_advisory_xact_lock(7262351)")).scalar():
+        return 0
+    return apply_policies(s, orch.results, policy)
+
+
 class SchedulerLoop:
-    def __init__(self, orch: Orchestrator, interval: float) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        interval: float,
+        retention: RetentionPolicy | None = None,
+        retention_interval: float = 300.0,
+        worker_ttl: float = heartbeats.OFFLINE_WORKER_TTL,
+    ) -> None:
         self.orch = orch
         self.interval = interval
+        self.retention = retention or RetentionPolicy()
+        self.retention_interval = retention_interval
+        self.worker_ttl = worker_ttl
+        self._next_retention = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -57,13 +77,30 @@ class SchedulerLoop:
     async def _run(self) -> None:
         while True:
             try:
-                changed = await self.orch.call(scheduler_pass)
+                changed = await self.orch.call(scheduler_pass, self.worker_ttl)
                 self.orch.notifier.notify(*changed)
             except Exception:  # keep scheduling; the next pass may succeed
                 log.exception("nbflows scheduler pass failed")
+            await self._retention()
             self.orch.scheduler_wakeup.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.orch.scheduler_wakeup.wait(), self.interval)
+
+    async def _retention(self) -> None:
+        """Every `retention_interval` seconds (removing is slower than scheduling and never
+        urgent): the policies of the server and of the deployments."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + self.retention_interval
+        try:
+            removed = await self.orch.call(retention_pass, self.orch, self.retention)
+        except Exception:  # keep scheduling; the next pass may succeed
+            log.exception("nbflows retention pass failed")
+            return
+        if removed:
+            log.info("nbflows retention: removed %d finished runs", removed)
+            self._next_retention = now  # more may be due: go on at the next pass
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -15,6 +15,19 @@ from nbflows.extension.permissions import permitted
 from nbflows.services.schemas import ErrorReply
 
 _METHODS = ("get", "post", "put", "patch", "delete")
+
+
+class Binary:
+    """A body that is a file, not JSON: a route's `body` or the model of one of its answers,
+    in one of `media_types`."""
+
+    def __init__(self, *media_types: str) -> None:
+        self.media_types = media_types or ("application/octet-stream",)
+
+    def content(self) -> dict[str, Any]:
+        return {m: {"schema": {"type": "string", "format": "binary"}} for m in self.media_types}
+
+
 _REF = "#/components/schemas/{model}"
 
 #: The errors every route may answer, each with an `Error` body.
@@ -60,10 +73,10 @@ def openapi_document(
             spec = meta.get(method, {})
             op_id = f"{handler.__name__}_{method}"
             ops.append((path, method, op_id, params, spec))
-            if spec.get("body") is not None:
+            if spec.get("body") is not None and not isinstance(spec["body"], Binary):
                 inputs.append(((op_id, "body"), "validation", TypeAdapter(spec["body"])))
             for status, model in spec.get("responses", {}).items():
-                if model is not None:
+                if model is not None and not isinstance(model, Binary):
                     inputs.append(((op_id, status), "serialization", TypeAdapter(model)))
     schemas, definitions = TypeAdapter.json_schemas(inputs, ref_template=_REF)
     error_ref = schemas[("error", "serialization")]
@@ -78,7 +91,7 @@ def openapi_document(
                     "name": p,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string"}
+                    "schema": {"type": "string", **spec.get("path", {}).get(p, {})}
                     | ({"pattern": narrow[path][p]} if p in narrow[path] else {}),
                 }
                 for p in params
@@ -87,7 +100,9 @@ def openapi_document(
         }
         if spec.get("query") is not None:
             op["parameters"] += _query_parameters(spec["query"].model_json_schema())
-        if spec.get("body") is not None:
+        if isinstance(spec.get("body"), Binary):
+            op["requestBody"] = {"required": True, "content": spec["body"].content()}
+        elif spec.get("body") is not None:
             body = spec["body"]
             optional = isinstance(body, type) and not any(
                 field.is_required() for field in getattr(body, "model_fields", {}).values()
@@ -101,7 +116,9 @@ def openapi_document(
             }
         for status, model in spec.get("responses", {}).items():
             answer: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
-            if model is not None:
+            if isinstance(model, Binary):
+                answer["content"] = model.content()
+            elif model is not None:
                 schema = schemas[((op_id, status), "serialization")]
                 answer["content"] = {"application/json": {"schema": schema}}
             if status == 201:

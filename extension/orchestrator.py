@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from nbflows.errors import ServiceUnavailable
+from nbflows.results import ResultStore
 from nbflows.store.db import Database
 
 T = TypeVar("T")
@@ -89,9 +90,17 @@ class Notifier:
 class Orchestrator:
     """Runs service functions `fn(session, *args)` in a transaction on a worker thread."""
 
-    def __init__(self, database: Database, root_dir: str | None = None, threads: int = 8) -> None:
+    def __init__(
+        self,
+        database: Database,
+        root_dir: str | None = None,
+        threads: int = 8,
+        results: ResultStore | None = None,
+    ) -> None:
         self.db = database
         self.root_dir = root_dir
+        #: Where the files of runs are kept (the database keeps references).
+        self.results = results or ResultStore()
         self.notifier = Notifier()
         self.scheduler_wakeup = asyncio.Event()
         #: pool name -> id, to subscribe to a pool's wake-ups before the first database read

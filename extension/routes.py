@@ -17,6 +17,7 @@ from nbflows.pipelines import deploy as pipeline_deploy
 from nbflows.pipelines import graph as pipeline_graph
 from nbflows.pipelines import repair as pipeline_repair
 from nbflows.protocol import StateType
+from nbflows.results.project_files import carry_project_files
 from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
@@ -319,12 +320,13 @@ class Deployments(NBFlowsHandler):
     @permitted
     async def post(self) -> None:
         req = parse(DeployRequest, await self.body())
-        root, limits = self.orch.root_dir, self.limits
+        root, limits, results = self.orch.root_dir, self.limits, self.orch.results
         floor = self.settings.get("nbflows_min_schedule_interval", MIN_INTERVAL)
 
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
             check_frequency(req.schedules, floor)
             d, created, changes = deployments.redeploy(s, req, root, limits)
+            carry_project_files(s, results, d, limits)
             return {**deployments.deployment_json(d), "changes": changes}, created
 
         out, created = await self.orch.call(deploy)
@@ -628,7 +630,8 @@ class FlowRunNotebook(NBFlowsHandler):
     @web.authenticated
     @permitted
     async def get(self, run_id: str) -> None:
-        text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id).encode())
+        results = self.orch.results
+        text = await self.orch.call(lambda s: flow_runs.read_notebook(s, run_id, results).encode())
         await self.reply_big_json(text)
 
     @web.authenticated
@@ -641,13 +644,16 @@ class FlowRunNotebook(NBFlowsHandler):
         # A worker stores its attempt's notebook only while it holds the run (its fence).
         q = self.query_args(NotebookStoreQuery)
         worker, fence = q.worker, q.fence
+        results = self.orch.results
         if len(raw) > limits.max_notebook_size:
             # Over the limit: decoded (on the threads) to cut its largest outputs.
             def cut(s: Session) -> None:
                 nb = load_json(raw)
                 parse(Notebook, nb, what="notebook")
                 text = executed_notebook_text(nb, limits)
-                flow_runs.store_notebook(s, run_id, text, worker=worker, fence=fence)
+                flow_runs.store_notebook(
+                    s, run_id, text, results=results, worker=worker, fence=fence
+                )
 
             await self.orch.call(cut)
         else:
@@ -659,7 +665,12 @@ class FlowRunNotebook(NBFlowsHandler):
                 checked = True
             await self.orch.call(
                 lambda s: flow_runs.store_notebook(
-                    s, run_id, _notebook_text(raw, checked), worker=worker, fence=fence
+                    s,
+                    run_id,
+                    _notebook_text(raw, checked),
+                    results=results,
+                    worker=worker,
+                    fence=fence,
                 )
             )
         self.orch.notifier.notify(f"run:{run_id}")

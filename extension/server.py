@@ -20,6 +20,7 @@ def server_argv(
     root_dir: str | None = None,
     token: str | None = None,
     extra: list[str] | None = None,
+    result_store: str | None = None,
 ) -> list[str]:
     """The ServerApp command line for these options (the nbflows extension on, no browser)."""
     argv = [f"--ServerApp.jpserver_extensions={EXTENSION}=True", "--ServerApp.open_browser=False"]
@@ -30,6 +31,8 @@ def server_argv(
     argv.append(f"--ServerApp.root_dir={os.path.abspath(root_dir or os.getcwd())}")
     if token is not None:
         argv.append(f"--IdentityProvider.token={token}")
+    if result_store is not None:
+        argv.append(f"--NBFlowsExtension.result_store_url={result_store}")
     return argv + list(extra or [])
 
 
@@ -70,12 +73,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip", help="interface to listen on (default localhost)")
     parser.add_argument("--root-dir", help="directory of the notebooks (default: current)")
     parser.add_argument("--token", help="token clients must send (default: a generated one)")
+    parser.add_argument(
+        "--result-store",
+        metavar="URL",
+        help="where notebooks and artifacts of runs are kept: a folder or an fsspec URL such as "
+        "s3://bucket/nbflows (default: NBFLOWS_RESULT_STORE_URL, else a folder under the "
+        "Jupyter data dir)",
+    )
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
     from jupyter_server.serverapp import ServerApp
 
     app = ServerApp.instance()
-    app.initialize(argv=server_argv(args.port, args.ip, args.root_dir, args.token, extra))
+    app.initialize(
+        argv=server_argv(args.port, args.ip, args.root_dir, args.token, extra, args.result_store)
+    )
     if EXTENSION not in app.extension_manager.extensions:
         print(
             f"Error: the {EXTENSION} server extension did not load; see the log above.",

@@ -47,6 +47,10 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
+#: Seconds a server may take to answer its first request.
+START_TIMEOUT = 180.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,6 +141,8 @@ def start_server(
         **{k: v for k, v in os.environ.items() if k not in NBFLOWS_ENV},
         "NBFLOWS_DATABASE_URL": db_url,
         "JUPYTER_RUNTIME_DIR": str(runtime),
+        # Each server keeps the files of its runs in a folder of its own.
+        "NBFLOWS_RESULT_STORE_URL": str(tmp / "results"),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

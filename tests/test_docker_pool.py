@@ -88,7 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Se
     (tutorial / "session-id.txt").write_text(uuid.uuid4().hex)
     cases = root / "cases"
     cases.mkdir()
-    for name in ("docker_oom.ipynb", "docker_sleep.ipynb", "docker_env.ipynb"):
+    for name in ("docker_oom.ipynb", "docker_sleep.ipynb", "docker_env.ipynb", "artifacts.ipynb"):
         shutil.copy(DATA / name, cases / name)
     # One nbflows wheel for the module, for the CLI and the kernel alike: the content tags must
     # not change when the nbflows source is edited while the tests run.
@@ -754,6 +754,21 @@ def test_job_configuration_reaches_the_container(
         assert json.loads(json.dumps(host["Binds"])) == [f"{shared}:/data"]
     finally:
         kept.remove(force=True)
+
+
+def test_files_a_container_writes_to_its_output_folder_become_artifacts(
+    server: Server, cases_pool: str, tmp_path: Path
+) -> None:
+    deploy_case(server, cases_pool, "artifacts.ipynb", "in-docker")
+    run = run_to_end(server, "artifacts/in-docker", parameters={"rows": 2})
+    assert state_of(run) == ("COMPLETED", ""), messages(server, str(run["id"]))
+
+    listed = cli_ok(server, "flow-run", "artifacts", str(run["id"]))
+    cli_ok(server, "flow-run", "artifact", str(run["id"]), "report.csv", "-o", str(tmp_path / "r"))
+
+    assert "plots/fig.bin" in listed and "report.csv" in listed
+    assert (tmp_path / "r").read_text() == "n,square\n0,0\n1,1\n"
+    assert "kept 2 artifacts of the run" in messages(server, str(run["id"]))
 
 
 # -- (d) containers no live attempt owns ---------------------------------------------------------

@@ -19,6 +19,9 @@ LIMITS = {
     "max_notebook_size": 64 * KiB,
     "max_log_line": 1000,
     "max_run_output": 20_000,
+    "max_artifact_size": 100 * KiB,
+    "max_run_artifacts": 200 * KiB,
+    "max_project_size": 16 * 1024 * KiB,
 }
 
 

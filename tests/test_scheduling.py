@@ -21,6 +21,7 @@ from nbflows.automations.delivery import Deliverer, DeliverySettings
 from nbflows.automations.schemas import AutomationCreate
 from nbflows.errors import InvalidInput
 from nbflows.pipelines.deploy import deploy_pipeline
+from nbflows.results import ResultStore
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
@@ -162,7 +163,9 @@ def test_every_stored_time_has_the_one_format_despite_a_process_wide_sqlite_adap
     with db.session() as s:
         flow_runs.set_state(s, run_id, SetState(type="RUNNING", worker="w", fence=fence))
         logs.write_logs(s, run_id, [LogIn(message="hello")])
-        flow_runs.store_notebook(s, run_id, "{}")
+        # A notebook kept in the database before the result store (still read; see 0005).
+        s.add(t.FlowRunNotebook(flow_run_id=manual.id, notebook="{}"))
+        flow_runs.store_notebook(s, run_id, "{}", results=ResultStore(str(tmp_path / "results")))
         flow_runs.set_state(s, run_id, SetState(type="COMPLETED", worker="w", fence=fence))
         flow_runs.cancel(s, manual.id)
         scheduling.mark_late_runs(s)
@@ -311,7 +314,9 @@ def test_migration_scopes_keys_to_the_deployment_and_rewrites_times_stored_the_o
                 assert run is not None
                 # Rebuilding the table (SQLite) keeps the rows that reference it.
                 assert [x.message for x in logs.read_logs(s, "r")] == ["kept"]
-                assert flow_runs.read_notebook(s, "r") == "{}"
+                assert (
+                    flow_runs.read_notebook(s, "r", ResultStore(str(tmp_path / "results"))) == "{}"
+                )
                 assert run.expected_start_time == datetime(2026, 11, 29, 20, 44, 30, tzinfo=UTC)
                 if dialect == "sqlite":
                     stored = s.execute(text(f"SELECT {', '.join(DATETIME_COLUMNS)} FROM flow_runs"))

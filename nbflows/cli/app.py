@@ -18,6 +18,7 @@ from nbflows.cli import (
     common,
     deployment,
     flow_run,
+    run_outputs,  # noqa: F401  (adds its commands to `flow-run`)
     secret,
     work_pool,
     work_queue,

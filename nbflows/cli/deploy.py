@@ -151,6 +151,15 @@ def deploy(
     catchup: Catchup | None = typer.Option(
         None, "--catchup", help="Late scheduled runs: run all, only the latest, or skip them."
     ),
+    export: list[str] | None = typer.Option(
+        None, "--export", help="Also export each run's notebook: html (or pdf). Repeatable."
+    ),
+    retention_days: float | None = typer.Option(
+        None, "--retention-days", min=0, help="Remove this deployment's runs after N days."
+    ),
+    keep_last: int | None = typer.Option(
+        None, "--keep-last", min=0, help="Retention keeps at least this deployment's last N runs."
+    ),
     paused: bool = typer.Option(False, "--paused", help="Deploy with schedules paused."),
     no_schedule: bool = typer.Option(
         False,
@@ -234,6 +243,9 @@ def deploy(
         kernel_name=kernel,
         paused=True if paused else None,
         move_pool=move_pool,
+        exports=list(export) if export else None,
+        retention_days=retention_days or None,
+        retention_keep_last=keep_last or None,
     )
     image_spec = build_image(image, dockerfile, base_image, push)
     if image_spec is not None:

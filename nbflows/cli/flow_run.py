@@ -214,26 +214,6 @@ def cancel(id: str = typer.Argument(..., help="Flow run id.")) -> None:
         out.success(f"{label} was successfully scheduled for cancellation with status: {state}")
 
 
-@app.command()
-def notebook(
-    id: str = typer.Argument(..., help="Flow run id."),
-    file: Path | None = typer.Option(
-        None, "--file", "-f", help="Save the executed notebook (.ipynb) here instead."
-    ),
-    output: out.Output = out.OUTPUT_OPTION,
-) -> None:
-    """Show (or save) the executed notebook of a flow run, with its outputs."""
-    nb = client().read_flow_run_notebook(id)
-    if file is not None:
-        file.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
-        out.success(f"Saved the executed notebook of flow run '{escape(id)}' to {file}.")
-        return
-    if output is out.Output.json:
-        out.print_json(nb)
-        return
-    out.notebook(nb, outputs=True)
-
-
 STEP_COLUMNS: list[out.Column] = [
     ("Step", lambda r: r.get("label")),
     (

@@ -33,6 +33,7 @@ from nbflows.protocol import API_TOKEN_ENV, API_URL_ENV, TERMINAL_VALUES
 __all__ = [
     "APIError",
     "Client",
+    "FlowRun",
     "NoServerError",
     "ServerInfo",
     "discover_servers",
@@ -352,11 +353,17 @@ class Client:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        content: bytes | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Send one request; return the parsed JSON body, or raise the matching `NBFlowsError`."""
+        """Send one request; return the parsed JSON body (with `raw`, the body's bytes), or
+        raise the matching `NBFlowsError`. `content` sends bytes as the body (a file)."""
         kwargs: dict[str, Any] = {}
         if json_body is not None:
             kwargs["json"] = json_body
+        if content is not None:
+            kwargs["content"] = content
+            kwargs["headers"] = {"Content-Type": "application/octet-stream"}
         if params:
             kwargs["params"] = _drop_none(params)
         if timeout is not None:
@@ -372,6 +379,8 @@ class Client:
             response = self._send(method, path, kwargs)
         if response.status_code >= 400:
             raise error_from_response(response)
+        if raw:
+            return response.content
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -652,8 +661,9 @@ class Client:
             dict[str, Any], self._post("flow_runs", {"flow_name": flow_name, **_drop_none(fields)})
         )
 
-    def read_flow_run(self, id: str) -> dict[str, Any]:
-        return cast(dict[str, Any], self._get(f"flow_runs/{_seg(id)}"))
+    def read_flow_run(self, id: str) -> FlowRun:
+        """The run (a dict of its fields; `.artifacts`, `.read_artifact(name)`, `.export()`)."""
+        return FlowRun(self._get(f"flow_runs/{_seg(id)}"), client=self)
 
     def list_flow_runs(
         self,
@@ -838,6 +848,70 @@ class Client:
             "PUT", f"flow_runs/{_seg(id)}/notebook", json_body=dict(nb), params=params
         )
 
+    def read_deployment_files(self, ref: str, version: int | None = None) -> dict[str, Any]:
+        """The project files a deployment version carries: `{"notebook_dir", "files"}`."""
+        path = f"deployments/{_seg(self._deployment_id(ref))}/files"
+        return cast(dict[str, Any], self._get(path, version=version))
+
+    def read_deployment_file(self, ref: str, sha256: str) -> bytes:
+        path = f"deployments/{_seg(self._deployment_id(ref))}/files/{_seg(sha256)}"
+        return cast(bytes, self.request("GET", path, raw=True, timeout=300))
+
+    def list_flow_run_artifacts(self, id: str) -> list[dict[str, Any]]:
+        """The artifacts of a run: `{"name", "size", "sha256", "created"}` each."""
+        return cast(list[dict[str, Any]], self._get(f"flow_runs/{_seg(id)}/artifacts"))
+
+    def read_flow_run_artifact(self, id: str, name: str) -> bytes:
+        return cast(
+            bytes,
+            self.request("GET", f"flow_runs/{_seg(id)}/artifacts/{_seg(name)}", raw=True),
+        )
+
+    def write_flow_run_artifact(
+        self,
+        id: str,
+        name: str,
+        data: bytes,
+        worker: str | None = None,
+        fence: int | None = None,
+    ) -> dict[str, Any]:
+        """Store a file as an artifact of a run; a `worker`'s only while it holds the run."""
+        return cast(
+            dict[str, Any],
+            self.request(
+                "PUT",
+                f"flow_runs/{_seg(id)}/artifacts/{_seg(name)}",
+                content=data,
+                params={"worker": worker, "fence": fence},
+            ),
+        )
+
+    def export_flow_run_notebook(self, id: str, to: str = "html") -> bytes:
+        """The executed notebook as `to` (html, or pdf where the server has Chromium)."""
+        path = f"flow_runs/{_seg(id)}/exports/{_seg(to)}"
+        return cast(bytes, self.request("GET", path, raw=True, timeout=300))
+
+    def prune_flow_runs(
+        self,
+        older_than_days: float | None = None,
+        keep_last: int | None = None,
+        deployment: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Remove finished runs (with their logs, notebooks, artifacts) that are older than
+        `older_than_days` and/or beyond the newest `keep_last` per deployment."""
+        body = _drop_none(
+            {
+                "older_than_days": older_than_days,
+                "keep_last": keep_last,
+                "deployment": deployment,
+                "dry_run": dry_run,
+            }
+        )
+        return cast(
+            dict[str, Any], self.request("POST", "flow_runs/prune", json_body=body, timeout=600)
+        )
+
     def watch_flow_run(
         self,
         id: str,
@@ -897,6 +971,30 @@ def _state_type(run: Mapping[str, Any]) -> str:
     return str((run.get("state") or {}).get("type") or "")
 
 
+class FlowRun(dict[str, Any]):
+    """A flow run as the API returns it, with its outputs one call away. Without a client of
+    its own it finds the server as `get_client()` does."""
+
+    def __init__(self, fields: Mapping[str, Any], client: Client | None = None) -> None:
+        super().__init__(fields)
+        self._client = client
+
+    def _api(self) -> Client:
+        return self._client if self._client is not None else get_client()
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The files the run wrote under its output folder: `{"name", "size", "sha256"}`."""
+        return self._api().list_flow_run_artifacts(str(self["id"]))
+
+    def read_artifact(self, name: str) -> bytes:
+        return self._api().read_flow_run_artifact(str(self["id"]), name)
+
+    def export(self, to: str = "html") -> bytes:
+        """The executed notebook as HTML (or PDF where the server can make it)."""
+        return self._api().export_flow_run_notebook(str(self["id"]), to)
+
+
 def run_deployment(
     name: str,
     parameters: Mapping[str, Any] | None = None,
@@ -923,8 +1021,9 @@ def run_deployment(
             tags=tags,
         )
         if timeout == 0 or _state_type(run) in TERMINAL_VALUES:
-            return run
-        return active.watch_flow_run(str(run["id"]), timeout=timeout)
+            return FlowRun(run, client=None if own else active)
+        final = active.watch_flow_run(str(run["id"]), timeout=timeout)
+        return FlowRun(final, client=None if own else active)
     finally:
         if own:
             active.close()

@@ -131,6 +131,9 @@ def redeploy(
     deployment.retry_delay = kept("retry_delay", 0.0)
     deployment.catchup = kept("catchup", "latest")
     deployment.image = image
+    deployment.retention_days = kept("retention_days", None)
+    deployment.retention_keep_last = kept("retention_keep_last", None)
+    deployment.exports = kept("exports", None)
     s.flush()
     s.add(
         t.DeploymentVersion(
@@ -401,9 +404,14 @@ def update_deployment(s: Session, ref: str, req: DeploymentUpdate) -> t.Deployme
     if fields.get("schedules") is not None:
         schedules = [schedule_to_dict(parse_schedule(x)) for x in fields["schedules"]]
         _replace_schedules(s, d, schedules)
-    for key in ("paused", "tags", "description", "catchup"):
+    for key in ("paused", "tags", "description", "catchup", "exports"):
         if fields.get(key) is not None:
             setattr(d, key, fields[key])
+    # Retention: 0 turns the deployment's own policy off (the server's applies again).
+    if fields.get("retention_days") is not None:
+        d.retention_days = fields["retention_days"] or None
+    if fields.get("retention_keep_last") is not None:
+        d.retention_keep_last = fields["retention_keep_last"] or None
     s.flush()
     return d
 
@@ -467,6 +475,9 @@ def deployment_json(d: t.Deployment) -> dict[str, Any]:
         "retry_delay": d.retry_delay,
         "catchup": d.catchup,
         "image": d.image,
+        "retention_days": d.retention_days,
+        "retention_keep_last": d.retention_keep_last,
+        "exports": d.exports or [],
         "created": iso(d.created),
         "updated": iso(d.updated),
     }

@@ -6,11 +6,12 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.protocol import StateType, check_transition
+from nbflows.results import ResultStore, exports, run_files
 from nbflows.services import secrets as vault
 from nbflows.services.schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
 from nbflows.store import tables as t
@@ -330,22 +331,47 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
 
 
 def store_notebook(
-    s: Session, run_id: str, notebook: str, *, worker: str | None = None, fence: int | None = None
+    s: Session,
+    run_id: str,
+    notebook: str,
+    *,
+    results: ResultStore,
+    worker: str | None = None,
+    fence: int | None = None,
 ) -> None:
-    """Keep the executed notebook of a run; a worker's is refused unless it holds the run."""
+    """Keep the executed notebook of a run in the result store; a worker's is refused unless
+    it holds the run."""
     run = get_flow_run(s, run_id, lock=worker is not None)
     if worker is not None:
         check_holder(run, worker, fence)
-    row = s.get(t.FlowRunNotebook, run_id)
-    if row is None:
-        s.add(t.FlowRunNotebook(flow_run_id=run_id, notebook=notebook))
-    else:
-        row.notebook = notebook
+    run_files.put_run_file(s, results, run_id, "notebook", run_files.NOTEBOOK, notebook.encode())
+    exports.discard_exports(s, results, run_id)
+    # A notebook kept in the database before the result store existed is replaced, not kept.
+    s.execute(delete(t.FlowRunNotebook).where(t.FlowRunNotebook.flow_run_id == run_id))
     run.has_notebook = True
+    _export_for_deployment(s, results, run)
 
 
-def read_notebook(s: Session, run_id: str) -> str:
+def _export_for_deployment(s: Session, results: ResultStore, run: t.FlowRun) -> None:
+    """The exports the run's deployment asks for (`exports`), made as its notebook arrives."""
+    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
+    for fmt in (deployment.exports or []) if deployment is not None else []:
+        try:
+            exports.read_export(s, results, run.id, exports.check_format(fmt))
+        except Exception as err:  # e.g. no Chromium for PDF: the notebook is kept, the log says
+            from .logs import write_logs
+            from .schemas import LogIn
+
+            write_logs(s, run.id, [LogIn(message=f"no {fmt} export: {err}", level=30)])
+
+
+def read_notebook(s: Session, run_id: str, results: ResultStore) -> str:
+    """The executed notebook's JSON text: from the result store, or for runs stored before it
+    existed from the database (see migration 0007_storage)."""
     get_flow_run(s, run_id)
+    ref = run_files.find_run_file(s, run_id, "notebook", run_files.NOTEBOOK)
+    if ref is not None:
+        return results.get(ref.key).decode("utf-8")
     row = s.get(t.FlowRunNotebook, run_id)
     if row is None:
         raise NotFound(f"flow run '{run_id}' has no executed notebook (yet)")

@@ -187,9 +187,9 @@ def list_workers(s: Session, pool_name: str) -> list[dict[str, Any]]:
 # -- the detector ---------------------------------------------------------------------------------
 
 
-def settle_stuck_runs(s: Session) -> set[str]:
+def settle_stuck_runs(s: Session, worker_ttl: float = OFFLINE_WORKER_TTL) -> set[str]:
     """One pass of the detector (see the module docstring); returns the ids of the pools whose
-    claimable runs changed."""
+    claimable runs changed. Worker rows offline for `worker_ttl` seconds are deleted (0: kept)."""
     now = t.utcnow()
     changed: set[str] = set()
     for run in [
@@ -199,9 +199,9 @@ def settle_stuck_runs(s: Session) -> set[str]:
     ]:
         if run.work_pool_id:
             changed.add(run.work_pool_id)
-    s.execute(
-        delete(t.Worker).where(t.Worker.online_until < now - timedelta(seconds=OFFLINE_WORKER_TTL))
-    )
+    if worker_ttl > 0:
+        expired = t.Worker.online_until < now - timedelta(seconds=worker_ttl)
+        s.execute(delete(t.Worker).where(expired))
     return changed
 
 

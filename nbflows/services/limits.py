@@ -44,6 +44,23 @@ class Limits:
         "Characters of log text kept per run; later lines are dropped after a line saying so.",
     )
 
+    max_artifact_size: int = _limit(
+        64 * MiB,
+        "Bytes of one artifact (a file a run writes under NBFLOWS_OUTPUT_DIR); a larger one is "
+        "not kept, and the run's log says so (it cannot exceed max_body_size either).",
+    )
+    max_run_artifacts: int = _limit(
+        256 * MiB,
+        "Bytes of all the artifacts of one run; artifacts past it are not kept, and the run's "
+        "log says so.",
+    )
+
+    max_project_size: int = _limit(
+        256 * MiB,
+        "Bytes of the project folder a process-pool deployment carries for remote workers "
+        "(the files beside its notebook); a larger one is refused at deploy (413).",
+    )
+
     def as_json(self) -> dict[str, int]:
         return asdict(self)
 

@@ -193,6 +193,12 @@ class WorkQueueUpdate(Body):
     description: Text | None = None
 
 
+#: Days a finished run is kept (retention).
+RetentionDays = Annotated[float, Field(gt=0, le=365000), BeforeValidator(_number)]
+#: What the executed notebook of a run may be exported to.
+ExportFormat = Literal["html", "pdf"]
+
+
 class DeployRequest(Body):
     path: Text = Field(min_length=1)
     flow_name: Text | None = Field(default=None, min_length=1, max_length=MAX_FLOW_NAME)
@@ -215,6 +221,9 @@ class DeployRequest(Body):
     move_pool: StrictBool = False
     #: The kernel to run the notebook in (papermill's `-k`), e.g. for a notebook without one.
     kernel_name: Text | None = Field(default=None, min_length=1, max_length=200)
+    retention_days: RetentionDays | None = None
+    retention_keep_last: Count | None = None
+    exports: list[ExportFormat] | None = None
 
 
 class DeploymentUpdate(Body):
@@ -226,6 +235,9 @@ class DeploymentUpdate(Body):
     description: Text | None = None
     work_queue_name: Text | None = None
     catchup: Catchup | None = None
+    retention_days: RetentionDays | None = Field(default=None, description="null: unchanged")
+    retention_keep_last: Count | None = Field(default=None, description="null: unchanged")
+    exports: list[ExportFormat] | None = None
 
 
 class RunRequest(Body):
@@ -450,6 +462,9 @@ class LimitsReply(Reply):
     max_notebook_size: int
     max_log_line: int
     max_run_output: int
+    max_artifact_size: int
+    max_run_artifacts: int
+    max_project_size: int
 
 
 class HealthReply(Reply):
@@ -547,6 +562,9 @@ class DeploymentReply(Reply):
     retry_delay: float
     catchup: Literal["all", "latest", "skip"]
     image: JSONObject | None
+    retention_days: float | None = None
+    retention_keep_last: int | None = None
+    exports: list[ExportFormat] = Field(default_factory=list)
     created: Timestamp | None
     updated: Timestamp | None
 
@@ -712,6 +730,65 @@ class DeployPreviewReply(Reply):
     flows: list[FlowCellReply]
     parameter_schema: JSONObject
     cells: list[DeployCellReply] = Field(description="The cells the deployment will hold.")
+
+
+class RunFileReply(Reply):
+    """A file of a run in the result store (an artifact, an export)."""
+
+    name: str
+    size: int
+    sha256: str
+    created: Timestamp | None
+
+
+class ProjectFileReply(Reply):
+    path: str
+    sha256: str
+    size: int
+
+
+class ProjectFilesReply(Reply):
+    """The project files a deployment version carries (for workers without its folder)."""
+
+    notebook_dir: str = Field(description="The notebook's folder inside the project.")
+    files: list[ProjectFileReply]
+
+
+class PruneRequest(Body):
+    older_than_days: RetentionDays | None = Field(
+        default=None, description="Remove finished runs created more than this many days ago."
+    )
+    keep_last: Count | None = Field(
+        default=None,
+        description="Keep this many newest runs per deployment (per flow for interactive runs).",
+    )
+    deployment: Text | None = Field(
+        default=None, description="Only runs of this deployment (id or flow/name)."
+    )
+    dry_run: StrictBool = Field(default=False, description="Say what would go; remove nothing.")
+
+
+class PrunedRunReply(Reply):
+    id: str
+    name: str
+    flow_name: str
+    state: str
+    created: Timestamp | None
+    bytes: int
+
+
+class StorageReply(Reply):
+    runs: int
+    bytes: int = Field(description="Bytes of notebooks, exports, artifacts and log text kept.")
+
+
+class PruneReply(Reply):
+    dry_run: bool
+    removed: int
+    removed_bytes: int
+    runs: list[PrunedRunReply] = Field(description="The runs removed (the first 1000).")
+    before: StorageReply
+    after: StorageReply
 
 
 class Notebook(BaseModel):

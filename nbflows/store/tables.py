@@ -114,6 +114,11 @@ class Deployment(Base):
     retry_delay: Mapped[float] = mapped_column(Float, default=0.0)
     catchup: Mapped[str] = mapped_column(String(10), default="latest")
     image: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Retention of this deployment's runs (None: the server's policy).
+    retention_days: Mapped[float | None] = mapped_column(Float)
+    retention_keep_last: Mapped[int | None] = mapped_column(Integer)
+    #: Formats the executed notebook of every run is also exported to (e.g. ["html"]).
+    exports: Mapped[list[Any] | None] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -136,6 +141,8 @@ class DeploymentVersion(Base):
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     notebook: Mapped[str] = mapped_column(Text)
+    #: The project files the version carries (`nbflows.results.project_files`), or None.
+    files: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -269,6 +276,23 @@ class FlowRunNotebook(Base):
     )
     notebook: Mapped[str] = mapped_column(Text)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RunFile(Base):
+    """A file of a run kept in the result store (`nbflows.results`): its executed notebook, an
+    export of it, or an artifact. The bytes live in the store; this row is the reference."""
+
+    __tablename__ = "run_files"
+
+    flow_run_id: Mapped[str] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # notebook|export|artifact
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LogLine(Base):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -149,12 +150,15 @@ class ClaimedRun:
 class Outcome:
     """How a run ended, as `run()` reports it.
 
-    `notebook` is the executed notebook (nbformat JSON) to store with the run, if there is one.
+    `notebook` is the executed notebook (nbformat JSON) to store with the run, if there is one;
+    `output_dir` a folder on this machine holding the files the run wrote under its output
+    folder (`NBFLOWS_OUTPUT_DIR`): kept as the run's artifacts, then removed.
     """
 
     state: EndState
     message: str = ""
     notebook: Mapping[str, Any] | None = None
+    output_dir: str | None = None
 
 
 NotebookT = TypeVar("NotebookT")
@@ -625,6 +629,8 @@ class BaseWorker:
             state == "CANCELLED" and active.stop_reason is not None and not active.cancelled_by_user
         )
         if hand_back:
+            if outcome.output_dir is not None:  # the next attempt writes its own
+                shutil.rmtree(outcome.output_dir, ignore_errors=True)
             reporter.log(f"stopped: {active.stop_reason}; the run is handed back", logging.WARNING)
             reporter.close()
             note = (
@@ -640,6 +646,8 @@ class BaseWorker:
         message = reporter.masker.text(message)
         if outcome.notebook is not None:
             self._store_notebook(claimed, reporter, reporter.masker.json(outcome.notebook))
+        if outcome.output_dir is not None:
+            self._store_artifacts(claimed, reporter, outcome.output_dir)
         reporter.close(state)
         final = self._report_end(claimed, state, message)
         first_line = message.splitlines()[0] if message else ""
@@ -671,6 +679,33 @@ class BaseWorker:
             reporter.log(f"the executed notebook was refused: {exc}", logging.WARNING)
         except NBFlowsError as exc:
             reporter.log(f"could not store the executed notebook: {exc}", logging.WARNING)
+
+    def _store_artifacts(self, claimed: ClaimedRun, reporter: RunReporter, folder: str) -> None:
+        """Send every file the run left in its output folder, then remove the folder. A file
+        the server refuses (over a size limit) is named in the run's log with the reason."""
+        from nbflows.results.artifacts import collect_output_folder
+
+        kept = 0
+        try:
+            for name, path in collect_output_folder(folder):
+                data = path.read_bytes()
+
+                def store(name: str = name, data: bytes = data) -> Any:
+                    return self.client.write_flow_run_artifact(
+                        claimed.id, name, data, worker=self.name, fence=claimed.fence
+                    )
+
+                try:
+                    self._patiently(store)
+                    kept += 1
+                except NBFlowsError as exc:
+                    reporter.log(f"artifact '{name}' was not kept: {exc}", logging.WARNING)
+                    if isinstance(exc, Conflict):
+                        return  # the run is not this worker's any more
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if kept:
+            reporter.log(f"kept {kept} artifact{'s' if kept != 1 else ''} of the run")
 
     def _report_end(self, claimed: ClaimedRun, state: str, message: str) -> dict[str, Any] | None:
         try:

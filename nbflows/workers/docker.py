@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflows import protocol
 from nbflows.errors import NBFlowsError, NotFound
+from nbflows.results.artifacts import OUTPUT_DIR_ENV
 from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
@@ -145,6 +146,9 @@ _SPEC = "spec.json"
 _NOTEBOOK = "flow.ipynb"
 _OUTPUT = "output.ipynb"
 _RESULT = "result.json"
+#: The run's output folder inside the container (`NBFLOWS_OUTPUT_DIR`): copied out after the
+#: run with `get_archive`, so artifacts need no host mount.
+OUTPUT_DIR = f"{RUN_DIR}/output"
 # Pull progress of single layers is noise in a run's log; the other statuses are kept.
 _PULL_NOISE = re.compile(r"^(Downloading|Extracting|Waiting|Verifying|Pulling fs layer)")
 
@@ -266,6 +270,7 @@ class DockerWorker(BaseWorker):
                 protocol.FLOW_NAME_ENV: str(claimed.flow_run.get("flow_name") or ""),
                 protocol.RUN_KIND_ENV: "cell" if kind == "cell" else "notebook",
                 "NBFLOWS_OUTPUT_NOTEBOOK": f"{RUN_DIR}/{_OUTPUT}",
+                OUTPUT_DIR_ENV: OUTPUT_DIR,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -368,6 +373,7 @@ class DockerWorker(BaseWorker):
         container.reload()
         oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
         copied = _copy_out(container)
+        output_dir = _copy_output_dir(container, reporter)
         executed = copied.get(_OUTPUT)
         result = copied.get(_RESULT) or {}
         state, message = _end_state(
@@ -380,7 +386,7 @@ class DockerWorker(BaseWorker):
             timeout=timeout,
             custom_command=bool(config.get("command")),
         )
-        return Outcome(state, message, executed)
+        return Outcome(state, message, executed, output_dir=output_dir)
 
     def _watch(
         self,
@@ -677,9 +683,10 @@ def _run_dir_archive(files: Mapping[str, bytes]) -> bytes:
     now = time.time()
     folder = RUN_DIR.strip("/")
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        info = tarfile.TarInfo(folder)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o777, now
-        archive.addfile(info)
+        for name in (folder, f"{folder}/{PurePosixPath(OUTPUT_DIR).name}"):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o777, now
+            archive.addfile(info)
         for name, data in files.items():
             info = tarfile.TarInfo(f"{folder}/{name}")
             info.size, info.mode, info.mtime = len(data), 0o666, now
@@ -710,6 +717,43 @@ def _copy_out(container: Container) -> dict[str, Any]:
             except ValueError:
                 continue  # cut short (the container was killed while writing it)
     return found
+
+
+def _copy_output_dir(container: Container, reporter: RunReporter) -> str:
+    """The container's output folder copied to a new folder here (empty when it has none).
+    Only regular files are taken, by names inside the folder: a run cannot place links or
+    write outside it on the worker's machine."""
+    import tempfile
+
+    import docker
+
+    target = tempfile.mkdtemp(prefix="nbflows-output-")
+    top = PurePosixPath(OUTPUT_DIR).name
+    with tempfile.TemporaryFile() as spool:
+        try:
+            chunks, _ = container.get_archive(OUTPUT_DIR)
+            for chunk in chunks:
+                spool.write(chunk)
+        except docker.errors.NotFound:
+            return target
+        except docker.errors.APIError as exc:
+            reporter.log(f"could not copy the run's output folder: {exc}", logging.WARNING)
+            return target
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r") as archive:
+            for member in archive.getmembers():
+                parts = PurePosixPath(member.name).parts
+                if not member.isfile() or len(parts) < 2 or parts[0] != top or ".." in parts:
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                path = os.path.join(target, *parts[1:])
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with handle, open(path, "wb") as out:
+                    while block := handle.read(1024 * 1024):
+                        out.write(block)
+    return target
 
 
 @dataclass(frozen=True)

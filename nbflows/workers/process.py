@@ -14,9 +14,12 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflows import protocol
+from nbflows.results.artifacts import OUTPUT_DIR_ENV
+from nbflows.results.project_files import materialise
 from nbflows.workers import job_templates
 from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
 from nbflows.workers.reporting import RunReporter
@@ -104,6 +107,8 @@ class ProcessWorker(BaseWorker):
         cwd = self._working_dir(claimed, reporter)
         env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
         kernel_name = config.get("kernel_name") or None
+        # The run's artifacts: a fresh folder per attempt, collected after the run.
+        output_dir = tempfile.mkdtemp(prefix=f"nbflows-output-{claimed.id}-")
         reporter.log(
             f"worker '{self.name}' runs {deployment.get('full_name')} "
             f"(version {claimed.deployment_version}, "
@@ -120,9 +125,9 @@ class ProcessWorker(BaseWorker):
             on_event=reporter.event,
             kernel_pool=self._kernels,
             cancel_event=cancel_event,
-            run_env=run_environment(claimed, self.client.api_url),
+            run_env={**run_environment(claimed, self.client.api_url), OUTPUT_DIR_ENV: output_dir},
         )
-        return _outcome(result)
+        return _outcome(result, output_dir)
 
     def _notebook(self, claimed: ClaimedRun) -> NotebookNode:
         """The deployment's notebook as frozen in the version the run was claimed with."""
@@ -143,18 +148,34 @@ class ProcessWorker(BaseWorker):
         folder = deployment.get("working_dir")
         if folder and os.path.isdir(folder):
             return str(folder)
-        # Deployed on another machine: a stable folder per deployment keeps its kernels warm.
-        fallback = os.path.join(tempfile.gettempdir(), "nbflows-runs", str(deployment.get("id")))
-        os.makedirs(fallback, exist_ok=True)
+        # Deployed on another machine: the project files the version carries, in a folder per
+        # deployment version (its kernels stay warm across runs).
+        base = os.path.join(tempfile.gettempdir(), "nbflows-runs", str(deployment.get("id")))
+        version = claimed.deployment_version
+        manifest = self.client.read_deployment_files(str(deployment.get("id")), version)
+        if manifest.get("files"):
+            target = Path(base) / f"v{version}"
+            cwd = materialise(
+                manifest,
+                target,
+                lambda sha: self.client.read_deployment_file(str(deployment.get("id")), sha),
+            )
+            reporter.log(
+                f"the deployment's folder {folder!r} is not on this machine; running in {cwd} "
+                f"with the {len(manifest['files'])} project files of version {version}"
+            )
+            return str(cwd)
+        os.makedirs(base, exist_ok=True)
         reporter.log(
             f"the deployment's folder {folder!r} does not exist on this machine; running in "
-            f"{fallback} (set the job variable 'working_dir' to choose one)",
+            f"{base} (set the job variable 'working_dir' to choose one)",
             logging.WARNING,
         )
-        return fallback
+        return base
 
 
-def _outcome(result: ExecutionResult) -> Outcome:
+def _outcome(result: ExecutionResult, output_dir: str) -> Outcome:
     notebook: Mapping[str, Any] = result.notebook
     state = _OUTCOMES[result.status]
-    return Outcome(state, "" if state == "COMPLETED" else result.message, notebook)
+    message = "" if state == "COMPLETED" else result.message
+    return Outcome(state, message, notebook, output_dir=output_dir)
