@@ -17,7 +17,10 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sqlalchemy.orm import Session
+
 from nbflows.errors import InvalidInput
+from nbflows.services import secrets
 
 #: The server's SMTP server for plain `mailto:address` targets, as a mailto:// URL.
 SMTP_URL_ENV = "NBFLOWS_SMTP_URL"
@@ -56,11 +59,12 @@ def split_credentials(
             f"{where}.url: '{mask_url(url)}' is not a URL; give mailto://..., http(s)://... or "
             "an apprise URL such as slack://..., json://host:port/path"
         )
-    if kind == "email":
+    refers = bool(secrets.references(url, secret))
+    if kind == "email" and not refers:
         _email_settings(url, where)  # refuse now what could never be sent
     if secret is not None and kind != "webhook":
         raise InvalidInput(f"{where}.secret: only http(s) webhooks are signed with a secret")
-    if kind == "apprise":
+    if kind == "apprise" and not refers:
         import apprise  # heavy: only where an apprise URL is given or sent
 
         if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
@@ -100,9 +104,15 @@ def mask_url(url: str) -> str:
 
 
 def resolve_credential(value: str) -> str:
-    """A stored credential as sent. Values are stored as given today; once the product has
-    secrets, a `{{ secret.NAME }}` reference in them is resolved here, at delivery time only."""
+    """A stored credential as sent: `{{ secret.NAME }}` references were already replaced by the
+    deliverer (`resolve_secrets`), at delivery time only; nothing else changes it."""
     return value
+
+
+def resolve_secrets(s: Session, hidden: dict[str, Any]) -> dict[str, Any]:
+    """The action's hidden part with its `{{ secret.NAME }}` references replaced by the values."""
+    names = secrets.references(hidden)
+    return secrets.substitute(hidden, secrets.resolve(s, names)) if names else hidden
 
 
 # ---- e-mail ---------------------------------------------------------------------------------

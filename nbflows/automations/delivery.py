@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from nbflows.automations import actions, outbox, templates
+from nbflows.automations import actions, channels, outbox, templates
 from nbflows.automations.channels import DeliveryFailed
 from nbflows.automations.tables import Automation, AutomationDelivery
 from nbflows.errors import NBFlowsError
@@ -81,14 +81,18 @@ class Deliverer:
                 self._record(s, delivery_id, attempt, error, final=True)
             log.info("nbflows automation '%s': %s failed: %s", rule.name, d.target, error)
             return
-        with self.db.session() as s:
-            hidden = rule.credentials[d.action_index]
-            facts = templates.event_facts(s, d, rule.name, self.settings.dashboard_url)
         failure: str | None = None
-        try:
-            actions.notify(action, hidden, facts)
-        except DeliveryFailed as err:
-            failure = str(err)
+        with self.db.session() as s:
+            facts = templates.event_facts(s, d, rule.name, self.settings.dashboard_url)
+            try:
+                hidden = channels.resolve_secrets(s, rule.credentials[d.action_index])
+            except NBFlowsError as err:  # a secret deleted (or a key changed) since
+                failure = err.message
+        if failure is None:
+            try:
+                actions.notify(action, hidden, facts)
+            except DeliveryFailed as err:
+                failure = str(err)
         with self.db.session() as s:
             self._record(s, delivery_id, attempt, failure)
         if failure:

@@ -12,7 +12,7 @@ from nbflows.automations import channels
 from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
 from nbflows.automations.tables import Automation
 from nbflows.errors import Conflict, InvalidInput, NotFound
-from nbflows.services import deployments, work_pools
+from nbflows.services import deployments, secrets, work_pools
 from nbflows.services.schemas import iso
 from nbflows.store import tables as t
 
@@ -27,6 +27,7 @@ def create_automation(s: Session, req: AutomationCreate) -> Automation:
         where = f"actions.{index}"
         if body["type"] == "notify":
             public, secret = channels.split_credentials(body["url"], body.get("secret"), where)
+            secrets.check_references(s, secret)  # 422 naming an unknown `{{ secret.NAME }}`
             actions.append({"type": "notify", **public})
             credentials.append(secret)
             continue

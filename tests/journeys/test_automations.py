@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.journeys.conftest import Journey
+from tests.journeys.conftest import BIN, Journey
 from tests.receivers import HTTPReceiver, SMTPReceiver
 from tests.servers import DATA, ok
 
@@ -66,6 +67,21 @@ def test_a_failed_run_is_e_mailed_posted_signed_and_sent_through_apprise(
             "ops",
             check=True,
         )
+        # The webhook's signing key is a secret of the server, referenced by name.
+        subprocess.run(
+            [str(BIN / "nbflows"), "secret", "set", "HOOK_KEY"],
+            input=http.secret,
+            env={**journey.env, **journey.extra_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        unknown = journey.cli(
+            "automation", "create", "typo", "--on", "failed",
+            "--notify", f"http://127.0.0.1:{http.port}/hook", "--secret", "{{ secret.HOOK_KY }}",
+        )  # fmt: skip
+        assert unknown.returncode != 0 and "HOOK_KY" in unknown.stdout + unknown.stderr
         made = journey.cli(
             "automation",
             "create",
@@ -81,7 +97,7 @@ def test_a_failed_run_is_e_mailed_posted_signed_and_sent_through_apprise(
             "--notify",
             f"json://127.0.0.1:{http.port}/apprise",
             "--secret",
-            http.secret,
+            "{{ secret.HOOK_KEY }}",
             "--run-deployment",
             "worker_fail/followup",
             "--param",
