@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 #: Kernel name → how to get it.
 KERNELS = {
@@ -28,3 +29,14 @@ def require_kernel(name: str) -> None:
     if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
         pytest.fail(f"{reason} (CI=true: the kernel must be there)")
     pytest.skip(reason)
+
+
+def ipython_shell() -> InteractiveShell:
+    """The one test IPython shell of this process. `globalipapp.get_ipython` as imported by name
+    answers None once another test module has started the shell, so ask the module each time."""
+    from IPython.testing import globalipapp
+
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    assert shell is not None
+    return shell

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 from nbflows.client.rest import NoServerError
@@ -35,6 +34,7 @@ from nbflows.kernel_magics import (
 )
 from nbflows.protocol import EVENT_MIME_TYPE
 
+from .kernel_support import ipython_shell
 from .servers import NBFLOWS_ENV, isolate_from_servers
 
 
@@ -86,7 +86,7 @@ class RecordingReporter:
 
 @pytest.fixture(scope="module")
 def ip() -> InteractiveShell:
-    shell = get_ipython()
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "nbflows")
     return shell
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import get_ipython
 
 from nbflows.client.context import KernelContext
 from nbflows.kernel_magics.reporting import (
@@ -19,12 +18,13 @@ from nbflows.kernel_magics.reporting import (
 )
 from nbflows.protocol import EVENT_MIME_TYPE
 
+from .kernel_support import ipython_shell
 from .servers import Server, isolate_from_servers
 
 
 @pytest.fixture(scope="module")
 def ip() -> InteractiveShell:
-    shell = get_ipython()
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "nbflows")
     shell.run_cell("import nbflows")
     return shell

@@ -20,6 +20,7 @@ import nbflows.widgets as nbw
 from nbflows.client.rest import Client
 
 from .conftest import Server, free_port
+from .kernel_support import ipython_shell
 from .servers import isolate_from_servers
 from .waiting import wait_for
 
@@ -302,8 +303,6 @@ def test_deploy_form_shows_the_servers_refusal_next_to_the_form(client, server):
 
 
 def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch, capsys):
-    from IPython.testing.globalipapp import get_ipython
-
     from nbflows.kernel_magics import Flow
 
     client.create_work_pool("etl", "process")
@@ -320,7 +319,7 @@ def test_deploy_form_of_a_flow_calls_flow_deploy(client, server, monkeypatch, ca
     # The flow as the kernel ran it, one line changed since the file was saved.
     ran = source.replace("Forks 🍴", "Forks, as run 🍴")
     flow = Flow(
-        "get_repo_info", ran, shell=get_ipython(), magic_line="%%flow get_repo_info --log-prints"
+        "get_repo_info", ran, shell=ipython_shell(), magic_line="%%flow get_repo_info --log-prints"
     )
 
     form = nbw.deploy_form(flow, client=client)
