@@ -50,8 +50,8 @@ def split_credentials(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(what may be shown, what must not) of a notify action; InvalidInput for a bad URL.
 
-    The hidden part keeps the whole URL and the webhook secret. Either may later hold a
-    `{{ secret.NAME }}` reference instead of the value (resolved by `resolve_credential`).
+    The hidden part keeps the whole URL and the webhook secret. Either may hold a
+    `{{ secret.NAME }}` reference instead of the value (resolved by `resolve_secrets`).
     """
     kind = channel_of(url)
     if "://" not in url and not url.lower().startswith("mailto:"):
@@ -101,12 +101,6 @@ def mask_url(url: str) -> str:
         rest = "/***" if parts.path.strip("/") or parts.query else ""
         return f"{scheme}://{parts.hostname or ''}{port}{rest}"
     return f"{scheme}://***"
-
-
-def resolve_credential(value: str) -> str:
-    """A stored credential as sent: `{{ secret.NAME }}` references were already replaced by the
-    deliverer (`resolve_secrets`), at delivery time only; nothing else changes it."""
-    return value
 
 
 def resolve_secrets(s: Session, hidden: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +153,7 @@ def _email_settings(url: str, where: str) -> dict[str, Any]:
 
 def send_email(url: str, subject: str, text: str) -> None:
     try:
-        smtp = _email_settings(resolve_credential(url), "e-mail")
+        smtp = _email_settings(url, "e-mail")
     except InvalidInput as err:
         raise DeliveryFailed(err.message) from None
     message = EmailMessage()
@@ -208,9 +202,9 @@ def send_webhook(url: str, secret: str | None, payload: dict[str, Any], delivery
         "User-Agent": "nbflows-automations",
     }
     if secret is not None:
-        headers[SIGNATURE_HEADER] = signature(resolve_credential(secret), timestamp, body)
+        headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
     try:
-        answer = httpx.post(resolve_credential(url), content=body, headers=headers, timeout=TIMEOUT)
+        answer = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT)
     except httpx.HTTPError as err:
         raise DeliveryFailed(f"{mask_url(url)}: {err or type(err).__name__}") from None
     if not answer.is_success:
@@ -228,7 +222,7 @@ def send_apprise(url: str, subject: str, text: str) -> None:
     import apprise
 
     notifier = apprise.Apprise()
-    if not notifier.add(resolve_credential(url)):
+    if not notifier.add(url):
         raise DeliveryFailed(f"apprise does not understand '{mask_url(url)}'")
     with apprise.LogCapture(level=logging.WARNING) as captured:
         delivered = notifier.notify(title=subject, body=text)

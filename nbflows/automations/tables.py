@@ -30,8 +30,8 @@ class Automation(Base):
     #: Actions without their credentials (what the API may show, masked where needed).
     actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
     #: Per action (same index), the values never shown back: an SMTP password, a webhook
-    #: secret, an apprise URL with its tokens. Each value may later be a `{{ secret.NAME }}`
-    #: reference, resolved at delivery time (see `channels.resolve_credential`).
+    #: secret, an apprise URL with its tokens. Each value may be a `{{ secret.NAME }}`
+    #: reference, resolved at delivery time (see `channels.resolve_secrets`).
     credentials: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
