@@ -33,8 +33,8 @@ import nbformat
 import pytest
 
 from nbflows.packaging.build import IMAGE_WHEEL_ENV
-from nbflows.packaging.images import nbflows_package
-from nbflows.workers.docker import (
+from nbflows.packaging.nbflows_wheel import nbflows_package
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
     LABEL_FLOW_RUN,
@@ -43,8 +43,8 @@ from nbflows.workers.docker import (
     LABEL_WORK_POOL_ID,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
-    REAP_INTERVAL,
 )
+from nbflows.workers.docker import REAP_INTERVAL
 
 from .docker_support import docker_client, local_base_image, remove_image
 from .servers import DATA, NOTEBOOKS, Server, start_server

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nbflows.workers.docker import (
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
