@@ -12,12 +12,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbflows.kernel_magics.reporting import FlowRunRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["FlowTimeout"]
 

@@ -43,8 +43,8 @@ from nbflows.workers.container_ownership import (
     LABEL_WORK_POOL_ID,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
+    REAP_INTERVAL,
 )
-from nbflows.workers.docker import REAP_INTERVAL
 
 from .docker_support import docker_client, local_base_image, remove_image
 from .servers import DATA, NOTEBOOKS, Server, start_server

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
 from nbflows.errors import InvalidInput
 from nbflows.packaging.images import (
@@ -22,9 +21,6 @@ from nbflows.packaging.images import (
     PROJECT_DIR,
     VENV_DIR,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["generate_dockerfile"]
 

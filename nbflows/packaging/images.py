@@ -12,12 +12,8 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nbflows.errors import InvalidInput
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "CONTEXT_EXTRAS_DIR",

@@ -13,15 +13,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from nbflows.errors import InvalidInput
 from nbflows.packaging.build_context import is_special, walk_files
 from nbflows.packaging.images import CONTEXT_EXTRAS_DIR, OUTPUT_LINES_KEPT, ImageBuildError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["NbflowsPackage", "nbflows_package"]
 

@@ -1,17 +1,35 @@
-"""Who owns a run container: the labels every run container gets (run, attempt, deployment,
-work pool, worker) and, from them, which containers no live attempt owns (`orphan_reason`), so
-a docker worker may stop and remove the containers of lost workers.
+"""Who owns a run container: the labels every run container gets, and the reaping of containers
+that no live attempt owns.
+
+**Containers of lost workers.** Every container is labelled with its run, attempt, work pool
+(name and id: the id tells apart pools of the same name on other servers sharing the engine) and
+worker (name and process). When it starts, and every `REAP_INTERVAL` seconds, a docker worker
+looks at the containers of the pools it serves on its engine, and only those, and stops and
+removes the ones no live attempt owns (`orphan_reason`): the run is over or at a later attempt or
+held by another worker (the server declared a crash), or the worker that started it is a process
+of this machine that has ended. Containers kept for inspection (`auto_remove` false) are stopped,
+not removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nbflows.errors import NBFlowsError, NotFound
+from nbflows.workers.base import BaseWorker
+from nbflows.workers.claimed_run import ClaimedRun
+from nbflows.workers.reporting import RunReporter
+
 if TYPE_CHECKING:
-    pass
+    import docker
+    from docker.models.containers import Container
+
 
 __all__ = [
     "LABEL_ATTEMPT",
@@ -22,6 +40,8 @@ __all__ = [
     "LABEL_WORKER_PROCESS",
     "LABEL_WORK_POOL",
     "LABEL_WORK_POOL_ID",
+    "REAP_INTERVAL",
+    "ContainerReaping",
     "orphan_reason",
 ]
 #: Labels every run container gets: its run and attempt, its deployment, its work pool (name,
@@ -36,6 +56,11 @@ LABEL_WORKER = "org.nbflows.worker"
 LABEL_WORKER_PROCESS = "org.nbflows.worker-process"
 #: Set on containers kept for inspection (`auto_remove` false): reaping stops them, keeps them.
 LABEL_KEEP = "org.nbflows.keep"
+#: Seconds between two looks for containers that no live attempt owns.
+REAP_INTERVAL = 5.0
+#: Seconds a stopped container gets to save its notebook before it is killed.
+STOP_TIMEOUT = 10
+_LIVE_CONTAINER = frozenset({"created", "running", "restarting", "paused"})
 #: Run states in which a run's current attempt may own a container.
 _ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING", "PAUSED"})
 
@@ -99,3 +124,140 @@ def _ended_process(labelled: str, here: str) -> int | None:
     except OSError:  # exists, owned by another user
         return None
     return None
+
+
+class ContainerReaping(BaseWorker):
+    """The part of a docker worker that finds and retires the containers no live attempt owns:
+    every `REAP_INTERVAL` seconds on a thread, and for a run's earlier attempts before a new
+    attempt starts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._process = this_process()
+        #: (run id, attempt) of the containers this worker runs or is about to create.
+        self._mine: set[tuple[str, str]] = set()
+        self._mine_lock = threading.Lock()
+        self._pool_ids: dict[str, str] = {}
+        self._reaper_stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def _pool_id(self, claimed: ClaimedRun) -> str:
+        """The id of the claimed run's pool (told apart from pools of the same name elsewhere)."""
+        known = self._pool_ids.get(claimed.pool)
+        if known is None:
+            known = str(self.client.read_work_pool(claimed.pool)["id"])
+            self._pool_ids[claimed.pool] = known
+        return known
+
+    def _stop_earlier_attempts(
+        self,
+        engine: docker.DockerClient,
+        claimed: ClaimedRun,
+        labels: Mapping[str, str],
+        reporter: RunReporter,
+    ) -> None:
+        """Stop (and remove) every container of this run that is not the one about to start:
+        an earlier attempt whose worker was lost may still run on this engine."""
+        same_run = [
+            f"{LABEL_FLOW_RUN}={claimed.id}",
+            f"{LABEL_WORK_POOL_ID}={labels[LABEL_WORK_POOL_ID]}",
+        ]
+        for container in engine.containers.list(all=True, filters={"label": same_run}):
+            attempt = labels[LABEL_ATTEMPT]
+            said = self._retire(container, f"attempt {attempt} is about to start")
+            if said:
+                reporter.log(said, logging.WARNING)
+
+    def _reap_loop(self) -> None:
+        failing = False
+        while True:
+            try:
+                self.reap()
+                failing = False
+            except Exception as exc:  # the engine or the server is away: look again later
+                if not failing:
+                    self.say(f"looking for containers of lost workers failed: {exc}; retrying")
+                failing = True
+            if self._reaper_stop.wait(REAP_INTERVAL):
+                return
+
+    def reap(self) -> list[str]:
+        """Stop and remove the containers of this worker's pools, on its engine, that no live
+        attempt owns; returns what was said about each (also in the worker's output and, when
+        the run exists, in the run's log)."""
+        import docker
+
+        pools = {
+            str(p["id"]): str(p["name"])
+            for p in self.client.list_work_pools()
+            if p.get("type") == self.type and (self.pools is None or p.get("name") in self.pools)
+        }
+        self._pool_ids.update({name: pool_id for pool_id, name in pools.items()})
+        said: list[str] = []
+        engine = docker.from_env()
+        try:
+            for pool_id in pools:
+                filters = {"label": f"{LABEL_WORK_POOL_ID}={pool_id}"}
+                for container in engine.containers.list(all=True, filters=filters):
+                    line = self._reap_one(container)
+                    if line:
+                        said.append(line)
+        finally:
+            engine.close()
+        return said
+
+    def _reap_one(self, container: Container) -> str | None:
+        labels = container.labels
+        run_id = labels.get(LABEL_FLOW_RUN, "")
+        with self._mine_lock:
+            if labels.get(LABEL_WORKER) == self.name and (
+                (run_id, labels.get(LABEL_ATTEMPT, "")) in self._mine
+            ):
+                return None
+        if labels.get(LABEL_KEEP) and container.status not in _LIVE_CONTAINER:
+            return None  # kept for inspection, and not running
+        try:
+            run: dict[str, Any] | None = self.client.read_flow_run(run_id)
+        except NotFound:
+            run = None
+        except NBFlowsError:
+            return None  # the server cannot say: nothing is decided without it
+        why = orphan_reason(labels, run, worker=self.name, process=self._process)
+        if why is None:
+            return None
+        said = self._retire(container, why)
+        if said:
+            self.say(said)
+            if run is not None:
+                with contextlib.suppress(NBFlowsError):  # said on the worker's output already
+                    self.client.write_logs(
+                        run_id, [{"message": said, "level": logging.WARNING, "source": "worker"}]
+                    )
+        return said
+
+    def _retire(self, container: Container, why: str) -> str | None:
+        """Stop `container` if it runs and remove it unless it is kept; what was done, or None
+        when it was gone already."""
+        import docker
+
+        labels = container.labels
+        attempt = labels.get(LABEL_ATTEMPT, "?")
+        running = container.status in _LIVE_CONTAINER
+        keep = bool(labels.get(LABEL_KEEP))
+        try:
+            if running:
+                container.stop(timeout=STOP_TIMEOUT)
+            if not keep:
+                container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return None
+        done = "stopped" if running else ""
+        if not keep:
+            done = f"{done} and removed" if done else "removed"
+        elif not running:
+            return None
+        state = "was still running" if running else "had ended"
+        return (
+            f"container {container.name} of attempt {attempt} {state} ({why}): worker "
+            f"'{self.name}' {done} it" + (" (kept: auto_remove is false)" if keep else "")
+        )

@@ -15,10 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 __all__ = ["RECORD_PREFIX", "RUN_DIR", "run_in_container"]
 

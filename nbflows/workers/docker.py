@@ -41,14 +41,8 @@ which the server applies at deploy and run time; here symbolic links are judged 
 too), and stops any container an earlier attempt of the run left running: a retry never runs
 beside the attempt it replaces (on one engine), and the run's log says so.
 
-**Containers of lost workers.** Every container is labelled with its run, attempt, work pool
-(name and id: the id tells apart pools of the same name on other servers sharing the engine) and
-worker (name and process). When it starts, and every `REAP_INTERVAL` seconds, a docker worker
-looks at the containers of the pools it serves on its engine, and only those, and stops and
-removes the ones no live attempt owns (`nbflows.workers.container_ownership.orphan_reason`): the run is over or at a later attempt or
-held by another worker (the server declared a crash), or the worker that started it is a process
-of this machine that has ended. Containers kept for inspection (`auto_remove` false) are stopped,
-not removed.
+**Containers of lost workers** are stopped and removed by the worker: see
+`nbflows.workers.container_ownership`.
 
 Docker calls block: they run in the worker's run thread (one engine connection per run), never
 on an event loop. `docker` is imported lazily, and the container side imports neither it nor
@@ -57,7 +51,6 @@ the worker's client.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -67,9 +60,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nbflows import protocol
-from nbflows.errors import NBFlowsError, NotFound
+from nbflows.errors import NBFlowsError
 from nbflows.results.artifacts import OUTPUT_DIR_ENV
-from nbflows.workers.base import BaseWorker
 from nbflows.workers.claimed_run import ClaimedRun, DeploymentNotebooks, Outcome
 from nbflows.workers.container_files import copy_out, copy_output_dir, ensure_image, run_dir_archive
 from nbflows.workers.container_output import Relay, end_state, follow
@@ -82,8 +74,8 @@ from nbflows.workers.container_ownership import (
     LABEL_WORK_POOL_ID,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
-    orphan_reason,
-    this_process,
+    STOP_TIMEOUT,
+    ContainerReaping,
 )
 from nbflows.workers.container_runner import (
     NOTEBOOK_FILE,
@@ -97,15 +89,10 @@ from nbflows.workers.job_variables import DOCKER_VARIABLES
 from nbflows.workers.reporting import RunReporter
 
 if TYPE_CHECKING:
-    import docker
     from docker.models.containers import Container
 
-__all__ = ["REAP_INTERVAL", "DockerWorker"]
-#: Seconds between two looks for containers that no live attempt owns.
-REAP_INTERVAL = 5.0
-_LIVE_CONTAINER = frozenset({"created", "running", "restarting", "paused"})
-#: Seconds a stopped container gets to save its notebook before it is killed.
-STOP_TIMEOUT = 10
+__all__ = ["DockerWorker"]
+
 #: The worker stops a container this many seconds after the job's `timeout` if the runner inside
 #: has not stopped by itself (kernel start-up is not part of the timeout).
 TIMEOUT_MARGIN = 30.0
@@ -113,7 +100,7 @@ TIMEOUT_MARGIN = 30.0
 POLL_INTERVAL = 0.2
 
 
-class DockerWorker(BaseWorker):
+class DockerWorker(ContainerReaping):
     """Executes the runs of `docker` pools, each in a fresh container (see the module docstring).
 
     Job configuration used: `image`, `image_pull_policy`, `command`, `env`, `volumes`,
@@ -128,13 +115,6 @@ class DockerWorker(BaseWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._notebooks: DeploymentNotebooks[dict[str, Any]] = DeploymentNotebooks()
-        self._process = this_process()
-        #: (run id, attempt) of the containers this worker runs or is about to create.
-        self._mine: set[tuple[str, str]] = set()
-        self._mine_lock = threading.Lock()
-        self._pool_ids: dict[str, str] = {}
-        self._reaper_stop = threading.Event()
-        self._reaper: threading.Thread | None = None
 
     def setup(self) -> None:
         from nbflows.packaging.docker_build import docker_client
@@ -394,129 +374,6 @@ class DockerWorker(BaseWorker):
             pass
         except Exception as exc:  # clean-up must not hide how the run ended (engine gone...)
             reporter.log(f"could not remove container {container.name}: {exc}", logging.WARNING)
-
-    # -- containers no live attempt owns --------------------------------------------------------
-
-    def _pool_id(self, claimed: ClaimedRun) -> str:
-        """The id of the claimed run's pool (told apart from pools of the same name elsewhere)."""
-        known = self._pool_ids.get(claimed.pool)
-        if known is None:
-            known = str(self.client.read_work_pool(claimed.pool)["id"])
-            self._pool_ids[claimed.pool] = known
-        return known
-
-    def _stop_earlier_attempts(
-        self,
-        engine: docker.DockerClient,
-        claimed: ClaimedRun,
-        labels: Mapping[str, str],
-        reporter: RunReporter,
-    ) -> None:
-        """Stop (and remove) every container of this run that is not the one about to start:
-        an earlier attempt whose worker was lost may still run on this engine."""
-        same_run = [
-            f"{LABEL_FLOW_RUN}={claimed.id}",
-            f"{LABEL_WORK_POOL_ID}={labels[LABEL_WORK_POOL_ID]}",
-        ]
-        for container in engine.containers.list(all=True, filters={"label": same_run}):
-            attempt = labels[LABEL_ATTEMPT]
-            said = self._retire(container, f"attempt {attempt} is about to start")
-            if said:
-                reporter.log(said, logging.WARNING)
-
-    def _reap_loop(self) -> None:
-        failing = False
-        while True:
-            try:
-                self.reap()
-                failing = False
-            except Exception as exc:  # the engine or the server is away: look again later
-                if not failing:
-                    self.say(f"looking for containers of lost workers failed: {exc}; retrying")
-                failing = True
-            if self._reaper_stop.wait(REAP_INTERVAL):
-                return
-
-    def reap(self) -> list[str]:
-        """Stop and remove the containers of this worker's pools, on its engine, that no live
-        attempt owns; returns what was said about each (also in the worker's output and, when
-        the run exists, in the run's log)."""
-        import docker
-
-        pools = {
-            str(p["id"]): str(p["name"])
-            for p in self.client.list_work_pools()
-            if p.get("type") == self.type and (self.pools is None or p.get("name") in self.pools)
-        }
-        self._pool_ids.update({name: pool_id for pool_id, name in pools.items()})
-        said: list[str] = []
-        engine = docker.from_env()
-        try:
-            for pool_id in pools:
-                filters = {"label": f"{LABEL_WORK_POOL_ID}={pool_id}"}
-                for container in engine.containers.list(all=True, filters=filters):
-                    line = self._reap_one(container)
-                    if line:
-                        said.append(line)
-        finally:
-            engine.close()
-        return said
-
-    def _reap_one(self, container: Container) -> str | None:
-        labels = container.labels
-        run_id = labels.get(LABEL_FLOW_RUN, "")
-        with self._mine_lock:
-            if labels.get(LABEL_WORKER) == self.name and (
-                (run_id, labels.get(LABEL_ATTEMPT, "")) in self._mine
-            ):
-                return None
-        if labels.get(LABEL_KEEP) and container.status not in _LIVE_CONTAINER:
-            return None  # kept for inspection, and not running
-        try:
-            run: dict[str, Any] | None = self.client.read_flow_run(run_id)
-        except NotFound:
-            run = None
-        except NBFlowsError:
-            return None  # the server cannot say: nothing is decided without it
-        why = orphan_reason(labels, run, worker=self.name, process=self._process)
-        if why is None:
-            return None
-        said = self._retire(container, why)
-        if said:
-            self.say(said)
-            if run is not None:
-                with contextlib.suppress(NBFlowsError):  # said on the worker's output already
-                    self.client.write_logs(
-                        run_id, [{"message": said, "level": logging.WARNING, "source": "worker"}]
-                    )
-        return said
-
-    def _retire(self, container: Container, why: str) -> str | None:
-        """Stop `container` if it runs and remove it unless it is kept; what was done, or None
-        when it was gone already."""
-        import docker
-
-        labels = container.labels
-        attempt = labels.get(LABEL_ATTEMPT, "?")
-        running = container.status in _LIVE_CONTAINER
-        keep = bool(labels.get(LABEL_KEEP))
-        try:
-            if running:
-                container.stop(timeout=STOP_TIMEOUT)
-            if not keep:
-                container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            return None
-        done = "stopped" if running else ""
-        if not keep:
-            done = f"{done} and removed" if done else "removed"
-        elif not running:
-            return None
-        state = "was still running" if running else "had ended"
-        return (
-            f"container {container.name} of attempt {attempt} {state} ({why}): worker "
-            f"'{self.name}' {done} it" + (" (kept: auto_remove is false)" if keep else "")
-        )
 
     # -- the run's notebook -------------------------------------------------------------------
 
