@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "REAP_INTERVAL",
     "ContainerReaping",
     "orphan_reason",
+    "retire",
 ]
 #: Labels every run container gets: its run and attempt, its deployment, its work pool (name,
 #: and id: unique to the server's database), the worker that started it (name, and process:
@@ -124,6 +126,56 @@ def _ended_process(labelled: str, here: str) -> int | None:
     except OSError:  # exists, owned by another user
         return None
     return None
+
+
+def retire(container: Container, why: str, worker: str) -> str | None:
+    """Stop `container` if it runs and remove it unless it is kept; what was done, or None
+    when it was gone already or someone else (the reaper, another worker) removed it meanwhile.
+    Returns only once the container no longer runs: a retry waits for the attempt it replaces."""
+    import docker
+
+    labels = container.labels
+    attempt = labels.get(LABEL_ATTEMPT, "?")
+    running = container.status in _LIVE_CONTAINER
+    keep = bool(labels.get(LABEL_KEEP))
+    try:
+        if running:
+            container.stop(timeout=STOP_TIMEOUT)
+        if not keep:
+            container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: "removal ... is already in progress"
+            raise
+        _wait_removed(container)
+        return None
+    done = "stopped" if running else ""
+    if not keep:
+        done = f"{done} and removed" if done else "removed"
+    elif not running:
+        return None
+    state = "was still running" if running else "had ended"
+    return (
+        f"container {container.name} of attempt {attempt} {state} ({why}): worker "
+        f"'{worker}' {done} it" + (" (kept: auto_remove is false)" if keep else "")
+    )
+
+
+def _wait_removed(container: Container) -> None:
+    """Wait for a removal another caller started to finish (it has stopped the container)."""
+    import docker
+
+    deadline = time.monotonic() + STOP_TIMEOUT + 30
+    while time.monotonic() < deadline:
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(
+        f"container {container.name} was still being removed after {STOP_TIMEOUT + 30} s"
+    )
 
 
 class ContainerReaping(BaseWorker):
@@ -236,28 +288,4 @@ class ContainerReaping(BaseWorker):
         return said
 
     def _retire(self, container: Container, why: str) -> str | None:
-        """Stop `container` if it runs and remove it unless it is kept; what was done, or None
-        when it was gone already."""
-        import docker
-
-        labels = container.labels
-        attempt = labels.get(LABEL_ATTEMPT, "?")
-        running = container.status in _LIVE_CONTAINER
-        keep = bool(labels.get(LABEL_KEEP))
-        try:
-            if running:
-                container.stop(timeout=STOP_TIMEOUT)
-            if not keep:
-                container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            return None
-        done = "stopped" if running else ""
-        if not keep:
-            done = f"{done} and removed" if done else "removed"
-        elif not running:
-            return None
-        state = "was still running" if running else "had ended"
-        return (
-            f"container {container.name} of attempt {attempt} {state} ({why}): worker "
-            f"'{self.name}' {done} it" + (" (kept: auto_remove is false)" if keep else "")
-        )
+        return retire(container, why, self.name)
