@@ -19,11 +19,7 @@ from nbflows.services.limits import too_large
 from nbflows.services.schemas.bodies import parse
 from nbflows.services.schemas.queries import DeploymentNotebookQuery, NotebookStoreQuery
 from nbflows.services.schemas.replies import PruneRequest
-from nbflows.services.schemas.serialisers import iso
-
-
-def _file_json(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "size": row.size, "sha256": row.sha256, "created": iso(row.created)}
+from nbflows.services.schemas.run_files import RunFileReply
 
 
 class BinaryReply(NBFlowsHandler):
@@ -54,7 +50,9 @@ class FlowRunArtifacts(NBFlowsHandler):
             from nbflows.services import flow_runs
 
             flow_runs.get_flow_run(s, run_id)
-            return [_file_json(r) for r in run_files.list_run_files(s, run_id, "artifact")]
+            return [
+                RunFileReply.serialise(r) for r in run_files.list_run_files(s, run_id, "artifact")
+            ]
 
         self.reply(await self.orch.call(read))
 
@@ -79,7 +77,7 @@ class FlowRunArtifact(BinaryReply):
         raw = bytes(self.request.body)
         results = self.orch.results
         row = await self.orch.call(
-            lambda s: _file_json(
+            lambda s: RunFileReply.serialise(
                 artifacts.store_artifact(
                     s, results, run_id, name, raw, limits, worker=q.worker, fence=q.fence
                 )
