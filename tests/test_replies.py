@@ -53,6 +53,11 @@ def resources(server: Server, tmp_path) -> dict[str, Any]:
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     notebook.cells.append(nbformat.v4.new_code_cell(ARTIFACT))
     path = server.root / "artifact.ipynb"
     nbformat.write(notebook, path)
