@@ -37,7 +37,7 @@ def _cpu(pid: int) -> tuple[float, float]:
 
 
 def _cpu_parts(server_pid: int) -> dict[str, float]:
-    """CPU seconds used so far: server, worker, forked kernels (reaped by their template)."""
+    """CPU seconds used so far: server, worker, kernels and their templates."""
     parts = {"server": _cpu(server_pid)[0], "worker": 0.0, "kernels": 0.0}
     for pid in _tree(server_pid):
         try:
@@ -47,6 +47,9 @@ def _cpu_parts(server_pid: int) -> dict[str, float]:
             continue
         if name == "embedded worker":
             parts["worker"] += own
+            # Its children are kernel templates (and kernels started the usual way): those
+            # that ended, with the kernels they forked, are counted here.
+            parts["kernels"] += reaped
         elif name == "kernel template":
             parts["kernels"] += own + reaped
     return parts
