@@ -33,8 +33,8 @@ import nbformat
 import pytest
 
 from nbflows.packaging.build import IMAGE_WHEEL_ENV
-from nbflows.packaging.images import nbflows_package
-from nbflows.workers.docker import (
+from nbflows.packaging.nbflows_wheel import nbflows_package
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
     LABEL_FLOW_RUN,

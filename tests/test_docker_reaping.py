@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from nbflows.workers.docker import (
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
     _ended_process,
-    _this_process,
     orphan_reason,
+    this_process,
 )
 
 ME = "docker-worker-b"
@@ -52,11 +52,11 @@ def labels(worker: str = "docker-worker-a", attempt: str = "1", process: str = "
     ],
 )
 def test_a_container_whose_attempt_is_not_live_is_an_orphan(run: Any, reason: str) -> None:
-    assert orphan_reason(labels(), run, worker=ME, process=_this_process()) == reason
+    assert orphan_reason(labels(), run, worker=ME, process=this_process()) == reason
 
 
 def test_a_live_attempt_keeps_its_container_unless_its_worker_process_has_ended() -> None:
-    here = _this_process()
+    here = this_process()
     host, namespace, _ = here.split(" ")
     alive = labels(process=here)
     assert orphan_reason(alive, a_run(), worker=ME, process=here) is None
@@ -78,7 +78,7 @@ def test_a_live_attempt_keeps_its_container_unless_its_worker_process_has_ended(
 
 
 def test_this_process_is_named_by_host_pid_namespace_and_pid() -> None:
-    host, namespace, pid = _this_process().split(" ")
+    host, namespace, pid = this_process().split(" ")
     assert (host, int(pid)) == (socket.gethostname(), os.getpid())
     assert namespace == os.readlink("/proc/self/ns/pid")
 
@@ -88,7 +88,7 @@ def test_two_retirements_of_one_container_at_once_both_end_with_it_gone() -> Non
     """The reaper and a starting retry may retire the same earlier attempt's container together:
     the engine answers the later removal 409 "already in progress"; neither may fail (a failure
     crashed the retry), and both return only once the container is gone."""
-    from nbflows.workers.docker import LABEL_FLOW_RUN, retire
+    from nbflows.workers.container_ownership import LABEL_FLOW_RUN, retire
 
     from .docker_support import docker_client, local_base_image
 
