@@ -451,11 +451,17 @@ class FlowRuns(NBFlowsHandler):
         self.reply(out, 201, self.api_url("flow_runs", out["id"]))
 
 
+#: States a worker reports about its own run: its heartbeat has nothing new to answer then
+#: (see heartbeats._not_held), so they do not wake it (two extra beats per run otherwise).
+_REPORTED_BY_WORKER = {"RUNNING", "COMPLETED", "FAILED", "CRASHED"}
+
+
 def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
     topics = [f"run:{run['id']}"]
     if pool_id:
         topics.append(f"pool:{pool_id}")
-        if run.get("worker_name"):
+        state = (run.get("state") or {}).get("type")
+        if run.get("worker_name") and state not in _REPORTED_BY_WORKER:
             topics.append(f"worker:{pool_id}:{run['worker_name']}")
     return topics
 
