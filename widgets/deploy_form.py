@@ -24,6 +24,7 @@ from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
 from nbflows.presentation import change_text, format_timestamp, parse_timestamp
 from nbflows.widgets.pool_picker import PoolPicker
+from nbflows.widgets.saved_view import SavedView
 
 __all__ = ["CRON_PRESETS", "INTERVAL_PRESETS", "DeployForm", "deploy_form", "parameter_input"]
 
@@ -220,7 +221,7 @@ def _field(deployment: Any, key: str) -> Any:
     return getattr(deployment, key, None)
 
 
-class DeployForm(widgets.VBox):
+class DeployForm(SavedView, widgets.VBox):
     """A form deploying one flow; `build_request()` is what its Deploy button sends.
 
     Traits: `deployment` (the last deployment made, as the API returns it; empty before) and

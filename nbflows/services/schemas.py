@@ -732,6 +732,43 @@ class DeployPreviewReply(Reply):
     cells: list[DeployCellReply] = Field(description="The cells the deployment will hold.")
 
 
+class ImageBuildRequest(Body):
+    """An image build for a deployment to a docker work pool (the deploy dialog's "Build")."""
+
+    path: Text = Field(min_length=1, description="The notebook, relative to the server's root.")
+    flow_name: Text | None = Field(default=None, min_length=1, max_length=MAX_FLOW_NAME)
+    work_pool_name: Text
+    job_variables: JSONObject = Field(default_factory=dict)
+    image: Text = Field(
+        min_length=1, max_length=500, description="The image name, optionally `name:tag`."
+    )
+    base_image: Text | None = Field(
+        default=None, min_length=1, max_length=500, description="Base of the generated Dockerfile."
+    )
+    build: StrictBool = Field(default=True, description="false: only compute the reference.")
+    push: StrictBool = False
+
+
+class ImageBuildQuery(Query):
+    after: Annotated[int, Field(ge=0, le=MAX_INT)] = Field(
+        default=0, description="The `next_after` of the previous answer."
+    )
+    wait: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=0.0, description="Seconds to wait for a line after `after`, or the end."
+    )
+
+
+class ImageBuildReply(Reply):
+    id: str
+    state: Literal["RUNNING", "COMPLETED", "FAILED"]
+    lines: list[str] = Field(description="Build and push output after `after`.")
+    next_after: int
+    image: JSONObject | None = Field(
+        description="Once COMPLETED: the `image` of the deploy request (POST deployments)."
+    )
+    error: str | None
+
+
 class RunFileReply(Reply):
     """A file of a run in the result store (an artifact, an export)."""
 

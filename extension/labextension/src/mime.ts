@@ -37,6 +37,16 @@ export class RunStatusLine extends Widget implements IRenderMime.IRenderer {
     }
   }
 
+  /** The line goes under the cell's output: the kernel displays it when the run starts, before
+   * what the cell prints, so its entry of the output area is ordered last (CSS `order`). */
+  protected onAfterAttach(): void {
+    const child = this.node.closest('.jp-OutputArea-child');
+    if (child) {
+      child.classList.add('nbflows-RunStatus-child');
+      child.parentElement?.classList.add('nbflows-hasRunStatus');
+    }
+  }
+
   private poll(): void {
     this.timer = window.setTimeout(async () => {
       if (this.isDisposed) {
