@@ -62,6 +62,7 @@ def test_create_a_work_pool_from_the_flows_panel(journey: Journey, page: Any) ->
     panel = flows_panel(page)
     panel.get_by_role("button", name="Create work pool").click()
     form = panel.get_by_role("form", name="Create work pool")
+    form.get_by_label("Pool type").locator("option[value='docker']").wait_for(state="attached")
     kinds = form.get_by_label("Pool type").locator("option").all_inner_texts()
     served = [t["type"] for t in journey.http("GET", "work_pool_types").json()]
     assert kinds == served and "process" in kinds and "docker" in kinds
