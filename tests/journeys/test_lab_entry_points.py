@@ -24,7 +24,7 @@ from tests.docker_support import docker_client, local_base_image, remove_image
 from tests.journeys.conftest import Journey
 from tests.journeys.test_lab_extension import open_lab
 from tests.journeys.test_tutorial_lab import code_cell, run_cell, user_settings
-from tests.test_browser import browser, page, screenshot  # noqa: F401
+from tests.test_browser import browser, page, screenshot, wait_for_idle_kernel  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -126,7 +126,6 @@ def test_flow_status_line_under_the_output_and_saved_widgets_reopened(
     # The widget is live while its kernel holds its model.
     picker = code_cell(page, "pool_picker()")
     picker.locator(".widget-dropdown select").wait_for()
-    picker.locator(".nbflows-WidgetOutput[data-view='live']").wait_for()
     page.keyboard.press("Control+s")
     journey.wait_for(
         "the notebook saved with its outputs",
@@ -139,12 +138,14 @@ def test_flow_status_line_under_the_output_and_saved_widgets_reopened(
     journey.start(face="lab", port=journey.port)
     page.goto(f"{journey.url}lab/tree/shout.ipynb?token={journey.token}&reset")
     page.locator(".jp-Notebook").wait_for()
+    wait_for_idle_kernel(journey, "shout.ipynb")  # type: ignore[arg-type]
     picker = code_cell(page, "pool_picker()")
     saved = picker.locator(".nbflows-WidgetOutput[data-view='saved'] .nbflows-widgetFallback")
-    saved.get_by_text("picked-pool").wait_for()
+    picker.get_by_text(MODEL_NOT_FOUND).or_(saved.get_by_text("picked-pool")).wait_for()
     code_cell(page, "%%flow shout").locator(".nbflows-RunStatus").wait_for()
     page.wait_for_timeout(1000)  # the widget manager has had its chance to say "not found"
     assert MODEL_NOT_FOUND not in page.locator(".jp-Notebook").inner_text()
+    saved.get_by_text("picked-pool").wait_for()
     screenshot(page, "lab-entry-saved-widget-reopened")
 
     # Run again, the widget is live again.
@@ -190,10 +191,16 @@ def test_deploy_dialog_builds_the_image_for_a_docker_pool(
     try:
         images.get_by_role("button", name="Build image").click()
         # Lines arrive while the build runs, not all at the end.
-        running = images.locator(".nbflows-buildStatus[data-state='RUNNING']")
         output = images.locator(".nbflows-buildLog")
         output.get_by_text(f"Building {image}").wait_for()
-        running.wait_for()
+        page.wait_for_function(
+            """() => {
+                const status = document.querySelector('.nbflows-buildStatus');
+                const lines = document.querySelector('.nbflows-buildLog').textContent;
+                return status.dataset.state === 'RUNNING' && /^Step \\d+\\/\\d+/m.test(lines);
+            }""",
+            timeout=600_000,
+        )
         screenshot(page, "lab-entry-image-building")
         done = images.locator(".nbflows-buildStatus[data-state='COMPLETED']")
         done.wait_for(timeout=600_000)
