@@ -24,7 +24,8 @@ from tornado import web
 
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.services import work_pools as pools
-from nbflows.services.schemas import ImageBuildQuery, ImageBuildRequest, parse
+from nbflows.services.schemas.bodies import ImageBuildRequest, parse
+from nbflows.services.schemas.queries import ImageBuildQuery
 
 from .base import NBFlowsHandler
 from .permissions import permitted

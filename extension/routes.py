@@ -22,34 +22,35 @@ from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
 from nbflows.services.limits import executed_notebook_text, too_large
-from nbflows.services.schemas import (
+from nbflows.services.schemas.bodies import (
     ClaimRequest,
-    DeploymentNotebookQuery,
-    DeploymentsQuery,
     DeploymentUpdate,
     DeployRequest,
     FlowRunHeartbeatRequest,
-    FlowRunsQuery,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
-    LogsQuery,
     Notebook,
-    NotebookStoreQuery,
     OutputIn,
     PipelineDeployRequest,
     RunRequest,
     SetState,
-    UpcomingQuery,
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
     WorkQueueUpdate,
-    load_json,
-    log_json,
     parse,
-    work_queue_json,
 )
+from nbflows.services.schemas.queries import (
+    DeploymentNotebookQuery,
+    DeploymentsQuery,
+    FlowRunsQuery,
+    LogsQuery,
+    NotebookStoreQuery,
+    UpcomingQuery,
+)
+from nbflows.services.schemas.serialisers import log_json, work_queue_json
+from nbflows.services.schemas.values import load_json
 from nbflows.store import tables as t
 from nbflows.workers import job_templates
 
@@ -446,11 +447,17 @@ class FlowRuns(NBFlowsHandler):
         self.reply(out, 201, self.api_url("flow_runs", out["id"]))
 
 
+#: States a worker reports about its own run: its heartbeat has nothing new to answer then
+#: (see heartbeats._not_held), so they do not wake it (two extra beats per run otherwise).
+_REPORTED_BY_WORKER = {"RUNNING", "COMPLETED", "FAILED", "CRASHED"}
+
+
 def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
     topics = [f"run:{run['id']}"]
     if pool_id:
         topics.append(f"pool:{pool_id}")
-        if run.get("worker_name"):
+        state = (run.get("state") or {}).get("type")
+        if run.get("worker_name") and state not in _REPORTED_BY_WORKER:
             topics.append(f"worker:{pool_id}:{run['worker_name']}")
     return topics
 

@@ -16,13 +16,10 @@ from nbflows.extension.base import CHUNK, NBFlowsHandler
 from nbflows.extension.permissions import permitted
 from nbflows.results import artifacts, exports, project_files, retention, run_files
 from nbflows.services.limits import too_large
-from nbflows.services.schemas import (
-    DeploymentNotebookQuery,
-    NotebookStoreQuery,
-    PruneRequest,
-    iso,
-    parse,
-)
+from nbflows.services.schemas.bodies import parse
+from nbflows.services.schemas.queries import DeploymentNotebookQuery, NotebookStoreQuery
+from nbflows.services.schemas.replies import PruneRequest
+from nbflows.services.schemas.serialisers import iso
 
 
 def _file_json(row: Any) -> dict[str, Any]:
