@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from nbflows.automations import schemas as as_
 from nbflows.extension import access_routes as a
 from nbflows.extension import automation_routes as ar
+from nbflows.extension import image_builds as ib
 from nbflows.extension import permissions as p
 from nbflows.extension import previews as pv
 from nbflows.extension import routes as r
@@ -94,6 +95,31 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "summary": "A notebook's flows, parameters and the cells a deployment would hold",
                 "body": bodies.DeployPreviewRequest,
                 "responses": {200: replies.DeployPreviewReply},
+            }
+        },
+    ),
+    (
+        "image_builds",
+        ib.ImageBuilds,
+        {
+            "post": {
+                # It reads the notebook under the server's root and builds it, as a deploy does.
+                "permission": p.DEPLOY,
+                "summary": "Start building a deployment's image for a docker work pool",
+                "body": bodies.ImageBuildRequest,
+                "responses": {202: replies.ImageBuildReply},
+            }
+        },
+    ),
+    (
+        r"image_builds/(?P<build_id>[^/]+)",
+        ib.ImageBuildProgress,
+        {
+            "get": {
+                "permission": p.DEPLOY,
+                "summary": "An image build's output and outcome (long-poll with wait)",
+                "query": queries.ImageBuildQuery,
+                "responses": {200: replies.ImageBuildReply},
             }
         },
     ),

@@ -194,7 +194,7 @@ class Flow:
             reporter = get_reporter(ctx)
             line = None
             if display and not ctx.headless and isinstance(reporter, ApiReporter):
-                line = RunStatusLine()
+                line = RunStatusLine(flush=reporter.flush)
             return self._attempts(run, reporter, program, display, line)
 
     def compile(self, *, display: bool) -> Program:

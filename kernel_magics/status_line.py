@@ -7,9 +7,13 @@ run in its Flows panel) and a text/plain line for every other front end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nbflows.kernel_magics.reporting import FlowRunRecord
+
+#: How long the last update waits for the server's id of the run (its link), at most (s).
+ID_WAIT = 2.0
 
 MIME_TYPE = "application/vnd.nbflows.run+json"
 
@@ -17,12 +21,18 @@ MIME_TYPE = "application/vnd.nbflows.run+json"
 class RunStatusLine:
     """One cell run's status line; `show` displays it first, then updates it in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush: Callable[[float], object] | None = None) -> None:
         self._handle: Any = None
+        #: Waits (up to the seconds given) until the reporter has told the server everything.
+        self._flush = flush
 
     def show(self, run: FlowRunRecord, state: str, message: str | None = None) -> None:
         from IPython.display import display
 
+        if run.id is None and state != "RUNNING" and self._flush is not None:
+            # The run is created on the server in the background: a short run can end before
+            # its id is known, and the line's link to the run needs it.
+            self._flush(ID_WAIT)
         bundle = status_bundle(run, state, message)
         if self._handle is None:
             self._handle = display(bundle, raw=True, display_id=True)

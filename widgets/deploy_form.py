@@ -24,6 +24,7 @@ from nbflows.presentation import change_text
 from nbflows.widgets.deploy_target import Deploy, Target, deployment_field
 from nbflows.widgets.parameter_inputs import LABEL_STYLE, parameter_input, read_parameter
 from nbflows.widgets.pool_picker import PoolPicker
+from nbflows.widgets.saved_view import SavedView
 from nbflows.widgets.schedule_presets import (
     CRON_PRESETS,
     CUSTOM,
@@ -36,7 +37,7 @@ __all__ = ["DeployForm", "deploy_form"]
 _WIDE = widgets.Layout(width="32em")
 
 
-class DeployForm(widgets.VBox):
+class DeployForm(SavedView, widgets.VBox):
     """A form deploying one flow; `build_request()` is what its Deploy button sends.
 
     Traits: `deployment` (the last deployment made, as the API returns it; empty before) and

@@ -18,13 +18,14 @@ from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
 from nbflows.pipelines.picture import render_svg
 from nbflows.protocol import TERMINAL_VALUES as TERMINAL_STATES
+from nbflows.widgets.saved_view import SavedView
 
 from .run_logs import dashboard_link, outputs_html, run_id_of
 
 __all__ = ["PipelineGraph", "pipeline_graph"]
 
 
-class PipelineGraph(widgets.VBox):
+class PipelineGraph(SavedView, widgets.VBox):
     """The DAG of one pipeline run. Traits: `graph` (the API's answer), `state`, `error`."""
 
     graph: Dict[str, Any] = Dict()

@@ -14,6 +14,7 @@ from traitlets import List, TraitError, Unicode, observe, validate
 
 from nbflows.client.rest import Client, get_client
 from nbflows.errors import NBFlowsError
+from nbflows.widgets.saved_view import SavedView
 
 __all__ = ["PoolPicker", "pool_picker", "pool_status"]
 
@@ -66,7 +67,7 @@ def pool_info_html(pool: dict[str, Any]) -> str:
     return text
 
 
-class PoolPicker(widgets.VBox):
+class PoolPicker(SavedView, widgets.VBox):
     """Dropdown of work pools + an info line about the chosen one + a refresh button.
 
     The first choice is the first ready pool (one with a worker online), else the first pool;

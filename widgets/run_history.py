@@ -24,6 +24,7 @@ from nbflows.presentation import (
     state_badge,
 )
 from nbflows.widgets.run_logs import dashboard_link, short_json
+from nbflows.widgets.saved_view import SavedView
 
 __all__ = ["RunHistory", "run_history", "timeline_svg"]
 
@@ -120,7 +121,7 @@ def history_html(runs: Sequence[Mapping[str, Any]], client: Client | None = None
     )
 
 
-class RunHistory(widgets.VBox):
+class RunHistory(SavedView, widgets.VBox):
     """Recent runs of a flow or a deployment; `refresh()` (or the button) reloads them.
 
     Traits: `runs` (FlowRun dicts, newest first) and `error` (why none could be read).

@@ -28,6 +28,7 @@ from nbflows.client.transport import MAX_WAIT
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.presentation import format_duration, format_timestamp, parse_timestamp, state_badge
 from nbflows.protocol import TERMINAL_VALUES
+from nbflows.widgets.saved_view import SavedView
 
 __all__ = [
     "RunLogs",
@@ -80,7 +81,7 @@ def run_id_of(run_or_id: Any) -> str:
     )
 
 
-class RunLogs(widgets.VBox):
+class RunLogs(SavedView, widgets.VBox):
     """Live view of one flow run: state badge, elapsed time, log lines, link to the run page.
 
     `state` (the state type), `run` (the latest FlowRun dict), `done`, `line_count` and `error`

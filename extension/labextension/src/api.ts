@@ -186,6 +186,22 @@ export interface IDeployPreview {
   cells: { index: number; cell_type: string; source: string; tags: string[] }[];
 }
 
+export interface IImageBuild {
+  id: string;
+  state: 'RUNNING' | 'COMPLETED' | 'FAILED';
+  lines: string[];
+  next_after: number;
+  /** Once COMPLETED: the deploy request's `image` (reference, built, pushed, …). */
+  image: Record<string, any> | null;
+  error: string | null;
+}
+
+export interface IPoolType {
+  type: string;
+  description: string;
+  base_job_template: Record<string, any>;
+}
+
 export interface ISchedulePreview {
   schedules: { description: string; next_times: string[] }[];
 }

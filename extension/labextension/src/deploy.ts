@@ -5,13 +5,14 @@ import { Widget } from '@lumino/widgets';
 import {
   IDeployPreview,
   IDeployment,
+  IImageBuild,
   IWorkPool,
   IWorker,
   ISchedulePreview,
   requestAPI
 } from './api';
 import { fill, h } from './dom';
-import { formatTime, parseValue, pinnedKeys, scheduleSpec, showValue } from './format';
+import { formatTime, parseValue, pinnedKeys, poolBaseImage, scheduleSpec, showValue } from './format';
 
 const WHOLE = '';
 
@@ -74,6 +75,27 @@ class DeployDialog extends Widget {
     this.parametersStatus = h('div', { className: 'nbflows-hint nbflows-parametersStatus' });
     this.jobVariables = h('div', { className: 'nbflows-fields nbflows-jobVariables' });
     this.cells = h('div', { className: 'nbflows-cells' });
+    this.imageName = h('input', {
+      name: 'image', 'aria-label': 'Image name', placeholder: 'e.g. sales-report (leave empty: the pool\'s image)',
+      onInput: () => this.imageChanged()
+    });
+    this.baseImage = h('input', { name: 'base-image', 'aria-label': 'Base image', onInput: () => this.imageChanged() });
+    this.buildImage = h('input', { type: 'checkbox', name: 'build', 'aria-label': 'Build the image', checked: true, onChange: () => this.imageChanged() });
+    this.pushImage = h('input', { type: 'checkbox', name: 'push', 'aria-label': 'Push the image', onChange: () => this.imageChanged() });
+    this.buildButton = h('button', { className: 'jp-mod-styled nbflows-buildButton', onClick: () => void this.build() }, 'Build image');
+    this.buildStatus = h('div', { className: 'nbflows-hint nbflows-buildStatus', role: 'status' });
+    this.buildLog = h('pre', { className: 'nbflows-buildLog', 'aria-label': 'Build output' });
+    this.imageSection = h('fieldset', { className: 'nbflows-image' }, h('legend', {}, 'Image (docker pool)'),
+      h('label', { className: 'nbflows-row' }, h('span', {}, 'Image name'), this.imageName),
+      h('label', { className: 'nbflows-row' }, h('span', {}, 'Base image'), this.baseImage),
+      h('label', { className: 'nbflows-row nbflows-check' }, h('span', {}, 'Build'), this.buildImage,
+        h('small', {}, 'build it here (off: use the reference a build would give, e.g. built by CI)')),
+      h('label', { className: 'nbflows-row nbflows-check' }, h('span', {}, 'Push'), this.pushImage,
+        h('small', {}, 'push it to its registry after the build (workers on other machines pull it)')),
+      h('div', { className: 'nbflows-actions' }, this.buildButton,
+        h('small', {}, ' Deploy builds it first when it is not built yet.')),
+      this.buildStatus, this.buildLog);
+    this.imageSection.hidden = true;
     this.error = h('div', { className: 'nbflows-error', role: 'alert' });
     this.deployButton = h('button', {
       className: 'jp-Dialog-button jp-mod-accept jp-mod-styled', onClick: () => void this.deploy()
@@ -92,6 +114,7 @@ class DeployDialog extends Widget {
           row('Work pool', this.pool),
           this.poolInfo,
           row('Work queue', this.queue),
+          this.imageSection,
           h('fieldset', {}, h('legend', {}, 'Schedule'),
             row('Kind', this.scheduleKind), row('Expression', this.scheduleValue),
             row('Time zone', this.timezone), this.schedulePreview),
@@ -218,6 +241,91 @@ class DeployDialog extends Widget {
       }
     }).catch(() => undefined);
     this.renderJobVariables(pool);
+    this.imageSection.hidden = pool.type !== 'docker';
+    const [base, pinned] = poolBaseImage(pool);
+    this.baseImage.placeholder = base ? `${base}${pinned ? ' (pinned by the pool)' : ' (the pool\'s default)'}` : 'the server\'s default (NBFLOWS_BASE_IMAGE or python:X.Y-slim)';
+    this.baseImage.readOnly = pinned;
+    this.imageChanged();
+  }
+
+  /** The image options as the build route takes them, or null when no image is asked for. */
+  private imageRequest(): Record<string, unknown> | null {
+    const pool = this.pools.find(p => p.name === this.pool.value);
+    const image = this.imageName.value.trim();
+    if (!pool || pool.type !== 'docker' || !image) {
+      return null;
+    }
+    return {
+      path: this.options.path,
+      flow_name: this.flow.value || null,
+      work_pool_name: pool.name,
+      job_variables: this.jobValues,
+      image,
+      base_image: this.baseImage.value.trim() || null,
+      build: this.buildImage.checked,
+      push: this.pushImage.checked
+    };
+  }
+
+  private imageChanged(): void {
+    // A build is for the options it was made with.
+    this.built = null;
+    this.buildButton.textContent = this.buildImage.checked ? 'Build image' : 'Compute reference';
+  }
+
+  /** Build (or only name) the image, its output following live; resolves with the deploy
+   * request's `image`, or null when it failed (the reason is in the dialog). */
+  async build(): Promise<Record<string, unknown> | null> {
+    const request = this.imageRequest();
+    if (request === null) {
+      this.setBuildStatus('FAILED', 'Give an image name to build one (a docker pool).');
+      return null;
+    }
+    const key = JSON.stringify(request);
+    if (this.built && this.builtKey === key) {
+      return this.built;
+    }
+    this.buildButton.disabled = true;
+    this.deployButton.disabled = true;
+    fill(this.buildLog);
+    this.setBuildStatus('RUNNING', 'Starting the build…');
+    try {
+      let page = await requestAPI<IImageBuild>('image_builds', { method: 'POST', body: request });
+      for (;;) {
+        for (const line of page.lines) {
+          this.buildLog.append(line + '\n');
+        }
+        if (page.lines.length) {
+          this.buildLog.scrollTop = this.buildLog.scrollHeight;
+        }
+        if (page.state !== 'RUNNING' || this.isDisposed) {
+          break;
+        }
+        this.setBuildStatus('RUNNING', `Building… ${page.next_after} line(s)`);
+        page = await requestAPI<IImageBuild>(`image_builds/${page.id}`, { query: { after: page.next_after, wait: 10 } });
+      }
+      if (page.state === 'COMPLETED' && page.image) {
+        this.built = page.image;
+        this.builtKey = key;
+        const what = page.image.built ? 'built' : request.build ? 'already built' : 'not built';
+        this.setBuildStatus('COMPLETED', `✓ ${page.image.reference} (${what}${page.image.pushed ? ', pushed' : ''})`);
+        return page.image;
+      }
+      this.setBuildStatus('FAILED', `✗ ${page.error ?? 'the build failed'}`);
+      return null;
+    } catch (error) {
+      this.setBuildStatus('FAILED', String((error as Error).message ?? error));
+      return null;
+    } finally {
+      this.buildButton.disabled = false;
+      this.deployButton.disabled = false;
+    }
+  }
+
+  private setBuildStatus(state: string, text: string): void {
+    this.buildStatus.dataset.state = state;
+    this.buildStatus.textContent = text;
+    this.buildStatus.classList.toggle('nbflows-invalid', state === 'FAILED');
   }
 
   private renderJobVariables(pool: IWorkPool): void {
@@ -282,6 +390,14 @@ class DeployDialog extends Widget {
   private async deploy(): Promise<void> {
     this.error.textContent = '';
     const schedule = this.scheduleSpec();
+    let image: Record<string, unknown> | null = null;
+    if (this.imageRequest() !== null) {
+      image = await this.build();
+      if (image === null) {
+        this.error.textContent = 'Not deployed: the image was not built (see the build output above).';
+        return;
+      }
+    }
     this.deployButton.disabled = true;
     try {
       const deployment = await requestAPI<IDeployment>('deployments', {
@@ -294,7 +410,8 @@ class DeployDialog extends Widget {
           work_queue_name: this.queue.value || null,
           parameters: this.values,
           job_variables: this.jobValues,
-          schedules: schedule ? [schedule] : []
+          schedules: schedule ? [schedule] : [],
+          ...(image ? { image } : {})
         }
       });
       this.options.deployed?.(deployment);
@@ -330,6 +447,16 @@ class DeployDialog extends Widget {
   private readonly cells: HTMLDivElement;
   private readonly error: HTMLDivElement;
   private readonly deployButton: HTMLButtonElement;
+  private readonly imageName: HTMLInputElement;
+  private readonly baseImage: HTMLInputElement;
+  private readonly buildImage: HTMLInputElement;
+  private readonly pushImage: HTMLInputElement;
+  private readonly buildButton: HTMLButtonElement;
+  private readonly buildStatus: HTMLDivElement;
+  private readonly buildLog: HTMLPreElement;
+  private readonly imageSection: HTMLFieldSetElement;
+  private built: Record<string, any> | null = null;
+  private builtKey = '';
   private readonly checkParameters: () => void;
   private pools: IWorkPool[] = [];
   private values: Record<string, unknown> = {};

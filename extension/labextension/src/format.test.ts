@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { formatDuration, parseValue, pinnedKeys, scheduleSpec, showValue } from './format';
+import { countValue, formatDuration, parseValue, pinnedKeys, poolBaseImage, scheduleSpec, showValue } from './format';
 
 test('durations read as a person says them', () => {
   assert.equal(formatDuration(0.25), '250 ms');
@@ -35,4 +35,22 @@ test('parameter text becomes the JSON value of its type', () => {
 test('pinned job configuration keys are those without a placeholder', () => {
   assert.deepEqual(pinnedKeys({ image: '{{ image }}', privileged: false, env: '{{env}}' }), ['privileged']);
   assert.deepEqual(pinnedKeys(undefined), []);
+});
+
+test('the base image of a pool: pinned by its configuration, else the default of its variable', () => {
+  assert.deepEqual(poolBaseImage({ base_job_template: { job_configuration: { base_image: 'py:3.12' } } }), ['py:3.12', true]);
+  assert.deepEqual(poolBaseImage({
+    base_job_template: {
+      job_configuration: { base_image: '{{ base_image }}' },
+      variables: { properties: { base_image: { default: 'py:3.11' } } }
+    }
+  }), ['py:3.11', false]);
+  assert.deepEqual(poolBaseImage({ base_job_template: {} }), [null, false]);
+});
+
+test('a count field: empty is no limit, digits a number, the rest left for the server', () => {
+  assert.equal(countValue(' '), null);
+  assert.equal(countValue('3'), 3);
+  assert.equal(countValue('-1'), -1);
+  assert.equal(countValue('three'), 'three');
 });

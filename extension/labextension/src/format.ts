@@ -82,3 +82,26 @@ export function pinnedKeys(configuration: Record<string, unknown> | undefined): 
     .filter(([, v]) => !(typeof v === 'string' && /^\{\{\s*[\w.-]+\s*\}\}$/.test(v)))
     .map(([k]) => k);
 }
+
+/** [the pool's base image, whether the pool pins it], as the server reads the pool's template
+ * (nbflows.packaging.build.pool_base_image): a hard-coded `base_image` in the job configuration
+ * pins it; else the `base_image` variable's default, if any. */
+export function poolBaseImage(pool: { base_job_template?: Record<string, any> | null }): [string | null, boolean] {
+  const template = pool.base_job_template ?? {};
+  const configured = template.job_configuration?.base_image;
+  if (typeof configured === 'string' && configured && !configured.includes('{{')) {
+    return [configured, true];
+  }
+  const fallback = template.variables?.properties?.base_image?.default;
+  return [typeof fallback === 'string' && fallback ? fallback : null, false];
+}
+
+/** A count field's value for the API: empty → null (no limit); digits → a number; anything
+ * else is sent as typed, so that the server's validation says what is wrong. */
+export function countValue(text: string): number | string | null {
+  const value = text.trim();
+  if (!value) {
+    return null;
+  }
+  return /^-?\d+$/.test(value) ? Number(value) : value;
+}

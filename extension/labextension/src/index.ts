@@ -27,6 +27,7 @@ import { formatDuration } from './format';
 import { OPEN_RUN_EVENT } from './mime';
 import { FlowsPanel } from './panel';
 import { DRIVE_NAME, RunsDrive } from './runs-drive';
+import { FALLBACK_RANK, widgetFallbackFactory } from './widget-fallback';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
 <g class="jp-icon3" fill="#616161"><circle cx="5" cy="6" r="3"/><circle cx="19" cy="6" r="3"/><circle cx="12" cy="18" r="3"/>
@@ -194,6 +195,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.docRegistry.addWidgetExtension('Notebook', {
       createNew: (nb: NotebookPanel) => {
+        // nbflows widgets: live while their model exists, a saved view otherwise.
+        nb.content.rendermime.addFactory(widgetFallbackFactory(nb.content.rendermime), FALLBACK_RANK);
         if (nb.context.path.startsWith(`${DRIVE_NAME}:`)) {
           return; // an executed notebook: a record, not something to deploy
         }

@@ -13,7 +13,7 @@ export const OPEN_RUN_EVENT = 'nbflows:open-run';
 const POLL = 1000;
 
 interface IRunBundle {
-  id: string;
+  id: string | null;
   name?: string;
   flow_name?: string;
   state?: { type: string; name: string };
@@ -29,11 +29,22 @@ export class RunStatusLine extends Widget implements IRenderMime.IRenderer {
 
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
     const bundle = model.data[MIME_TYPE] as unknown as IRunBundle;
-    this.runId = bundle.id;
+    // Null until the kernel has heard the server's id (the run is created in the background).
+    this.runId = bundle.id ?? '';
     this.show_(bundle);
     window.clearTimeout(this.timer);
-    if (!bundle.state || !TERMINAL_STATES.includes(bundle.state.type)) {
+    if (this.runId && (!bundle.state || !TERMINAL_STATES.includes(bundle.state.type))) {
       this.poll();
+    }
+  }
+
+  /** The line goes under the cell's output: the kernel displays it when the run starts, before
+   * what the cell prints, so its entry of the output area is ordered last (CSS `order`). */
+  protected onAfterAttach(): void {
+    const child = this.node.closest('.jp-OutputArea-child');
+    if (child) {
+      child.classList.add('nbflows-RunStatus-child');
+      child.parentElement?.classList.add('nbflows-hasRunStatus');
     }
   }
 
@@ -74,7 +85,11 @@ export class RunStatusLine extends Widget implements IRenderMime.IRenderer {
       run.duration !== undefined && run.duration !== null ? formatDuration(run.duration) : '',
       `attempt ${run.attempt ?? 1}`
     ].filter(Boolean);
-    this.node.append(dot, ` ${parts.join(' · ')} · `, link);
+    if (this.runId) {
+      this.node.append(dot, ` ${parts.join(' · ')} · `, link);
+    } else {
+      this.node.append(dot, ` ${parts.join(' · ')}`);
+    }
   }
 
   dispose(): void {

@@ -7,13 +7,14 @@ import { Widget } from '@lumino/widgets';
 import {
   IDeployment,
   IFlowRun,
+  IPoolType,
   ILogsPage,
   IWorkPool,
   isTerminal,
   requestAPI
 } from './api';
 import { fill, h } from './dom';
-import { formatDuration, formatTime, parseValue, showValue } from './format';
+import { countValue, formatDuration, formatTime, parseValue, showValue } from './format';
 
 /** How often the lists are refreshed while the panel is visible (ms). */
 const REFRESH = 2000;
@@ -48,12 +49,71 @@ export class FlowsPanel extends Widget {
       h('div', { className: 'nbflows-panelHeader' }, h('h2', {}, 'Flows'),
         h('button', { className: 'jp-mod-styled', title: 'Refresh', onClick: refresh }, '⟳')),
       this.message,
-      h('section', { className: 'nbflows-section' }, h('h3', {}, 'Work pools'), this.pools),
+      h('section', { className: 'nbflows-section' },
+        h('div', { className: 'nbflows-sectionHeader' }, h('h3', {}, 'Work pools'),
+          h('button', { className: 'jp-mod-styled nbflows-newPool', onClick: () => void this.toggleCreatePool() }, 'Create work pool')),
+        this.createPool, this.pools),
       h('section', { className: 'nbflows-section' }, h('h3', {}, 'Deployments'), this.deployments),
       h('section', { className: 'nbflows-section' }, h('h3', {}, 'Flow runs'),
         h('div', { className: 'nbflows-filters' }, this.stateFilter, this.flowFilter, this.deploymentFilter, this.poolFilter),
         this.runs),
       this.runView);
+  }
+
+  /** Show or hide the "Create work pool" form; its types are the server's. */
+  private async toggleCreatePool(): Promise<void> {
+    if (this.createPool.childElementCount) {
+      fill(this.createPool);
+      return;
+    }
+    const name = h('input', { name: 'pool-name', 'aria-label': 'Pool name', placeholder: 'my-pool' });
+    const type = h('select', { name: 'pool-type', 'aria-label': 'Pool type' });
+    const concurrency = h('input', { name: 'pool-concurrency', 'aria-label': 'Concurrency limit', placeholder: 'no limit', inputmode: 'numeric' });
+    const description = h('small', { className: 'nbflows-hint nbflows-poolTypeHelp' });
+    const error = h('div', { className: 'nbflows-error nbflows-createPoolError', role: 'alert' });
+    const create = h('button', { className: 'jp-mod-styled jp-mod-accept', type: 'submit' }, 'Create');
+    const form = h('form', {
+      className: 'nbflows-createPool-form', 'aria-label': 'Create work pool',
+      onSubmit: async (event: Event) => {
+        event.preventDefault();
+        error.textContent = '';
+        create.disabled = true;
+        try {
+          const body: Record<string, unknown> = { name: name.value.trim(), type: type.value };
+          const limit = countValue(concurrency.value);
+          if (limit !== null) {
+            body.concurrency_limit = limit;
+          }
+          await requestAPI<IWorkPool>('work_pools', { method: 'POST', body });
+          fill(this.createPool);
+          await this.refresh();
+        } catch (e) {
+          error.textContent = String((e as Error).message ?? e);
+        } finally {
+          create.disabled = false;
+        }
+      }
+    },
+    h('label', { className: 'nbflows-row' }, h('span', {}, 'Name'), name),
+    h('label', { className: 'nbflows-row' }, h('span', {}, 'Type'), type),
+    description,
+    h('label', { className: 'nbflows-row' }, h('span', {}, 'Concurrency limit'), concurrency),
+    error,
+    h('div', { className: 'nbflows-actions' }, create,
+      h('button', { className: 'jp-mod-styled', type: 'button', onClick: () => fill(this.createPool) }, 'Cancel')));
+    fill(this.createPool, form);
+    try {
+      const types = await requestAPI<IPoolType[]>('work_pool_types');
+      fill(type, ...types.map(t => h('option', { value: t.type, title: t.description }, t.type)));
+      const describe = () => {
+        description.textContent = types.find(t => t.type === type.value)?.description ?? '';
+      };
+      type.addEventListener('change', describe);
+      describe();
+    } catch (e) {
+      error.textContent = String((e as Error).message ?? e);
+    }
+    name.focus();
   }
 
   /** Show one run (logs following live). */
@@ -113,7 +173,7 @@ export class FlowsPanel extends Widget {
 
   private renderPools(pools: IWorkPool[]): void {
     if (!pools.length) {
-      fill(this.pools, h('div', { className: 'nbflows-hint' }, 'No work pools. Create one: nbflows work-pool create NAME --type process'));
+      fill(this.pools, h('div', { className: 'nbflows-hint' }, 'No work pools. Create one above ("Create work pool"), or: nbflows work-pool create NAME --type process'));
       return;
     }
     fill(this.pools, ...pools.map(pool => h('div', { className: 'nbflows-item nbflows-pool', 'data-pool': pool.name },
@@ -282,6 +342,7 @@ export class FlowsPanel extends Widget {
 
   private readonly message = h('div', { className: 'nbflows-error', role: 'alert' });
   private readonly pools = h('div', { className: 'nbflows-list nbflows-pools' });
+  private readonly createPool = h('div', { className: 'nbflows-createPool' });
   private readonly deployments = h('div', { className: 'nbflows-list nbflows-deployments' });
   private readonly runs = h('div', { className: 'nbflows-list nbflows-runList' });
   private readonly runView = h('section', { className: 'nbflows-runView' });

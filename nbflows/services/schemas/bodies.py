@@ -233,6 +233,23 @@ class SchedulePreviewRequest(Body):
     after: Moment | None = None
 
 
+class ImageBuildRequest(Body):
+    """An image build for a deployment to a docker work pool (the deploy dialog's "Build")."""
+
+    path: Text = Field(min_length=1, description="The notebook, relative to the server's root.")
+    flow_name: Text | None = Field(default=None, min_length=1, max_length=MAX_FLOW_NAME)
+    work_pool_name: Text
+    job_variables: JSONObject = Field(default_factory=dict)
+    image: Text = Field(
+        min_length=1, max_length=500, description="The image name, optionally `name:tag`."
+    )
+    base_image: Text | None = Field(
+        default=None, min_length=1, max_length=500, description="Base of the generated Dockerfile."
+    )
+    build: StrictBool = Field(default=True, description="false: only compute the reference.")
+    push: StrictBool = False
+
+
 class DeployPreviewRequest(Body):
     path: Text = Field(min_length=1)
     #: A `%%flow` cell's flow; none: the whole notebook.

@@ -85,6 +85,15 @@ class FlowRunsQuery(Query):
         return value
 
 
+class ImageBuildQuery(Query):
+    after: Annotated[int, Field(ge=0, le=MAX_INT)] = Field(
+        default=0, description="The `next_after` of the previous answer."
+    )
+    wait: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=0.0, description="Seconds to wait for a line after `after`, or the end."
+    )
+
+
 class LogsQuery(Query):
     after: Annotated[int, Field(ge=0, le=MAX_BIGINT)] = Field(
         default=0, description="The `next_after` of the previous page."

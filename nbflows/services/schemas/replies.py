@@ -170,6 +170,17 @@ class DeployPreviewReply(Reply):
     cells: list[DeployCellReply] = Field(description="The cells the deployment will hold.")
 
 
+class ImageBuildReply(Reply):
+    id: str
+    state: Literal["RUNNING", "COMPLETED", "FAILED"]
+    lines: list[str] = Field(description="Build and push output after `after`.")
+    next_after: int
+    image: JSONObject | None = Field(
+        description="Once COMPLETED: the `image` of the deploy request (POST deployments)."
+    )
+    error: str | None
+
+
 class ProjectFileReply(Reply):
     path: str
     sha256: str
