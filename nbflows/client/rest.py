@@ -25,6 +25,7 @@ from nbflows.errors import (
     Forbidden,
     InvalidInput,
     NBFlowsError,
+    NotAvailable,
     NotFound,
     TooLarge,
 )
@@ -45,7 +46,8 @@ API_PATH = "nbflows/api/"
 
 #: Server error `reason` → the exception the client raises (the server names its class).
 _REASONS: dict[str, type[NBFlowsError]] = {
-    cls.__name__: cls for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge)
+    cls.__name__: cls
+    for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge, NotAvailable)
 }
 
 #: Terminal state types (kept here as strings so the client does not depend on the store).
@@ -885,6 +887,14 @@ class Client:
                 params={"worker": worker, "fence": fence},
             ),
         )
+
+    def write_flow_run_export(
+        self, id: str, to: str, data: bytes, worker: str, fence: int | None = None
+    ) -> dict[str, Any]:
+        """Store the run's notebook exported as `to` (the worker holding the run, after it)."""
+        path = f"flow_runs/{_seg(id)}/exports/{_seg(to)}"
+        params = {"worker": worker, "fence": fence}
+        return cast(dict[str, Any], self.request("PUT", path, content=data, params=params))
 
     def export_flow_run_notebook(self, id: str, to: str = "html") -> bytes:
         """The executed notebook as `to` (html, or pdf where the server has Chromium)."""
