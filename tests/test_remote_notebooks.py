@@ -55,7 +55,9 @@ def test_a_notebook_deployed_from_an_s3_url_runs(
     fs.rm(url)
     again = run_to_end(server, "artifacts/from-s3", rows=1)
     assert again["state"]["type"] == "COMPLETED"
-    missing = server.cli("deploy", f"s3://{BUCKET}/nope/missing.ipynb", "--pool", "local")
+    missing = server.cli(
+        "deploy", f"s3://{BUCKET}/nope/missing.ipynb", "--pool", "local", "--name", "gone"
+    )
     assert missing.returncode != 0 and "not found" in (missing.stdout + missing.stderr).lower()
 
 

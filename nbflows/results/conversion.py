@@ -97,7 +97,7 @@ def _pdf_exporter_class() -> type:
     from nbconvert import WebPDFExporter
     from traitlets import Unicode
 
-    class ChromiumPDFExporter(WebPDFExporter):  # type: ignore[misc]
+    class ChromiumPDFExporter(WebPDFExporter):
         executable_path = Unicode(None, allow_none=True)
 
         def run_playwright(self, html: str) -> bytes:
