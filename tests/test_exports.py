@@ -78,11 +78,10 @@ def test_the_worker_exports_each_run_of_a_deployment_and_the_server_keeps_it(
     assert said, lines  # the worker's line: the worker converted it
     downloaded = server.http("GET", f"flow_runs/{run['id']}/exports/html")
     assert downloaded.status_code == 200 and downloaded.content == kept.read_bytes()
-    # Only the worker holding the run sends exports; the run ended, so none does any more.
+    # Only the worker holding the run under its claim's fence sends exports.
     base = f"flow_runs/{run['id']}/exports/html"
-    late = server.http(
-        "PUT", base, params={"worker": run["worker_name"], "fence": 1}, content=b"<p>x</p>"
-    )
+    stale = {"worker": run["worker_name"], "fence": 10**9}
+    late = server.http("PUT", base, params=stale, content=b"<p>x</p>")
     assert late.status_code == 409, late.text
     anyone = server.http("PUT", base, content=b"<p>x</p>")
     assert anyone.status_code == 422 and "worker" in anyone.json()["message"]

@@ -9,6 +9,7 @@ of the storage's SDK (for S3: `AWS_*`, `AWS_ENDPOINT_URL_S3` for an S3-compatibl
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -18,14 +19,25 @@ from nbflows.errors import InvalidInput, NotFound
 #: among them: the server would fetch whatever a deploying user names (its own network).
 REMOTE_SCHEMES = ("s3", "gs", "abs")
 SCHEMES = ("file", *REMOTE_SCHEMES)
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(path: str) -> bool:
+    """Whether `path` is a URL (`scheme://...`) rather than a path."""
+    return _URL.match(path) is not None
 
 
 def notebook_url_scheme(path: str) -> str | None:
     """The scheme of a notebook URL (`s3`, `file`, ...); None for a plain path (also a Windows
     drive letter). InvalidInput for a URL of a scheme a notebook cannot come from."""
-    if "://" not in path:
+    found = _URL.match(path)
+    if found is None:
         return None
-    scheme = urlsplit(path).scheme.lower()
+    scheme = found.group(1).lower()
+    try:
+        urlsplit(path)
+    except ValueError:  # e.g. a bracket that is no IPv6 address
+        scheme = ""
     if scheme not in SCHEMES:
         raise InvalidInput(
             f"a notebook cannot be deployed from '{path[:120]}': valid are a path on the "
