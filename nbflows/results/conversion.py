@@ -3,10 +3,10 @@ webpdf exporter printing the HTML with a headless Chromium through Playwright).
 
 Used where the notebook is: the worker exports each run of a deployment with `exports` right
 after the run (the server only keeps the file), the server exports an older run on request (on
-threads of its own, see `extension/exports.py`). No database here: workers import it.
+threads of its own: `Orchestrator.offload`). No database here: workers import it.
 
-Which Chromium: `NBFLOWS_CHROMIUM` names one, else Playwright's own download if there is one,
-else a system Chromium found on PATH (`chromium`, `chromium-browser`, `google-chrome`).
+Which Chromium: `NBFLOWS_CHROMIUM` names one, else a Chromium found on PATH (`chromium`,
+`chromium-browser`, `google-chrome`), else Playwright's own (`playwright install chromium`).
 """
 
 from __future__ import annotations
