@@ -24,6 +24,7 @@ from nbflows.extension import run_files as f
 from nbflows.extension.openapi import Binary, OpenAPI
 from nbflows.results.conversion import FORMATS
 from nbflows.services import schemas as s
+from nbflows.services.export_schemas import ExportStoreQuery
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (
@@ -609,7 +610,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "summary": "Store the export its worker made of a run it holds",
                 "path": {"fmt": {"enum": list(FORMATS)}},
-                "query": s.NotebookStoreQuery,
+                "query": ExportStoreQuery,
                 "body": Binary(),
                 "responses": {201: s.RunFileReply},
             },

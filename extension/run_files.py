@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from tornado import web
 
-from nbflows.errors import InvalidInput
 from nbflows.extension.base import CHUNK, NBFlowsHandler
 from nbflows.extension.permissions import permitted
 from nbflows.results import (
@@ -23,6 +22,7 @@ from nbflows.results import (
     retention,
     run_files,
 )
+from nbflows.services.export_schemas import ExportStoreQuery
 from nbflows.services.limits import too_large
 from nbflows.services.schemas import (
     DeploymentNotebookQuery,
@@ -120,9 +120,7 @@ class FlowRunExport(BinaryReply):
         limits = self.limits
         if self._body_size > limits.max_body_size:
             raise too_large(f"the {fmt} export", self._body_size, limits, "max_body_size")
-        q = self.query_args(NotebookStoreQuery)
-        if q.worker is None:
-            raise InvalidInput("give 'worker': only the worker holding the run sends exports")
+        q = self.query_args(ExportStoreQuery)
         worker, raw, results = q.worker, bytes(self.request.body), self.orch.results
         row = await self.orch.call(
             lambda s: _file_json(
