@@ -124,9 +124,7 @@ class FlowRunExport(BinaryReply):
         worker, raw, results = q.worker, bytes(self.request.body), self.orch.results
         row = await self.orch.call(
             lambda s: _file_json(
-                exports.store_export(
-                    s, results, run_id, checked, raw, limits, worker=worker, fence=q.fence
-                )
+                exports.store_export(s, results, run_id, checked, raw, worker=worker, fence=q.fence)
             )
         )
         self.reply(row, 201, location=self.api_url("flow_runs", run_id, "exports", checked))

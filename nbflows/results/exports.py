@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from nbflows.services.limits import Limits, too_large
 from nbflows.store import tables as t
 
 from . import run_files
@@ -24,18 +23,17 @@ def store_export(
     run_id: str,
     fmt: ExportFormat,
     data: bytes,
-    limits: Limits,
     *,
     worker: str,
     fence: int | None,
 ) -> t.RunFile:
-    """Keep the export a worker made of the run it holds; over `max_artifact_size`: TooLarge."""
+    """Keep the export a worker made of the run it holds. Its size is bounded by the request's
+    (`max_body_size`) only: it is made from a notebook the server accepted already, and an
+    HTML page of a notebook is larger than the notebook (styles, escaped outputs)."""
     from nbflows.services import flow_runs
 
     run = flow_runs.get_flow_run(s, run_id, lock=True)
     flow_runs.check_holder(run, worker, fence)
-    if len(data) > limits.max_artifact_size:
-        raise too_large(f"the {fmt} export", len(data), limits, "max_artifact_size")
     return run_files.put_run_file(s, results, run_id, "export", export_name(fmt), data)
 
 
