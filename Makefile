@@ -54,7 +54,7 @@ test: setup
 	$(BIN)/mypy
 	$(BIN)/python tools/lint_imports.py
 	cd $(LABEXT) && npm test
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

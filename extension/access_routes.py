@@ -13,7 +13,8 @@ from nbflows.extension.permissions import permitted
 from nbflows.protocol import StateType
 from nbflows.services import credentials, flow_runs
 from nbflows.services import secrets as vault
-from nbflows.services.schemas import SecretSet, WorkerTokenCreate, parse
+from nbflows.services.schemas.bodies import parse
+from nbflows.services.schemas.replies import SecretSet, WorkerTokenCreate
 
 
 class WorkerTokens(NBFlowsHandler):

@@ -23,8 +23,7 @@ from nbflows.extension import routes as r
 from nbflows.extension import run_files as f
 from nbflows.extension.openapi import Binary, OpenAPI
 from nbflows.results.conversion import FORMATS
-from nbflows.services import schemas as s
-from nbflows.services.export_schemas import ExportStoreQuery
+from nbflows.services.schemas import bodies, queries, replies, values
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (
@@ -34,7 +33,7 @@ POOL, QUEUE, REF, RUN = (
     _NAME.format("run_id"),
 )
 FORMAT, ARTIFACT, SHA256 = _NAME.format("fmt"), _NAME.format("name"), _NAME.format("sha256")
-JSON = s.JSONObject
+JSON = values.JSONObject
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     (
@@ -46,7 +45,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.ANY,
                 "run": p.ANY,
                 "summary": "Server health, version and size limits",
-                "responses": {200: s.HealthReply},
+                "responses": {200: replies.HealthReply},
             }
         },
     ),
@@ -70,8 +69,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "Next times of schedules, checked as a deploy checks them",
-                "body": s.SchedulePreviewRequest,
-                "responses": {200: s.SchedulePreviewReply},
+                "body": bodies.SchedulePreviewRequest,
+                "responses": {200: replies.SchedulePreviewReply},
             }
         },
     ),
@@ -83,8 +82,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 # It reads notebooks under the server's root, as a deploy does.
                 "permission": p.DEPLOY,
                 "summary": "A notebook's flows, parameters and the cells a deployment would hold",
-                "body": s.DeployPreviewRequest,
-                "responses": {200: s.DeployPreviewReply},
+                "body": bodies.DeployPreviewRequest,
+                "responses": {200: replies.DeployPreviewReply},
             }
         },
     ),
@@ -95,7 +94,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_POOLS,
                 "summary": "Pool types and their default templates",
-                "responses": {200: list[s.PoolTypeReply]},
+                "responses": {200: list[replies.PoolTypeReply]},
             }
         },
     ),
@@ -118,13 +117,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOLS,
                 "summary": "List work pools",
-                "responses": {200: list[s.WorkPoolReply]},
+                "responses": {200: list[replies.WorkPoolReply]},
             },
             "post": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Create a work pool",
-                "body": s.WorkPoolCreate,
-                "responses": {201: s.WorkPoolReply},
+                "body": bodies.WorkPoolCreate,
+                "responses": {201: replies.WorkPoolReply},
             },
         },
     ),
@@ -136,13 +135,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "Read a work pool",
-                "responses": {200: s.WorkPoolReply},
+                "responses": {200: replies.WorkPoolReply},
             },
             "patch": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Update a work pool",
-                "body": s.WorkPoolUpdate,
-                "responses": {200: s.WorkPoolReply},
+                "body": bodies.WorkPoolUpdate,
+                "responses": {200: replies.WorkPoolReply},
             },
             "delete": {
                 "permission": p.ADMIN_POOLS,
@@ -159,13 +158,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "List a pool's queues",
-                "responses": {200: list[s.WorkQueueReply]},
+                "responses": {200: list[replies.WorkQueueReply]},
             },
             "post": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Create a work queue",
-                "body": s.WorkQueueCreate,
-                "responses": {201: s.WorkQueueReply},
+                "body": bodies.WorkQueueCreate,
+                "responses": {201: replies.WorkQueueReply},
             },
         },
     ),
@@ -177,13 +176,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "Read a work queue",
-                "responses": {200: s.WorkQueueReply},
+                "responses": {200: replies.WorkQueueReply},
             },
             "patch": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Update a work queue",
-                "body": s.WorkQueueUpdate,
-                "responses": {200: s.WorkQueueReply},
+                "body": bodies.WorkQueueUpdate,
+                "responses": {200: replies.WorkQueueReply},
             },
             "delete": {
                 "permission": p.ADMIN_POOLS,
@@ -202,8 +201,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "summary": "Claim due runs (long-poll)",
                 # Not a link target of a new pool: its body names queues, each may be unknown.
                 "linked": False,
-                "body": s.ClaimRequest,
-                "responses": {200: list[s.ClaimedRunReply]},
+                "body": bodies.ClaimRequest,
+                "responses": {200: list[replies.ClaimedRunReply]},
             }
         },
     ),
@@ -215,8 +214,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.WORK_POOLS,
                 "worker": p.POOL,
                 "summary": "Worker heartbeat; returns runs to cancel",
-                "body": s.HeartbeatRequest,
-                "responses": {200: s.HeartbeatReply},
+                "body": bodies.HeartbeatRequest,
+                "responses": {200: replies.HeartbeatReply},
             }
         },
     ),
@@ -228,7 +227,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "List a pool's workers",
-                "responses": {200: list[s.WorkerReply]},
+                "responses": {200: list[replies.WorkerReply]},
             }
         },
     ),
@@ -239,14 +238,14 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "List deployments",
-                "query": s.DeploymentsQuery,
-                "responses": {200: list[s.DeploymentReply]},
+                "query": queries.DeploymentsQuery,
+                "responses": {200: list[replies.DeploymentReply]},
             },
             "post": {
                 "permission": p.DEPLOY,
                 "summary": "Deploy (create, or a new version: 200)",
-                "body": s.DeployRequest,
-                "responses": {201: s.DeploymentReply, 200: s.DeploymentReply},
+                "body": bodies.DeployRequest,
+                "responses": {201: replies.DeploymentReply, 200: replies.DeploymentReply},
             },
         },
     ),
@@ -257,8 +256,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.DEPLOY,
                 "summary": "Deploy a pipeline (create, or a new version: 200)",
-                "body": s.PipelineDeployRequest,
-                "responses": {201: s.DeploymentReply, 200: s.DeploymentReply},
+                "body": bodies.PipelineDeployRequest,
+                "responses": {201: replies.DeploymentReply, 200: replies.DeploymentReply},
             }
         },
     ),
@@ -269,7 +268,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "Read a deployment by flow and deployment name",
-                "responses": {200: s.DeploymentReply},
+                "responses": {200: replies.DeploymentReply},
             }
         },
     ),
@@ -281,13 +280,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "worker": p.DEPLOYMENT,
                 "summary": "Read a deployment",
-                "responses": {200: s.DeploymentReply},
+                "responses": {200: replies.DeploymentReply},
             },
             "patch": {
                 "permission": p.DEPLOY,
                 "summary": "Update a deployment",
-                "body": s.DeploymentUpdate,
-                "responses": {200: s.DeploymentReply},
+                "body": bodies.DeploymentUpdate,
+                "responses": {200: replies.DeploymentReply},
             },
             "delete": {
                 "permission": p.DEPLOY,
@@ -304,8 +303,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "worker": p.DEPLOYMENT,
                 "summary": "Frozen notebook",
-                "query": s.DeploymentNotebookQuery,
-                "responses": {200: s.Notebook},
+                "query": queries.DeploymentNotebookQuery,
+                "responses": {200: bodies.Notebook},
             }
         },
     ),
@@ -317,8 +316,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "worker": p.DEPLOYMENT,
                 "summary": "The project files a version carries (for remote process workers)",
-                "query": s.DeploymentNotebookQuery,
-                "responses": {200: s.ProjectFilesReply},
+                "query": queries.DeploymentNotebookQuery,
+                "responses": {200: replies.ProjectFilesReply},
             }
         },
     ),
@@ -341,8 +340,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "Upcoming runs",
-                "query": s.UpcomingQuery,
-                "responses": {200: list[s.FlowRunReply]},
+                "query": queries.UpcomingQuery,
+                "responses": {200: list[replies.FlowRunReply]},
             }
         },
     ),
@@ -353,8 +352,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.RUN_DEPLOYMENTS,
                 "summary": "Run a deployment (the same run again for a known idempotency key: 200)",
-                "body": s.RunRequest,
-                "responses": {201: s.FlowRunReply, 200: s.FlowRunReply},
+                "body": bodies.RunRequest,
+                "responses": {201: replies.FlowRunReply, 200: replies.FlowRunReply},
             }
         },
     ),
@@ -365,16 +364,16 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_RUNS,
                 "summary": "List flow runs, newest first",
-                "query": s.FlowRunsQuery,
-                "responses": {200: list[s.FlowRunReply]},
+                "query": queries.FlowRunsQuery,
+                "responses": {200: list[replies.FlowRunReply]},
             },
             "post": {
                 "permission": p.WRITE_RUNS,
                 "worker": p.CHILD,
                 "run": p.CHILD,
                 "summary": "Record an interactive flow run",
-                "body": s.InteractiveRunCreate,
-                "responses": {201: s.FlowRunReply},
+                "body": bodies.InteractiveRunCreate,
+                "responses": {201: replies.FlowRunReply},
             },
         },
     ),
@@ -386,8 +385,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.WRITE_RUNS,
                 "summary": "Remove finished runs with their logs, notebooks and artifacts "
                 "(or with dry_run, say what would go)",
-                "body": s.PruneRequest,
-                "responses": {200: s.PruneReply},
+                "body": replies.PruneRequest,
+                "responses": {200: replies.PruneReply},
             }
         },
     ),
@@ -400,7 +399,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Read a flow run",
-                "responses": {200: s.FlowRunReply},
+                "responses": {200: replies.FlowRunReply},
             }
         },
     ),
@@ -413,8 +412,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Change a run's state",
-                "body": s.SetState,
-                "responses": {200: s.FlowRunReply},
+                "body": bodies.SetState,
+                "responses": {200: replies.FlowRunReply},
             }
         },
     ),
@@ -427,8 +426,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Record an output of a run (nbflows.output)",
-                "body": s.OutputIn,
-                "responses": {201: s.OutputRecordedReply},
+                "body": bodies.OutputIn,
+                "responses": {201: replies.OutputRecordedReply},
             }
         },
     ),
@@ -439,7 +438,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_RUNS,
                 "summary": "A pipeline run's steps, edges and live step states",
-                "responses": {200: s.PipelineGraphReply},
+                "responses": {200: replies.PipelineGraphReply},
             }
         },
     ),
@@ -450,7 +449,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.RUN_DEPLOYMENTS,
                 "summary": "Re-run a failed pipeline run from its failed steps",
-                "responses": {200: s.FlowRunReply},
+                "responses": {200: replies.FlowRunReply},
             }
         },
     ),
@@ -461,7 +460,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.WRITE_RUNS,
                 "summary": "Cancel a run",
-                "responses": {200: s.FlowRunReply},
+                "responses": {200: replies.FlowRunReply},
             }
         },
     ),
@@ -474,8 +473,8 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "A kernel's beat for its %%flow run",
-                "body": s.FlowRunHeartbeatRequest,
-                "responses": {200: s.FlowRunBeatReply},
+                "body": bodies.FlowRunHeartbeatRequest,
+                "responses": {200: replies.FlowRunBeatReply},
             }
         },
     ),
@@ -488,16 +487,16 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Read log lines (long-poll with wait)",
-                "query": s.LogsQuery,
-                "responses": {200: s.LogsPageReply},
+                "query": queries.LogsQuery,
+                "responses": {200: replies.LogsPageReply},
             },
             "post": {
                 "permission": p.WRITE_RUNS,
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Write log lines",
-                "body": s.LogIn | list[s.LogIn],
-                "responses": {201: s.LogsWrittenReply},
+                "body": bodies.LogIn | list[bodies.LogIn],
+                "responses": {201: replies.LogsWrittenReply},
             },
         },
     ),
@@ -510,14 +509,14 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Executed notebook",
-                "responses": {200: s.Notebook},
+                "responses": {200: bodies.Notebook},
             },
             "put": {
                 "permission": p.WRITE_RUNS,
                 "worker": p.RUN,
                 "summary": "Store the executed notebook",
-                "query": s.NotebookStoreQuery,
-                "body": s.Notebook,
+                "query": queries.NotebookStoreQuery,
+                "body": bodies.Notebook,
                 "responses": {204: None},
             },
         },
@@ -529,13 +528,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "List worker credentials (never their tokens)",
-                "responses": {200: list[s.WorkerTokenReply]},
+                "responses": {200: list[replies.WorkerTokenReply]},
             },
             "post": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Create a worker credential for some pools (its token is shown once)",
-                "body": s.WorkerTokenCreate,
-                "responses": {201: s.WorkerTokenCreated},
+                "body": replies.WorkerTokenCreate,
+                "responses": {201: replies.WorkerTokenCreated},
             },
         },
     ),
@@ -557,7 +556,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_SECRETS,
                 "summary": "List secrets (names only)",
-                "responses": {200: list[s.SecretReply]},
+                "responses": {200: list[replies.SecretReply]},
             }
         },
     ),
@@ -568,7 +567,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "put": {
                 "permission": p.WRITE_SECRETS,
                 "summary": "Set a secret (stored encrypted)",
-                "body": s.SecretSet,
+                "body": replies.SecretSet,
                 "responses": {204: None},
             },
             "delete": {
@@ -588,7 +587,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "summary": "Values of the secrets a run refers to (its worker only)",
                 "linked": False,
-                "responses": {200: s.RunSecretsReply},
+                "responses": {200: replies.RunSecretsReply},
             }
         },
     ),
@@ -610,9 +609,9 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "summary": "Store the export its worker made of a run it holds",
                 "path": {"fmt": {"enum": list(FORMATS)}},
-                "query": ExportStoreQuery,
+                "query": queries.ExportStoreQuery,
                 "body": Binary(),
-                "responses": {201: s.RunFileReply},
+                "responses": {201: replies.RunFileReply},
             },
         },
     ),
@@ -625,7 +624,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "A run's artifacts",
-                "responses": {200: list[s.RunFileReply]},
+                "responses": {200: list[replies.RunFileReply]},
             }
         },
     ),
@@ -644,9 +643,9 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.WRITE_RUNS,
                 "worker": p.RUN,
                 "summary": "Store an artifact of a run",
-                "query": s.NotebookStoreQuery,
+                "query": queries.NotebookStoreQuery,
                 "body": Binary(),
-                "responses": {201: s.RunFileReply},
+                "responses": {201: replies.RunFileReply},
             },
         },
     ),
@@ -744,14 +743,14 @@ def _adapters() -> dict[tuple[type, str, int], TypeAdapter[Any]]:
 
 #: What the body of each answer provides to fill the path parameters of other routes.
 LINKS: dict[Any, dict[str, str]] = {
-    s.WorkPoolReply: {"pool": "/name"},
-    s.WorkQueueReply: {"pool": "/work_pool_name", "queue": "/name"},
-    s.DeploymentReply: {
+    replies.WorkPoolReply: {"pool": "/name"},
+    replies.WorkQueueReply: {"pool": "/work_pool_name", "queue": "/name"},
+    replies.DeploymentReply: {
         "ref": "/id",
         "flow": "/flow_name",
         "name": "/name",
         "pool": "/work_pool_name",
     },
-    s.FlowRunReply: {"run_id": "/id"},
+    replies.FlowRunReply: {"run_id": "/id"},
     as_.AutomationReply: {"automation": "/id"},
 }

@@ -8,7 +8,7 @@ from nbflows.automations import outbox, rules
 from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
 from nbflows.extension.base import NBFlowsHandler
 from nbflows.extension.permissions import permitted
-from nbflows.services.schemas import parse
+from nbflows.services.schemas.bodies import parse
 
 
 class Automations(NBFlowsHandler):

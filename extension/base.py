@@ -18,7 +18,7 @@ from nbflows.extension.orchestrator import Orchestrator
 from nbflows.services import credentials
 from nbflows.services.credentials import Principal
 from nbflows.services.limits import Limits, check_parameters, too_large
-from nbflows.services.schemas import load_json
+from nbflows.services.schemas.values import load_json
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _NO_CREDENTIALS = (
@@ -148,7 +148,7 @@ class NBFlowsHandler(APIHandler):
             self.request.body = b""  # over the limit: what came is let go, the rest ignored
 
     async def body(self) -> Any:
-        """The JSON body, checked by `nbflows.services.schemas.load_json` (`{}` when empty) and within
+        """The JSON body, checked by `nbflows.services.schemas.values.load_json` (`{}` when empty) and within
         the size limits of the body and of its `parameters`. A big body is decoded on the
         orchestrator's threads, not on the event loop."""
         limits = self.limits

@@ -35,7 +35,7 @@ from nbflows.results import ResultStore, run_files
 from nbflows.services import deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
 from nbflows.services.limits import size_text
-from nbflows.services.schemas import log_json
+from nbflows.services.schemas.serialisers import log_json
 
 __all__ = ["HANDLERS", "render_notebook_html"]
 

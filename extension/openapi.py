@@ -12,7 +12,7 @@ from tornado import web
 from nbflows import __version__
 from nbflows.extension.base import NBFlowsHandler
 from nbflows.extension.permissions import permitted
-from nbflows.services.schemas import ErrorReply
+from nbflows.services.schemas.replies import ErrorReply
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -15,7 +15,7 @@ from tornado import web
 
 from nbflows.errors import InvalidInput
 from nbflows.services.limits import Limits
-from nbflows.services.schemas import DeployPreviewRequest, SchedulePreviewRequest, parse
+from nbflows.services.schemas.bodies import DeployPreviewRequest, SchedulePreviewRequest, parse
 
 from .base import NBFlowsHandler
 from .permissions import permitted

@@ -22,34 +22,35 @@ from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
 from nbflows.services.limits import executed_notebook_text, too_large
-from nbflows.services.schemas import (
+from nbflows.services.schemas.bodies import (
     ClaimRequest,
-    DeploymentNotebookQuery,
-    DeploymentsQuery,
     DeploymentUpdate,
     DeployRequest,
     FlowRunHeartbeatRequest,
-    FlowRunsQuery,
     HeartbeatRequest,
     InteractiveRunCreate,
     LogIn,
-    LogsQuery,
     Notebook,
-    NotebookStoreQuery,
     OutputIn,
     PipelineDeployRequest,
     RunRequest,
     SetState,
-    UpcomingQuery,
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
     WorkQueueUpdate,
-    load_json,
-    log_json,
     parse,
-    work_queue_json,
 )
+from nbflows.services.schemas.queries import (
+    DeploymentNotebookQuery,
+    DeploymentsQuery,
+    FlowRunsQuery,
+    LogsQuery,
+    NotebookStoreQuery,
+    UpcomingQuery,
+)
+from nbflows.services.schemas.serialisers import log_json, work_queue_json
+from nbflows.services.schemas.values import load_json
 from nbflows.store import tables as t
 from nbflows.workers import job_templates
 

@@ -22,15 +22,15 @@ from nbflows.results import (
     retention,
     run_files,
 )
-from nbflows.services.export_schemas import ExportStoreQuery
 from nbflows.services.limits import too_large
-from nbflows.services.schemas import (
+from nbflows.services.schemas.bodies import parse
+from nbflows.services.schemas.queries import (
     DeploymentNotebookQuery,
+    ExportStoreQuery,
     NotebookStoreQuery,
-    PruneRequest,
-    iso,
-    parse,
 )
+from nbflows.services.schemas.replies import PruneRequest
+from nbflows.services.schemas.serialisers import iso
 
 
 def _file_json(row: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from nbflows.client.context import KernelContext, current_context
 from nbflows.kernel_magics.executed import executed_cells
-from nbflows.kernel_magics.flow import Flow, FlowOptions, FlowTimeout, ServeHandle
+from nbflows.kernel_magics.flow import Flow, FlowOptions
 from nbflows.kernel_magics.magics import FlowMagics
 from nbflows.kernel_magics.reporting import (
     ApiReporter,
@@ -24,6 +24,8 @@ from nbflows.kernel_magics.reporting import (
     get_reporter,
     set_reporter,
 )
+from nbflows.kernel_magics.serving import ServeHandle
+from nbflows.kernel_magics.timeouts import FlowTimeout
 
 __all__ = [
     "ApiReporter",

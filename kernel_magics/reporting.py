@@ -151,7 +151,8 @@ def get_reporter(context: KernelContext | None = None) -> Reporter:
 def _choose(ctx: KernelContext) -> Reporter:
     if ctx.headless:
         return HeadlessReporter(ctx)
-    from nbflows.client.rest import NoServerError, get_client
+    from nbflows.client.api_errors import NoServerError
+    from nbflows.client.rest import get_client
 
     try:
         return ApiReporter(get_client())

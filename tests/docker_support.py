@@ -33,7 +33,7 @@ def unavailable(reason: str) -> NoReturn:
 def docker_client() -> Any:
     """A docker client for a reachable engine; skips (fails under CI) when there is none."""
     from nbflows.errors import InvalidInput
-    from nbflows.packaging.images import docker_client as connect
+    from nbflows.packaging.docker_build import docker_client as connect
 
     try:
         return connect()

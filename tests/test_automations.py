@@ -20,7 +20,7 @@ from nbflows.automations.tables import AutomationDelivery
 from nbflows.errors import InvalidInput
 from nbflows.services import deployments, flow_runs
 from nbflows.services import work_pools as pools
-from nbflows.services.schemas import DeployRequest, RunRequest, SetState, WorkPoolCreate
+from nbflows.services.schemas.bodies import DeployRequest, RunRequest, SetState, WorkPoolCreate
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import claims, deployments, flow_runs
 from nbflows.services import work_pools as pools
-from nbflows.services.schemas import DeployRequest, RunRequest, WorkPoolCreate
+from nbflows.services.schemas.bodies import DeployRequest, RunRequest, WorkPoolCreate
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

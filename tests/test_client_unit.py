@@ -25,14 +25,9 @@ from nbflows.cli.deploy import (
     build_schedules,
     split_entrypoint,
 )
-from nbflows.client.rest import (
-    APIError,
-    Client,
-    NoServerError,
-    discover_servers,
-    error_from_response,
-    get_client,
-)
+from nbflows.client.api_errors import APIError, NoServerError, error_from_response
+from nbflows.client.discovery import discover_servers
+from nbflows.client.rest import Client, get_client
 from nbflows.errors import BadRequest, Conflict, InvalidInput, NBFlowsError, NotFound
 from nbflows.notebooks.parameters import parse_key_values, parse_value
 
@@ -366,7 +361,7 @@ def test_interval_text() -> None:
 
 
 def test_api_root() -> None:
-    from nbflows.client.rest import api_root
+    from nbflows.client.discovery import api_root
 
     assert api_root("http://h:8888/") == "http://h:8888/nbflows/api/"
     assert api_root("http://h:8888") == "http://h:8888/nbflows/api/"

@@ -33,8 +33,8 @@ import nbformat
 import pytest
 
 from nbflows.packaging.build import IMAGE_WHEEL_ENV
-from nbflows.packaging.images import nbflows_package
-from nbflows.workers.docker import (
+from nbflows.packaging.nbflows_wheel import nbflows_package
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
     LABEL_FLOW_RUN,
@@ -50,7 +50,8 @@ from .docker_support import docker_client, local_base_image, remove_image
 from .servers import DATA, NOTEBOOKS, Server, start_server
 from .waiting import wait_for
 
-pytestmark = pytest.mark.docker
+# One worker builds the module's images and starts its server once (not once per xdist worker).
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker-pool")]
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 #: Image names this module builds, unique to the run (so that concurrent runs do not remove each

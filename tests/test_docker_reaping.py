@@ -3,21 +3,24 @@ and its run as the API has it (no engine needed; the Docker tests reap real cont
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from nbflows.workers.docker import (
+from nbflows.workers.container_ownership import (
     LABEL_ATTEMPT,
     LABEL_WORKER,
     LABEL_WORKER_PROCESS,
     _ended_process,
-    _this_process,
     orphan_reason,
+    this_process,
 )
 
 ME = "docker-worker-b"
@@ -49,11 +52,11 @@ def labels(worker: str = "docker-worker-a", attempt: str = "1", process: str = "
     ],
 )
 def test_a_container_whose_attempt_is_not_live_is_an_orphan(run: Any, reason: str) -> None:
-    assert orphan_reason(labels(), run, worker=ME, process=_this_process()) == reason
+    assert orphan_reason(labels(), run, worker=ME, process=this_process()) == reason
 
 
 def test_a_live_attempt_keeps_its_container_unless_its_worker_process_has_ended() -> None:
-    here = _this_process()
+    here = this_process()
     host, namespace, _ = here.split(" ")
     alive = labels(process=here)
     assert orphan_reason(alive, a_run(), worker=ME, process=here) is None
@@ -75,6 +78,41 @@ def test_a_live_attempt_keeps_its_container_unless_its_worker_process_has_ended(
 
 
 def test_this_process_is_named_by_host_pid_namespace_and_pid() -> None:
-    host, namespace, pid = _this_process().split(" ")
+    host, namespace, pid = this_process().split(" ")
     assert (host, int(pid)) == (socket.gethostname(), os.getpid())
     assert namespace == os.readlink("/proc/self/ns/pid")
+
+
+@pytest.mark.docker
+def test_two_retirements_of_one_container_at_once_both_end_with_it_gone() -> None:
+    """The reaper and a starting retry may retire the same earlier attempt's container together:
+    the engine answers the later removal 409 "already in progress"; neither may fail (a failure
+    crashed the retry), and both return only once the container is gone."""
+    from nbflows.workers.container_ownership import LABEL_FLOW_RUN, retire
+
+    from .docker_support import docker_client, local_base_image
+
+    engine = docker_client()
+    image = local_base_image(engine)
+    for _ in range(3):
+        run_id = uuid.uuid4().hex
+        created = engine.containers.run(
+            image,
+            ["sleep", "600"],
+            detach=True,
+            init=True,  # SIGTERM ends `sleep` at once: the stops return together
+            labels={LABEL_FLOW_RUN: run_id, LABEL_ATTEMPT: "1"},
+        )
+        try:
+            twins = [engine.containers.get(created.id) for _ in range(2)]
+            with ThreadPoolExecutor(2) as pool:
+                retiring = [pool.submit(retire, c, "a test", "docker-worker-b") for c in twins]
+                said = [r.result(timeout=120) for r in retiring]
+            assert any(s and "stopped and removed" in s for s in said), said
+            assert (
+                engine.containers.list(all=True, filters={"label": f"{LABEL_FLOW_RUN}={run_id}"})
+                == []
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                created.remove(force=True)

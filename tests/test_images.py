@@ -26,28 +26,26 @@ import pytest
 
 from nbflows.errors import InvalidInput, NotFound
 from nbflows.packaging.build import IMAGE_WHEEL_ENV, build_for_deploy
+from nbflows.packaging.build_context import BuildContext, find_build_context, prepare_build_context
+from nbflows.packaging.build_plan import plan_build
+from nbflows.packaging.docker_build import BuildResult, build_image, push_image
+from nbflows.packaging.dockerfile import generate_dockerfile
 from nbflows.packaging.images import (
     FLOW_NOTEBOOK_DIR,
     LABEL_CONTEXT_HASH,
     LABEL_FLOW,
     PROJECT_DIR,
     VENV_DIR,
-    BuildContext,
-    BuildResult,
     DeploymentImage,
     ImageBuildError,
     ImagePushError,
+    default_base_image,
+)
+from nbflows.packaging.nbflows_wheel import (
     NbflowsPackage,
     _skip_source,
     _wheel_from_source,
-    build_image,
-    default_base_image,
-    find_build_context,
-    generate_dockerfile,
     nbflows_package,
-    plan_build,
-    prepare_build_context,
-    push_image,
 )
 from nbflows.workers.job_templates import default_base_job_template
 from tests.docker_support import REPO_ROOT, docker_client, local_base_image, remove_image

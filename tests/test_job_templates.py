@@ -8,18 +8,17 @@ from typing import Any
 import pytest
 
 from nbflows.errors import InvalidInput
+from nbflows.workers.host_access import host_access_problems
 from nbflows.workers.job_templates import (
     DEFAULT_TEMPLATES,
-    REDACTED,
     check_job_variables,
     default_base_job_template,
-    host_access_problems,
     merge_job_variables,
     pool_types,
-    redact,
     render_job_configuration,
     validate_base_job_template,
 )
+from nbflows.workers.redaction import REDACTED, redact
 
 PROCESS_VARIABLES = {
     "command",

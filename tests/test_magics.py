@@ -23,7 +23,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbflows.client.rest import NoServerError
+from nbflows.client.api_errors import NoServerError
 from nbflows.errors import InvalidInput
 from nbflows.kernel_magics import (
     ApiReporter,

@@ -219,7 +219,7 @@ def test_a_notebook_stored_in_the_database_before_the_result_store_is_still_read
     tmp_path: Path,
 ) -> None:
     from nbflows.services import flow_runs
-    from nbflows.services.schemas import InteractiveRunCreate
+    from nbflows.services.schemas.bodies import InteractiveRunCreate
 
     results = ResultStore(str(tmp_path / "results"))
     with database(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=True) as db:

@@ -25,7 +25,7 @@ from nbflows.results import ResultStore
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
-from nbflows.services.schemas import (
+from nbflows.services.schemas.bodies import (
     DeployRequest,
     HeartbeatRequest,
     InteractiveRunCreate,

@@ -26,8 +26,8 @@ from nbflows.store import tables as t
 from nbflows.store.db import Database
 from nbflows.widgets.pool_picker import pool_info_html, pool_status
 from nbflows.workers import get_worker_class
-from nbflows.workers.base import default_worker_name
 from nbflows.workers.process import ProcessWorker
+from nbflows.workers.worker_state import default_worker_name
 
 from .servers import DATA, Server, start_server
 from .waiting import wait_for

@@ -11,10 +11,8 @@ what was deployed, what changed and when it runs next, or shows the server's ref
 from __future__ import annotations
 
 import html
-import json
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -22,202 +20,20 @@ from traitlets import Dict, Unicode
 
 from nbflows.client.rest import Client, get_client
 from nbflows.errors import InvalidInput, NBFlowsError
-from nbflows.presentation import change_text, format_timestamp, parse_timestamp
+from nbflows.presentation import change_text
+from nbflows.widgets.deploy_target import Deploy, Target, deployment_field
+from nbflows.widgets.parameter_inputs import LABEL_STYLE, parameter_input, read_parameter
 from nbflows.widgets.pool_picker import PoolPicker
+from nbflows.widgets.schedule_presets import (
+    CRON_PRESETS,
+    CUSTOM,
+    INTERVAL_PRESETS,
+    in_zone,
+    timezones,
+)
 
-__all__ = ["CRON_PRESETS", "INTERVAL_PRESETS", "DeployForm", "deploy_form", "parameter_input"]
-
-CUSTOM = "custom"
-
-#: (label, cron expression); the last one lets the user type an expression.
-CRON_PRESETS: list[tuple[str, str]] = [
-    ("every hour", "0 * * * *"),
-    ("every day at 06:00", "0 6 * * *"),
-    ("weekdays at 09:00", "0 9 * * 1-5"),
-    ("Mondays at 06:00", "0 6 * * 1"),
-    ("1st of the month at 06:00", "0 6 1 * *"),
-    ("custom…", CUSTOM),
-]
-
-#: (label, seconds); the last one lets the user type a number of seconds.
-INTERVAL_PRESETS: list[tuple[str, Any]] = [
-    ("every 5 minutes", 300),
-    ("every 15 minutes", 900),
-    ("every hour", 3600),
-    ("every 6 hours", 21600),
-    ("every day", 86400),
-    ("custom…", CUSTOM),
-]
-
-_LABEL = {"description_width": "8em"}
+__all__ = ["DeployForm", "deploy_form"]
 _WIDE = widgets.Layout(width="32em")
-
-Deploy = Callable[..., Any]
-
-
-def _timezones() -> list[str]:
-    from zoneinfo import available_timezones
-
-    return ["UTC", *sorted(available_timezones() - {"UTC"})]
-
-
-def parameter_input(name: str, prop: Mapping[str, Any]) -> widgets.ValueWidget:
-    """The input for one parameter of a notebook's parameter schema, by its JSON type.
-
-    integer → IntText, number → FloatText, boolean → Checkbox, anything else → Text (arrays
-    and objects typed as JSON; values of unknown type read as JSON when they parse).
-    """
-    kind = prop.get("type")
-    default = prop.get("default")
-    common: dict[str, Any] = {"description": name, "style": _LABEL}
-    if prop.get("description"):
-        common["tooltip"] = str(prop["description"])
-    field: widgets.ValueWidget
-    if kind == "integer":
-        field = widgets.IntText(value=int(default) if default is not None else 0, **common)
-    elif kind == "number":
-        field = widgets.FloatText(value=float(default) if default is not None else 0.0, **common)
-    elif kind == "boolean":
-        field = widgets.Checkbox(value=bool(default), indent=True, **common)
-    elif kind == "string":
-        field = widgets.Text(value="" if default is None else str(default), **common)
-    else:
-        text = "" if default is None else json.dumps(default)
-        hint = "JSON" if kind in ("array", "object") else "a value (JSON if it parses)"
-        field = widgets.Text(value=text, placeholder=hint, **common)
-    field.layout = widgets.Layout(width="32em")
-    return field
-
-
-def _read_parameter(name: str, prop: Mapping[str, Any], field: widgets.ValueWidget) -> Any:
-    kind = prop.get("type")
-    value = field.value
-    if kind in ("integer", "number", "boolean", "string"):
-        return value
-    text = str(value).strip()
-    if kind in ("array", "object"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        expected = list if kind == "array" else dict
-        if not isinstance(parsed, expected):
-            example = "[1, 2]" if kind == "array" else '{"a": 1}'
-            raise InvalidInput(
-                f"parameter {name!r} must be a JSON {'list' if kind == 'array' else 'object'}, "
-                f"e.g. {example}; got {text!r}"
-            )
-        return parsed
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-class _Target:
-    """What the form deploys: a `%%flow` Flow, or a whole notebook given by its path."""
-
-    def __init__(self, flow: Any, client: Callable[[], Client]) -> None:
-        self.flow = flow
-        self._client = client
-        if isinstance(flow, str | os.PathLike):
-            self.path: str | None = os.path.abspath(os.fspath(flow))
-            self.name = os.path.splitext(os.path.basename(self.path))[0]
-            self.kind = "notebook"
-        elif hasattr(flow, "deploy") and getattr(flow, "name", None):
-            self.path = getattr(flow, "notebook_path", None)
-            self.name = str(flow.name)
-            self.kind = "flow"
-        else:
-            raise TypeError(
-                "deploy_form() takes a Flow (bound by a %%flow cell) or the path of a notebook, "
-                f"not {flow!r}"
-            )
-
-    def notebook_file(self) -> str | None:
-        """The saved notebook the flow comes from, as a path this kernel can read."""
-        if self.kind == "notebook":
-            return self.path
-        if self.path is None:
-            from nbflows.client.context import current_context
-
-            self.path = current_context().notebook_path
-        if not self.path:
-            return None
-        if os.path.isabs(self.path) and os.path.exists(self.path):
-            return self.path
-        # JPY_SESSION_NAME may be relative to the server's root directory.
-        candidates = [os.path.abspath(self.path)]
-        try:
-            client = self._client()
-            root = client.root_dir or client.health().get("root_dir")
-        except NBFlowsError:
-            root = None
-        if root:
-            candidates.insert(0, os.path.join(str(root), self.path.lstrip("/")))
-        return next((p for p in candidates if os.path.exists(p)), None)
-
-    def parameter_properties(self) -> dict[str, dict[str, Any]]:
-        path = self.notebook_file()
-        if path is None:
-            return {}
-        from nbflows.notebooks.loading import load_notebook
-        from nbflows.notebooks.parameters import parameter_schema
-
-        _, nb = load_notebook(path, None)
-        return dict(parameter_schema(nb).get("properties", {}))
-
-    def default_deploy(self) -> Deploy:
-        if self.kind == "flow":
-            return self.flow.deploy
-        path = self.path
-
-        def deploy_notebook(**kwargs: Any) -> dict[str, Any]:
-            client = self._client()
-            return client.deploy(**_notebook_deploy_body(str(path), kwargs, client))
-
-        return deploy_notebook
-
-
-def _notebook_deploy_body(path: str, kwargs: Mapping[str, Any], client: Any) -> dict[str, Any]:
-    """The REST body (docs/api.md) deploying a whole notebook from `Flow.deploy`-style kwargs.
-
-    An image is built here, before the request, as `Flow.deploy` and the CLI do.
-    """
-    from nbflows.client.deploy import deploy_request, image_for_deploy
-
-    keys = ("work_queue_name", "parameters", "job_variables", "tags", "paused", "description")
-    body = deploy_request(
-        path=path,
-        name=kwargs["name"],
-        work_pool_name=kwargs["work_pool_name"],
-        cron=kwargs.get("cron"),
-        interval=kwargs.get("interval"),
-        rrule=kwargs.get("rrule"),
-        timezone=kwargs.get("timezone"),
-        schedules=kwargs.get("schedules"),
-        move_pool=bool(kwargs.get("move_pool")),
-        **{key: kwargs.get(key) for key in keys},
-    )
-    image = kwargs.get("image")
-    if image is not None:
-        body["image"] = image_for_deploy(
-            client,
-            path,
-            None,
-            image,
-            kwargs["work_pool_name"],
-            kwargs.get("job_variables"),
-            build=kwargs.get("build", True),
-            push=bool(kwargs.get("push", False)),
-        )
-    return body
-
-
-def _field(deployment: Any, key: str) -> Any:
-    if isinstance(deployment, Mapping):
-        return deployment.get(key)
-    return getattr(deployment, key, None)
 
 
 class DeployForm(widgets.VBox):
@@ -240,7 +56,7 @@ class DeployForm(widgets.VBox):
         **kwargs: Any,
     ) -> None:
         self._client = client
-        self.target = _Target(flow, lambda: self.client)
+        self.target = Target(flow, lambda: self.client)
         self.deploy_callable = deploy or self.target.default_deploy()
 
         self.title = widgets.HTML(
@@ -248,18 +64,18 @@ class DeployForm(widgets.VBox):
             f"<code>{html.escape(self.target.name)}</code></b>"
         )
         self.name = widgets.Text(
-            description="Name", placeholder="e.g. nightly", style=_LABEL, layout=_WIDE
+            description="Name", placeholder="e.g. nightly", style=LABEL_STYLE, layout=_WIDE
         )
         self.pool = PoolPicker(client=client)
-        self.pool.dropdown.style = _LABEL
-        self.queue = widgets.Dropdown(description="Queue", style=_LABEL, layout=_WIDE)
+        self.pool.dropdown.style = LABEL_STYLE
+        self.queue = widgets.Dropdown(description="Queue", style=LABEL_STYLE, layout=_WIDE)
         self.pool.observe(lambda _: self._update_queues(), names=["value", "pools"])
 
         self.move_pool = widgets.Checkbox(
             description="if it runs on another pool, move it to this one",
             value=False,
             indent=True,
-            style=_LABEL,
+            style=LABEL_STYLE,
         )
         # Deploying again keeps the schedules unless the form says otherwise.
         self.schedule_kind = widgets.ToggleButtons(
@@ -277,39 +93,43 @@ class DeployForm(widgets.VBox):
                 "a cron schedule, replacing the deployment's schedules",
                 "an interval schedule, replacing the deployment's schedules",
             ],
-            style={**_LABEL, "button_width": "6em"},
+            style={**LABEL_STYLE, "button_width": "6em"},
         )
         self.cron_preset = widgets.Dropdown(
             options=CRON_PRESETS,
             value=CRON_PRESETS[1][1],
             description="Runs",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.cron = widgets.Text(
             description="Cron",
             placeholder="minute hour day month weekday, e.g. 30 7 * * 1-5",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.interval_preset = widgets.Dropdown(
-            options=INTERVAL_PRESETS, value=3600, description="Runs", style=_LABEL, layout=_WIDE
+            options=INTERVAL_PRESETS,
+            value=3600,
+            description="Runs",
+            style=LABEL_STYLE,
+            layout=_WIDE,
         )
         self.interval = widgets.BoundedIntText(
             value=600,
             min=1,
             max=100 * 366 * 86400,
             description="Seconds",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.timezone = widgets.Combobox(
-            options=_timezones(),
+            options=timezones(),
             value="UTC",
             ensure_option=True,
             description="Time zone",
             placeholder="e.g. Europe/Paris",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.schedule_box = widgets.VBox()
@@ -334,30 +154,30 @@ class DeployForm(widgets.VBox):
         self.image_name = widgets.Text(
             description="Image",
             placeholder="name, e.g. sales or registry:5000/team/sales",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.image_tag = widgets.Text(
             description="Tag",
             placeholder="empty: computed from the content",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.dockerfile = widgets.Text(
             description="Dockerfile",
             value="auto",
             placeholder="auto, or a path",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.base_image = widgets.Text(
             description="Base image",
             placeholder="default: python:X.Y-slim",
-            style=_LABEL,
+            style=LABEL_STYLE,
             layout=_WIDE,
         )
         self.push = widgets.Checkbox(
-            description="Push to the registry", value=False, indent=True, style=_LABEL
+            description="Push to the registry", value=False, indent=True, style=LABEL_STYLE
         )
         self.image_box = widgets.VBox(
             [self.image_name, self.image_tag, self.dockerfile, self.base_image, self.push]
@@ -365,7 +185,7 @@ class DeployForm(widgets.VBox):
         self.use_image.observe(lambda _: self._update_image_box(), names="value")
 
         self.description_text = widgets.Text(
-            description="Description", placeholder="optional", style=_LABEL, layout=_WIDE
+            description="Description", placeholder="optional", style=LABEL_STYLE, layout=_WIDE
         )
         self.deploy_button = widgets.Button(
             description="Deploy", button_style="primary", icon="rocket"
@@ -481,7 +301,7 @@ class DeployForm(widgets.VBox):
         values = {}
         for name, field in self.parameters.items():
             prop = self.parameter_properties[name]
-            value = _read_parameter(name, prop, field)
+            value = read_parameter(name, prop, field)
             if prop.get("type") not in ("integer", "number", "boolean") and value == "":
                 continue  # left empty: the notebook's own value is used
             if (
@@ -580,22 +400,24 @@ class DeployForm(widgets.VBox):
         )
 
     def _success_html(self, deployment: Any, request: Mapping[str, Any]) -> str:
-        full_name = _field(deployment, "full_name") or f"{self.target.name}/{request['name']}"
+        full_name = (
+            deployment_field(deployment, "full_name") or f"{self.target.name}/{request['name']}"
+        )
         parts = [f"✓ Deployed <b>{html.escape(str(full_name))}</b>"]
-        version = _field(deployment, "version")
+        version = deployment_field(deployment, "version")
         if version is not None:
             parts.append(f" (version {html.escape(str(version))})")
         parts.append(f" to pool <b>{html.escape(str(request['work_pool_name']))}</b>.")
-        deployment_id = _field(deployment, "id")
-        schedules = _field(deployment, "schedules") or []
+        deployment_id = deployment_field(deployment, "id")
+        schedules = deployment_field(deployment, "schedules") or []
         if deployment_id and schedules:
             zone = str(schedules[0].get("timezone") or "UTC")
             times = self._next_runs(str(deployment_id))
-            shown = ", ".join(_in_zone(run.get("expected_start_time"), zone) for run in times)
+            shown = ", ".join(in_zone(run.get("expected_start_time"), zone) for run in times)
             parts.append(f" Next runs: {html.escape(shown) if shown else 'being scheduled'}.")
         elif deployment_id:
             parts.append(" No schedule: run it with <code>nbflows deployment run</code>.")
-        changes = _field(deployment, "changes") or []
+        changes = deployment_field(deployment, "changes") or []
         if changes:
             listed = "; ".join(change_text(change) for change in changes)
             parts.append(f" Changed: {html.escape(listed)}.")
@@ -612,18 +434,6 @@ class DeployForm(widgets.VBox):
                 return runs
             time.sleep(0.2)
         return []
-
-
-def _in_zone(value: str | None, zone: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    moment = parse_timestamp(value)
-    if moment is None:
-        return format_timestamp(value)
-    try:
-        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
-    except (KeyError, ValueError):
-        return format_timestamp(value)
 
 
 def deploy_form(

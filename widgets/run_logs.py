@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import ipywidgets as widgets
 from traitlets import Bool, Dict, Int, Unicode
 
-from nbflows.client.rest import MAX_WAIT, Client, get_client
+from nbflows.client.rest import Client, get_client
+from nbflows.client.transport import MAX_WAIT
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.presentation import format_duration, format_timestamp, parse_timestamp, state_badge
 from nbflows.protocol import TERMINAL_VALUES

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from nbflows.automations import channels, templates
 from nbflows.errors import InvalidInput
 from nbflows.services import deployments, flow_runs
-from nbflows.services.schemas import DeploymentUpdate, RunRequest
+from nbflows.services.schemas.bodies import DeploymentUpdate, RunRequest
 from nbflows.store import tables as t
 
 _FROM_RUN = re.compile(r"^\{\{\s*run\.(id|name|state|parameters\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}$")

@@ -16,12 +16,8 @@ from nbflows.cli.common import client, use_token
 from nbflows.client.rest import Client
 from nbflows.errors import InvalidInput, NBFlowsError, NotFound
 from nbflows.workers import get_worker_class, worker_types
-from nbflows.workers.base import (
-    DEFAULT_GRACE,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_LIMIT,
-    BaseWorker,
-)
+from nbflows.workers.base import BaseWorker
+from nbflows.workers.worker_state import DEFAULT_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIMIT
 
 #: The environment variable a worker reads its credential from.
 WORKER_TOKEN_ENV = "NBFLOWS_WORKER_TOKEN"

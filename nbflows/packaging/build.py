@@ -11,7 +11,7 @@ deploy request: a build that fails raises and no deployment is created or change
 3. picks the base image: `DeploymentImage.base_image`, else the pool's `base_image` (pinned in
    its job configuration, or the variable's default), else `NBFLOWS_BASE_IMAGE`, else
    `python:X.Y-slim`;
-4. builds it (`nbflows.packaging.images.build_image`: content-addressed tag, no build when the engine has
+4. builds it (`nbflows.packaging.docker_build.build_image`: content-addressed tag, no build when the engine has
    the image already; the image gets the running nbflows, or the wheel `NBFLOWS_IMAGE_WHEEL`
    names), pushes it when asked;
 
@@ -31,10 +31,10 @@ from nbflows.errors import InvalidInput
 from nbflows.packaging.images import (
     CONTEXT_EXTRAS_DIR,
     DeploymentImage,
-    NbflowsPackage,
     default_base_image,
     split_image_reference,
 )
+from nbflows.packaging.nbflows_wheel import NbflowsPackage
 
 if TYPE_CHECKING:
     import docker
@@ -111,12 +111,14 @@ def build_for_deploy(
     With `build=False` nothing is built: the reference is `image`'s own tag, or the content tag
     a build would give. Raises `InvalidInput` for a target that cannot take the image (see
     `check_image_pool`), a notebook that cannot be built (see
-    `nbflows.packaging.images.prepare_build_context`), `ImageBuildError` naming the failing step, and
+    `nbflows.packaging.build_context.prepare_build_context`), `ImageBuildError` naming the failing step, and
     `ImagePushError` with the registry's message.
     """
     from nbflows.notebooks.extraction import extract_flow_notebook, whole_notebook_snapshot
     from nbflows.notebooks.loading import load_notebook
-    from nbflows.packaging.images import build_image, plan_build, prepare_build_context, push_image
+    from nbflows.packaging.build_context import prepare_build_context
+    from nbflows.packaging.build_plan import plan_build
+    from nbflows.packaging.docker_build import build_image, push_image
 
     say = progress or (lambda _line: None)
     check_image_pool(pool, job_variables)

@@ -141,7 +141,7 @@ def _start_step(
     states: StepStates,
 ) -> set[str]:
     from nbflows.services.flow_runs import create_deployment_run
-    from nbflows.services.schemas import RunRequest
+    from nbflows.services.schemas.bodies import RunRequest
 
     def record(item: int, status: str, message: str | None, child: t.FlowRun | None = None) -> None:
         row = t.PipelineStepRun(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NBFlowsError, NotFound
 from nbflows.services.limits import Limits
-from nbflows.services.schemas import DeployRequest, PipelineDeployRequest
+from nbflows.services.schemas.bodies import DeployRequest, PipelineDeployRequest
 from nbflows.store import tables as t
 
 from .spec import PipelineSpec, parse_pipeline, pipeline_json, reference

@@ -1,8 +1,8 @@
 """Project files: the folder a deployment's notebook needs (`data/x.csv` beside it), carried
 with each deployment version so that a process worker on another machine can run it.
 
-At deploy the notebook's project folder (`images.find_build_context`, with the same ignore rules
-as an image's build context: `images.list_context_files`) is stored file by file in the result
+At deploy the notebook's project folder (`build_context.find_build_context`, with the same ignore rules
+as an image's build context: `build_context.list_context_files`) is stored file by file in the result
 store under the file's sha256 (`blobs/sha256/..`): a file already stored is not stored again,
 whichever deployment or version it came with. The version keeps the manifest. A worker that
 lacks the deployment's folder materialises the manifest into a folder of its own
@@ -42,7 +42,7 @@ def bundle_project(
 ) -> dict[str, Any]:
     """Store the notebook's project folder; its manifest: `{"notebook_dir": folder of the
     notebook inside the project, "files": [{"path", "sha256", "size"}]}`."""
-    from nbflows.packaging.images import find_build_context, list_context_files
+    from nbflows.packaging.build_context import find_build_context, list_context_files
 
     notebook = Path(notebook_path).resolve()
     root = find_build_context(notebook)

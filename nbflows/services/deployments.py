@@ -21,10 +21,12 @@ from nbflows.notebooks.remote import (
 from nbflows.protocol import StateType
 from nbflows.services import secrets
 from nbflows.services.limits import Limits, too_large
-from nbflows.services.schemas import MAX_FLOW_NAME, DeploymentUpdate, DeployRequest, iso
+from nbflows.services.schemas.bodies import DeploymentUpdate, DeployRequest
+from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.values import MAX_FLOW_NAME
 from nbflows.services.work_pools import get_work_pool, get_work_queue
 from nbflows.store import tables as t
-from nbflows.workers import job_templates
+from nbflows.workers import job_templates, redaction
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -183,7 +185,7 @@ def describe(s: Session, d: t.Deployment) -> dict[str, str]:
             ]
         ),
         "parameters": mapping(d.parameters),
-        "job variables": mapping(job_templates.redact(d.job_variables, d.pool.base_job_template)),
+        "job variables": mapping(redaction.redact(d.job_variables, d.pool.base_job_template)),
         "paused": "yes" if d.paused else "no",
         "tags": listed(d.tags),
         "description": d.description or "none",
@@ -511,7 +513,7 @@ def deployment_json(d: t.Deployment) -> dict[str, Any]:
         "work_queue_name": d.queue.name,
         "parameters": d.parameters,
         "parameter_schema": d.parameter_schema,
-        "job_variables": job_templates.redact(d.job_variables, d.pool.base_job_template),
+        "job_variables": redaction.redact(d.job_variables, d.pool.base_job_template),
         "schedules": [{"id": x.id, **x.schedule, "active": x.active} for x in d.schedules],
         "paused": d.paused,
         "version": d.version,

@@ -13,10 +13,11 @@ from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.protocol import StateType, check_transition
 from nbflows.results import ResultStore, exports, run_files
 from nbflows.services import secrets as vault
-from nbflows.services.schemas import InteractiveRunCreate, RunRequest, SetState, flow_run_json
+from nbflows.services.schemas.bodies import InteractiveRunCreate, RunRequest, SetState
+from nbflows.services.schemas.serialisers import flow_run_json
 from nbflows.store import tables as t
 from nbflows.store.db import begin_write
-from nbflows.workers import job_templates
+from nbflows.workers import job_templates, redaction
 
 MAX_LIST = 1000
 
@@ -325,7 +326,7 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
             queue_name=queues.get(r.work_queue_id or ""),
         )
         if r.job_variables:
-            body["job_variables"] = job_templates.redact(r.job_variables, _template_of(pool))
+            body["job_variables"] = redaction.redact(r.job_variables, _template_of(pool))
         out.append(body)
     return out
 

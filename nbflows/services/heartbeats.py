@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from nbflows.protocol import TERMINAL, StateType
 from nbflows.services.flow_runs import get_flow_run, transition
-from nbflows.services.schemas import HeartbeatRequest, iso
+from nbflows.services.schemas.bodies import HeartbeatRequest
+from nbflows.services.schemas.serialisers import iso
 from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
 from nbflows.store import tables as t
 

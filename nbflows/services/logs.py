@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.services.flow_runs import get_flow_run
 from nbflows.services.limits import Limits, cut_line, run_output_note
-from nbflows.services.schemas import LogIn
+from nbflows.services.schemas.bodies import LogIn
 from nbflows.store import tables as t
 
 DEFAULT_LOG_LIMIT = 10_000

@@ -9,14 +9,13 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.protocol import StateType
-from nbflows.services.schemas import (
+from nbflows.services.schemas.bodies import (
     WorkPoolCreate,
     WorkPoolUpdate,
     WorkQueueCreate,
     WorkQueueUpdate,
-    iso,
-    work_queue_json,
 )
+from nbflows.services.schemas.serialisers import iso, work_queue_json
 from nbflows.store import tables as t
 from nbflows.workers import job_templates
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nbflows.client import journal
 from nbflows.protocol import StateType
-from nbflows.services.schemas import InteractiveRunCreate, LogIn
+from nbflows.services.schemas.bodies import InteractiveRunCreate, LogIn
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from nbflows import protocol
 from nbflows.results.artifacts import OUTPUT_DIR_ENV
 from nbflows.results.project_files import materialise
-from nbflows.workers import job_templates
-from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, EndState, Outcome
+from nbflows.workers.base import BaseWorker
+from nbflows.workers.claimed_run import ClaimedRun, DeploymentNotebooks, EndState, Outcome
+from nbflows.workers.job_variables import PROCESS_VARIABLES
 from nbflows.workers.reporting import RunReporter
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class ProcessWorker(BaseWorker):
     """
 
     type = "process"
-    job_variables = job_templates.PROCESS_VARIABLES
+    job_variables = PROCESS_VARIABLES
 
     def __init__(self, *args: Any, max_spare_kernels: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

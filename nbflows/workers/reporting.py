@@ -41,7 +41,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from nbflows.client.rest import APIError, Client, NoServerError
+from nbflows.client.api_errors import APIError, NoServerError
+from nbflows.client.rest import Client
 from nbflows.errors import NBFlowsError, NotFound
 from nbflows.protocol import TERMINAL_VALUES
 from nbflows.services.secrets import Masker

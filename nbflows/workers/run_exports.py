@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from nbflows.errors import Conflict, NBFlowsError
 
 if TYPE_CHECKING:
-    from nbflows.workers.base import BaseWorker, ClaimedRun
+    from nbflows.workers.claimed_run import ClaimedRun
     from nbflows.workers.reporting import RunReporter
+    from nbflows.workers.run_execution import RunExecution
 
 
 def send_exports(
-    worker: BaseWorker, claimed: ClaimedRun, reporter: RunReporter, notebook: Mapping[str, Any]
+    worker: RunExecution, claimed: ClaimedRun, reporter: RunReporter, notebook: Mapping[str, Any]
 ) -> None:
     """Convert the executed notebook to each format of the run's deployment and send it; a
     format this machine cannot make (PDF without a Chromium) is named in the run's log."""

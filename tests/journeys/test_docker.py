@@ -31,7 +31,12 @@ from tests.docker_support import docker_client, local_base_image, remove_image, 
 from tests.journeys.conftest import BIN, Journey, make_journey
 
 # A first build on a fresh engine installs papermill and ipykernel into the image.
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("docker-journey"),  # one machine (server, worker, image) per module
+]
 
 POOL = "my-docker-pool"
 #: Unique to this test run: concurrent runs on one engine must not remove each other's images.

@@ -17,7 +17,7 @@ from tests.journeys.conftest import BIN, Journey
 PLUGIN = '''
 """A tiny third-party worker: runs notebooks like the process worker, under its own pool type."""
 
-from nbflows.workers import job_templates
+from nbflows.workers.job_variables import PROCESS_VARIABLES
 from nbflows.workers.process import ProcessWorker
 
 
@@ -26,7 +26,7 @@ class EchoWorker(ProcessWorker):
     job_variables = {
         "type": "object",
         "properties": {
-            **job_templates.PROCESS_VARIABLES["properties"],
+            **PROCESS_VARIABLES["properties"],
             "greeting": {"title": "Greeting", "type": "string", "default": "hello"},
         },
     }

@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from nbflows.workers.base import EndState, Outcome
+from nbflows.workers.claimed_run import EndState, Outcome
 from nbflows.workers.dask.output_files import unpack_output_files
 from nbflows.workers.dask.task import run_attempt
 

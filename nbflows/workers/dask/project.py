@@ -57,7 +57,7 @@ class ProjectFiles:
 
 def pack(deployment: dict[str, Any]) -> Project:
     """The deployment's project folder zipped, when it exists on this machine."""
-    from nbflows.packaging.images import find_build_context, list_context_files
+    from nbflows.packaging.build_context import find_build_context, list_context_files
 
     path = deployment.get("path") or ""
     folder = deployment.get("working_dir") or (os.path.dirname(path) if path else "")

@@ -19,7 +19,8 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
-from nbflows.workers.base import BaseWorker, ClaimedRun, DeploymentNotebooks, Outcome
+from nbflows.workers.base import BaseWorker
+from nbflows.workers.claimed_run import ClaimedRun, DeploymentNotebooks, Outcome
 from nbflows.workers.dask.attempt import AttemptFollower
 from nbflows.workers.dask.clusters import Clusters, SchedulerUnreachable
 from nbflows.workers.dask.project import Project, ProjectFiles
