@@ -23,7 +23,17 @@ from nbflows.extension import routes as r
 from nbflows.extension import run_files as f
 from nbflows.extension.openapi import Binary, OpenAPI
 from nbflows.results.conversion import FORMATS
-from nbflows.services.schemas import bodies, queries, replies, values
+from nbflows.services.schemas import (
+    bodies,
+    deployments,
+    flow_runs,
+    logs,
+    pools,
+    queries,
+    replies,
+    run_files,
+    values,
+)
 
 _NAME = r"(?P<{}>[^/]+)"
 POOL, QUEUE, REF, RUN = (
@@ -117,13 +127,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOLS,
                 "summary": "List work pools",
-                "responses": {200: list[replies.WorkPoolReply]},
+                "responses": {200: list[pools.WorkPoolReply]},
             },
             "post": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Create a work pool",
                 "body": bodies.WorkPoolCreate,
-                "responses": {201: replies.WorkPoolReply},
+                "responses": {201: pools.WorkPoolReply},
             },
         },
     ),
@@ -135,13 +145,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "Read a work pool",
-                "responses": {200: replies.WorkPoolReply},
+                "responses": {200: pools.WorkPoolReply},
             },
             "patch": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Update a work pool",
                 "body": bodies.WorkPoolUpdate,
-                "responses": {200: replies.WorkPoolReply},
+                "responses": {200: pools.WorkPoolReply},
             },
             "delete": {
                 "permission": p.ADMIN_POOLS,
@@ -158,13 +168,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "List a pool's queues",
-                "responses": {200: list[replies.WorkQueueReply]},
+                "responses": {200: list[pools.WorkQueueReply]},
             },
             "post": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Create a work queue",
                 "body": bodies.WorkQueueCreate,
-                "responses": {201: replies.WorkQueueReply},
+                "responses": {201: pools.WorkQueueReply},
             },
         },
     ),
@@ -176,13 +186,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "Read a work queue",
-                "responses": {200: replies.WorkQueueReply},
+                "responses": {200: pools.WorkQueueReply},
             },
             "patch": {
                 "permission": p.ADMIN_POOLS,
                 "summary": "Update a work queue",
                 "body": bodies.WorkQueueUpdate,
-                "responses": {200: replies.WorkQueueReply},
+                "responses": {200: pools.WorkQueueReply},
             },
             "delete": {
                 "permission": p.ADMIN_POOLS,
@@ -227,7 +237,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_POOLS,
                 "worker": p.POOL,
                 "summary": "List a pool's workers",
-                "responses": {200: list[replies.WorkerReply]},
+                "responses": {200: list[pools.WorkerReply]},
             }
         },
     ),
@@ -239,13 +249,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "List deployments",
                 "query": queries.DeploymentsQuery,
-                "responses": {200: list[replies.DeploymentReply]},
+                "responses": {200: list[deployments.DeploymentReply]},
             },
             "post": {
                 "permission": p.DEPLOY,
                 "summary": "Deploy (create, or a new version: 200)",
                 "body": bodies.DeployRequest,
-                "responses": {201: replies.DeploymentReply, 200: replies.DeploymentReply},
+                "responses": {201: deployments.DeploymentReply, 200: deployments.DeploymentReply},
             },
         },
     ),
@@ -257,7 +267,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.DEPLOY,
                 "summary": "Deploy a pipeline (create, or a new version: 200)",
                 "body": bodies.PipelineDeployRequest,
-                "responses": {201: replies.DeploymentReply, 200: replies.DeploymentReply},
+                "responses": {201: deployments.DeploymentReply, 200: deployments.DeploymentReply},
             }
         },
     ),
@@ -268,7 +278,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "get": {
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "Read a deployment by flow and deployment name",
-                "responses": {200: replies.DeploymentReply},
+                "responses": {200: deployments.DeploymentReply},
             }
         },
     ),
@@ -280,13 +290,13 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "worker": p.DEPLOYMENT,
                 "summary": "Read a deployment",
-                "responses": {200: replies.DeploymentReply},
+                "responses": {200: deployments.DeploymentReply},
             },
             "patch": {
                 "permission": p.DEPLOY,
                 "summary": "Update a deployment",
                 "body": bodies.DeploymentUpdate,
-                "responses": {200: replies.DeploymentReply},
+                "responses": {200: deployments.DeploymentReply},
             },
             "delete": {
                 "permission": p.DEPLOY,
@@ -341,7 +351,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_DEPLOYMENTS,
                 "summary": "Upcoming runs",
                 "query": queries.UpcomingQuery,
-                "responses": {200: list[replies.FlowRunReply]},
+                "responses": {200: list[flow_runs.FlowRunReply]},
             }
         },
     ),
@@ -353,7 +363,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.RUN_DEPLOYMENTS,
                 "summary": "Run a deployment (the same run again for a known idempotency key: 200)",
                 "body": bodies.RunRequest,
-                "responses": {201: replies.FlowRunReply, 200: replies.FlowRunReply},
+                "responses": {201: flow_runs.FlowRunReply, 200: flow_runs.FlowRunReply},
             }
         },
     ),
@@ -365,7 +375,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "permission": p.READ_RUNS,
                 "summary": "List flow runs, newest first",
                 "query": queries.FlowRunsQuery,
-                "responses": {200: list[replies.FlowRunReply]},
+                "responses": {200: list[flow_runs.FlowRunReply]},
             },
             "post": {
                 "permission": p.WRITE_RUNS,
@@ -373,7 +383,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "run": p.CHILD,
                 "summary": "Record an interactive flow run",
                 "body": bodies.InteractiveRunCreate,
-                "responses": {201: replies.FlowRunReply},
+                "responses": {201: flow_runs.FlowRunReply},
             },
         },
     ),
@@ -399,7 +409,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "Read a flow run",
-                "responses": {200: replies.FlowRunReply},
+                "responses": {200: flow_runs.FlowRunReply},
             }
         },
     ),
@@ -413,7 +423,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "run": p.RUN,
                 "summary": "Change a run's state",
                 "body": bodies.SetState,
-                "responses": {200: replies.FlowRunReply},
+                "responses": {200: flow_runs.FlowRunReply},
             }
         },
     ),
@@ -449,7 +459,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.RUN_DEPLOYMENTS,
                 "summary": "Re-run a failed pipeline run from its failed steps",
-                "responses": {200: replies.FlowRunReply},
+                "responses": {200: flow_runs.FlowRunReply},
             }
         },
     ),
@@ -460,7 +470,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
             "post": {
                 "permission": p.WRITE_RUNS,
                 "summary": "Cancel a run",
-                "responses": {200: replies.FlowRunReply},
+                "responses": {200: flow_runs.FlowRunReply},
             }
         },
     ),
@@ -488,7 +498,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "run": p.RUN,
                 "summary": "Read log lines (long-poll with wait)",
                 "query": queries.LogsQuery,
-                "responses": {200: replies.LogsPageReply},
+                "responses": {200: logs.LogsPageReply},
             },
             "post": {
                 "permission": p.WRITE_RUNS,
@@ -611,7 +621,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "path": {"fmt": {"enum": list(FORMATS)}},
                 "query": queries.ExportStoreQuery,
                 "body": Binary(),
-                "responses": {201: replies.RunFileReply},
+                "responses": {201: run_files.RunFileReply},
             },
         },
     ),
@@ -624,7 +634,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "worker": p.RUN,
                 "run": p.RUN,
                 "summary": "A run's artifacts",
-                "responses": {200: list[replies.RunFileReply]},
+                "responses": {200: list[run_files.RunFileReply]},
             }
         },
     ),
@@ -645,7 +655,7 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "summary": "Store an artifact of a run",
                 "query": queries.NotebookStoreQuery,
                 "body": Binary(),
-                "responses": {201: replies.RunFileReply},
+                "responses": {201: run_files.RunFileReply},
             },
         },
     ),
@@ -743,14 +753,14 @@ def _adapters() -> dict[tuple[type, str, int], TypeAdapter[Any]]:
 
 #: What the body of each answer provides to fill the path parameters of other routes.
 LINKS: dict[Any, dict[str, str]] = {
-    replies.WorkPoolReply: {"pool": "/name"},
-    replies.WorkQueueReply: {"pool": "/work_pool_name", "queue": "/name"},
-    replies.DeploymentReply: {
+    pools.WorkPoolReply: {"pool": "/name"},
+    pools.WorkQueueReply: {"pool": "/work_pool_name", "queue": "/name"},
+    deployments.DeploymentReply: {
         "ref": "/id",
         "flow": "/flow_name",
         "name": "/name",
         "pool": "/work_pool_name",
     },
-    replies.FlowRunReply: {"run_id": "/id"},
+    flow_runs.FlowRunReply: {"run_id": "/id"},
     as_.AutomationReply: {"automation": "/id"},
 }

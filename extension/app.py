@@ -149,6 +149,11 @@ class NBFlowsExtension(ExtensionApp):
             self.log.info("nbflows: imported %d flow runs from the local journal", imported)
         results = ResultStore(self.result_store_url, dict(self.result_store_options))
         self.orchestrator = Orchestrator(database, root_dir=root_dir, results=results)
+        # The Lab extension's states come from here (PageConfig `nbflowsStates`,
+        # `nbflowsTerminalStates`): one list, `nbflows.protocol`'s.
+        page_config = self.server.web_app.settings.setdefault("page_config_data", {})
+        page_config["nbflowsTerminalStates"] = " ".join(sorted(protocol.TERMINAL_VALUES))
+        page_config["nbflowsStates"] = " ".join(state.value for state in protocol.StateType)
         self.settings.update(
             {
                 "nbflows_orchestrator": self.orchestrator,

@@ -30,12 +30,13 @@ from nbflows.automations import rules as automation_rules
 from nbflows.errors import NBFlowsError
 from nbflows.extension.orchestrator import Orchestrator
 from nbflows.presentation import format_duration, parse_timestamp
-from nbflows.protocol import StateType
+from nbflows.protocol import TERMINAL_VALUES, StateType
 from nbflows.results import ResultStore, run_files
 from nbflows.services import deployments, flow_runs, heartbeats, logs
 from nbflows.services import work_pools as pools
 from nbflows.services.limits import size_text
-from nbflows.services.schemas.serialisers import log_json
+from nbflows.services.schemas.deployments import DeploymentReply
+from nbflows.services.schemas.logs import LogLineReply
 
 __all__ = ["HANDLERS", "render_notebook_html"]
 
@@ -47,7 +48,8 @@ RUNS_PER_PAGE = 50
 FIRST_LOG_PAGE = 1000
 #: Next scheduled runs shown per deployment.
 UPCOMING = 3
-TERMINAL = sorted(s.value for s in StateType if s.is_terminal)
+#: The terminal states, for the templates and (through `data-terminal-states`) the page scripts.
+TERMINAL = sorted(TERMINAL_VALUES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ def _upcoming_times(s: Session, deployment_id: str, limit: int) -> list[str | No
 def _deployments_page(s: Session) -> list[dict[str, Any]]:
     out = []
     for d in deployments.list_deployments(s):
-        item = deployments.deployment_json(d)
+        item = DeploymentReply.serialise(d)
         item["upcoming"] = _upcoming_times(s, d.id, UPCOMING)
         item["run_form"] = _run_form_fields(item)
         out.append(item)
@@ -215,7 +217,7 @@ def _run_page(s: Session, run_id: str, results: ResultStore) -> dict[str, Any]:
     notebook = flow_runs.read_notebook(s, run_id, results) if run.has_notebook else None
     return {
         "run": flow_runs.run_json(s, run),
-        "lines": [log_json(x) for x in lines],
+        "lines": [LogLineReply.serialise(x) for x in lines],
         "next_after": lines[-1].id if lines else 0,
         "notebook": notebook,
         "notifications": outbox.deliveries_of_run(s, run_id),

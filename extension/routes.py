@@ -41,6 +41,9 @@ from nbflows.services.schemas.bodies import (
     WorkQueueUpdate,
     parse,
 )
+from nbflows.services.schemas.deployments import DeploymentReply
+from nbflows.services.schemas.logs import LogLineReply, LogsPageReply
+from nbflows.services.schemas.pools import WorkQueueReply
 from nbflows.services.schemas.queries import (
     DeploymentNotebookQuery,
     DeploymentsQuery,
@@ -49,7 +52,6 @@ from nbflows.services.schemas.queries import (
     NotebookStoreQuery,
     UpcomingQuery,
 )
-from nbflows.services.schemas.serialisers import log_json, work_queue_json
 from nbflows.services.schemas.values import load_json
 from nbflows.store import tables as t
 from nbflows.workers import job_templates
@@ -156,7 +158,9 @@ class WorkQueues(NBFlowsHandler):
     async def get(self, pool: str) -> None:
         self.reply(
             await self.orch.call(
-                lambda s: [work_queue_json(q, pool) for q in pools.get_work_pool(s, pool).queues]
+                lambda s: [
+                    WorkQueueReply.serialise(q, pool) for q in pools.get_work_pool(s, pool).queues
+                ]
             )
         )
 
@@ -165,7 +169,7 @@ class WorkQueues(NBFlowsHandler):
     async def post(self, pool: str) -> None:
         req = parse(WorkQueueCreate, await self.body())
         out = await self.orch.call(
-            lambda s: work_queue_json(pools.create_work_queue(s, pool, req), pool)
+            lambda s: WorkQueueReply.serialise(pools.create_work_queue(s, pool, req), pool)
         )
         self.reply(out, 201, self.api_url("work_pools", pool, "queues", out["name"]))
 
@@ -176,7 +180,7 @@ class WorkQueue(NBFlowsHandler):
     async def get(self, pool: str, queue: str) -> None:
         self.reply(
             await self.orch.call(
-                lambda s: work_queue_json(pools.get_work_queue(s, pool, queue), pool)
+                lambda s: WorkQueueReply.serialise(pools.get_work_queue(s, pool, queue), pool)
             )
         )
 
@@ -187,7 +191,7 @@ class WorkQueue(NBFlowsHandler):
 
         def update(s: Session) -> tuple[str, dict[str, Any]]:
             updated = pools.update_work_queue(s, pool, queue, req)
-            return updated.work_pool_id, work_queue_json(updated, pool)
+            return updated.work_pool_id, WorkQueueReply.serialise(updated, pool)
 
         pool_id, out = await self.orch.call(update)
         self.orch.notifier.notify(f"pool:{pool_id}")
@@ -311,7 +315,7 @@ class Deployments(NBFlowsHandler):
         self.reply(
             await self.orch.call(
                 lambda s: [
-                    deployments.deployment_json(d)
+                    DeploymentReply.serialise(d)
                     for d in deployments.list_deployments(s, q.flow_name, q.work_pool_name)
                 ]
             )
@@ -328,7 +332,7 @@ class Deployments(NBFlowsHandler):
             check_frequency(req.schedules, floor)
             d, created, changes = deployments.redeploy(s, req, root, limits)
             carry_project_files(s, results, d, limits)
-            return {**deployments.deployment_json(d), "changes": changes}, created
+            return {**DeploymentReply.serialise(d), "changes": changes}, created
 
         out, created = await self.orch.call(deploy)
         self.orch.wake_scheduler()
@@ -341,7 +345,7 @@ class Deployment(NBFlowsHandler):
     async def get(self, ref: str) -> None:
         self.reply(
             await self.orch.call(
-                lambda s: deployments.deployment_json(deployments.get_deployment(s, ref))
+                lambda s: DeploymentReply.serialise(deployments.get_deployment(s, ref))
             )
         )
 
@@ -353,7 +357,7 @@ class Deployment(NBFlowsHandler):
 
         def update(s: Session) -> dict[str, Any]:
             check_frequency(req.schedules or [], floor)
-            return deployments.deployment_json(deployments.update_deployment(s, ref, req))
+            return DeploymentReply.serialise(deployments.update_deployment(s, ref, req))
 
         out = await self.orch.call(update)
         self.orch.wake_scheduler()
@@ -376,7 +380,7 @@ class DeploymentByName(NBFlowsHandler):
         ref = f"{flow}/{name}"
         self.reply(
             await self.orch.call(
-                lambda s: deployments.deployment_json(deployments.get_deployment(s, ref))
+                lambda s: DeploymentReply.serialise(deployments.get_deployment(s, ref))
             )
         )
 
@@ -447,11 +451,17 @@ class FlowRuns(NBFlowsHandler):
         self.reply(out, 201, self.api_url("flow_runs", out["id"]))
 
 
+#: States a worker reports about its own run: its heartbeat has nothing new to answer then
+#: (see heartbeats._not_held), so they do not wake it (two extra beats per run otherwise).
+_REPORTED_BY_WORKER = {"RUNNING", "COMPLETED", "FAILED", "CRASHED"}
+
+
 def _run_topics(run: dict[str, Any], pool_id: str | None) -> list[str]:
     topics = [f"run:{run['id']}"]
     if pool_id:
         topics.append(f"pool:{pool_id}")
-        if run.get("worker_name"):
+        state = (run.get("state") or {}).get("type")
+        if run.get("worker_name") and state not in _REPORTED_BY_WORKER:
             topics.append(f"worker:{pool_id}:{run['worker_name']}")
     return topics
 
@@ -543,7 +553,7 @@ class Pipelines(NBFlowsHandler):
         def deploy(s: Session) -> tuple[dict[str, Any], bool]:
             check_frequency(req.schedules, floor)
             d, created = pipeline_deploy.deploy_pipeline(s, req, root, limits)
-            return deployments.deployment_json(d), created
+            return DeploymentReply.serialise(d), created
 
         out, created = await self.orch.call(deploy)
         self.orch.wake_scheduler()
@@ -601,11 +611,11 @@ class FlowRunLogs(NBFlowsHandler):
         def read(s: Session) -> tuple[bool, str, str]:
             run = flow_runs.get_flow_run(s, run_id)
             lines = logs.read_logs(s, run_id, after, limit)
-            out = {
-                "items": [log_json(x) for x in lines],
-                "next_after": lines[-1].id if lines else after,
-                "flow_run": flow_runs.run_json(s, run),
-            }
+            out = LogsPageReply.build(
+                items=[LogLineReply.serialise(x) for x in lines],
+                next_after=lines[-1].id if lines else after,
+                flow_run=flow_runs.run_json(s, run),
+            )
             # Encoded here: up to 10,000 lines are too much JSON for the event loop.
             return bool(lines), run.state_type, json.dumps(out, default=str)
 

@@ -30,11 +30,7 @@ from nbflows.services.schemas.queries import (
     NotebookStoreQuery,
 )
 from nbflows.services.schemas.replies import PruneRequest
-from nbflows.services.schemas.serialisers import iso
-
-
-def _file_json(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "size": row.size, "sha256": row.sha256, "created": iso(row.created)}
+from nbflows.services.schemas.run_files import RunFileReply
 
 
 class BinaryReply(NBFlowsHandler):
@@ -65,7 +61,9 @@ class FlowRunArtifacts(NBFlowsHandler):
             from nbflows.services import flow_runs
 
             flow_runs.get_flow_run(s, run_id)
-            return [_file_json(r) for r in run_files.list_run_files(s, run_id, "artifact")]
+            return [
+                RunFileReply.serialise(r) for r in run_files.list_run_files(s, run_id, "artifact")
+            ]
 
         self.reply(await self.orch.call(read))
 
@@ -90,7 +88,7 @@ class FlowRunArtifact(BinaryReply):
         raw = bytes(self.request.body)
         results = self.orch.results
         row = await self.orch.call(
-            lambda s: _file_json(
+            lambda s: RunFileReply.serialise(
                 artifacts.store_artifact(
                     s, results, run_id, name, raw, limits, worker=q.worker, fence=q.fence
                 )
@@ -123,7 +121,7 @@ class FlowRunExport(BinaryReply):
         q = self.query_args(ExportStoreQuery)
         worker, raw, results = q.worker, bytes(self.request.body), self.orch.results
         row = await self.orch.call(
-            lambda s: _file_json(
+            lambda s: RunFileReply.serialise(
                 exports.store_export(s, results, run_id, checked, raw, worker=worker, fence=q.fence)
             )
         )

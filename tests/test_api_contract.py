@@ -298,7 +298,8 @@ def test_the_document_describes_every_answer_with_a_model(srv: Server) -> None:
 
 
 def test_long_lists_are_answered_whole_and_as_documented(srv: Server) -> None:
-    from nbflows.services.schemas.replies import FlowRunReply, LogsPageReply
+    from nbflows.services.schemas.flow_runs import FlowRunReply
+    from nbflows.services.schemas.logs import LogsPageReply
 
     for i in range(130):  # longer than base.SAMPLE_LIMIT: checked by a sample, sent whole
         assert srv.http("POST", "flow_runs", json={"flow_name": f"many{i}"}).status_code == 201

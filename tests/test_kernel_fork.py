@@ -60,7 +60,8 @@ def test_python_kernels_fork_from_a_template_in_their_own_cwd_and_env(tmp_path: 
             assert ppid != os.getpid()  # the template's child
             seen.append((pid, ppid))
             pool.release(km)
-        assert seen[0][0] != seen[1][0] and seen[0][1] == seen[1][1]
+        # Fresh processes, each forked from a template of its own (its own hash seed).
+        assert seen[0][0] != seen[1][0] and seen[0][1] != seen[1][1]
 
 
 def test_a_variable_set_in_one_forked_kernel_is_not_in_the_next(tmp_path: Path) -> None:
@@ -72,6 +73,38 @@ def test_a_variable_set_in_one_forked_kernel_is_not_in_the_next(tmp_path: Path) 
         printed = _run_code(km, "import os; print(globals().get('secret'), os.environ.get('LEAK'))")
         pool.release(km)
     assert printed.strip() == "None None"
+
+
+SEED_CODE = "import random; print(hash('nbflows'), random.random())"
+
+
+def test_each_forked_kernel_has_its_own_hash_seed_and_random_state(tmp_path: Path) -> None:
+    with KernelPool(max_spares=1) as pool:
+        seen = []
+        for _ in range(3):
+            km = pool.acquire("python3", str(tmp_path), {})
+            assert isinstance(km.provisioner, ForkProvisioner)
+            seen.append(_run_code(km, SEED_CODE).split())
+            pool.release(km)
+        # One template per kernel (each was used up and replaced); the used ones end.
+        assert len({h for h, _ in seen}) == 3, seen
+        assert len({r for _, r in seen}) == 3, seen
+        wait_for(lambda: not [t for t in pool._retired if t.alive], "used templates to end", 60)
+
+
+def test_kernels_of_one_template_share_its_hash_seed_but_not_random_state(
+    tmp_path: Path,
+) -> None:
+    # NBFLOWS_FORKS_PER_TEMPLATE=0: the cheapest for bursts, with the seed shared.
+    with KernelPool(max_spares=0, forks_per_template=0) as pool:
+        seen = []
+        for _ in range(2):
+            km = pool.acquire("python3", str(tmp_path), {})
+            seen.append(_run_code(km, SEED_CODE).split())
+            pool.release(km)
+        assert len(pool._templates) == 1 and not pool._next_templates
+    assert seen[0][0] == seen[1][0]
+    assert seen[0][1] != seen[1][1]  # random reseeds itself after a fork
 
 
 def test_a_killed_forked_kernel_reports_its_signal_and_its_template_keeps_forking(
@@ -137,7 +170,9 @@ LEAK_CHECK = [
         "import os\n"
         "print('seen', globals().get('leaked', 'none'), os.environ.get('LEAKED_ENV', 'none'),"
         " os.environ.get('JOB_VAR', 'none'), os.environ.get('LD_NBFLOWS_TEST', 'none'))\n"
-        "print('pid', os.getpid())",
+        "print('pid', os.getpid())\n"
+        "import random\n"
+        "print('seed', hash('nbflows'), random.random())",
     ),
     ("", "leaked = x\nos.environ['LEAKED_ENV'] = str(x)"),
 ]
@@ -171,7 +206,8 @@ def test_runs_through_a_server_see_nothing_of_the_previous_run(server: Server) -
         "env": "seen none none j none",
         "ld": "seen none none none l",
     }
-    pids = []
+    pids: list[int] = []
+    seeds: list[str] = []
     for x in range(1, 3):
         for name, seen in expected.items():
             run_id = create_run(server, f"leak/{name}", x=x)
@@ -180,4 +216,9 @@ def test_runs_through_a_server_see_nothing_of_the_previous_run(server: Server) -
             lines = messages(server, run_id, "stdout")
             assert seen in lines, lines
             pids += [int(line.split()[1]) for line in lines if line.startswith("pid ")]
+            seeds += [line for line in lines if line.startswith("seed ")]
     assert len(set(pids)) == len(pids) == 6  # a fresh process for every run
+    # Each its own str hash seed and random state: no two runs share either.
+    hashes = [line.split()[1] for line in seeds]
+    randoms = [line.split()[2] for line in seeds]
+    assert len(set(hashes)) == len(set(randoms)) == len(seeds) == 6, seeds

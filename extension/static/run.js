@@ -8,7 +8,8 @@
   const runId = root.dataset.runId;
   const logs = document.getElementById("logs");
   const status = document.getElementById("log-status");
-  const TERMINAL = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
+  // The server's terminal states (nbflows.protocol), as the page's <body> carries them.
+  const TERMINAL = new Set(document.body.dataset.terminalStates.split(" "));
   const PAGE = 1000;
   const WAIT = 25;
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.automations.tables import Automation, AutomationDelivery
 from nbflows.errors import NotFound
-from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.values import iso
 from nbflows.store import tables as t
 
 D = AutomationDelivery

@@ -13,7 +13,7 @@ from nbflows.automations.schemas import AutomationCreate, AutomationUpdate
 from nbflows.automations.tables import Automation
 from nbflows.errors import Conflict, InvalidInput, NotFound
 from nbflows.services import deployments, secrets, work_pools
-from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.values import iso
 from nbflows.store import tables as t
 
 

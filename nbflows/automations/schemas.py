@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, StrictBool
 
 from nbflows.services.schemas.bodies import Body
-from nbflows.services.schemas.replies import Reply, Timestamp
+from nbflows.services.schemas.reply import Reply, Timestamp
 from nbflows.services.schemas.values import MAX_FLOW_NAME, JSONObject, Name, Text, _number
 
 #: The run states a `state` trigger may watch (the terminal ones).

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.values import iso
 from nbflows.store import tables as t
 
 #: Log lines a message ends with.

@@ -144,8 +144,13 @@ class KernelTemplate:
     meanwhile waits for it. `close` (or the end of this process) ends the template and its kernels.
     """
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, max_forks: int = 0) -> None:
         self.executable = executable
+        #: How many kernels this template may be claimed for (0: any number); see `claim`.
+        self.max_forks = max_forks
+        self._claimed = 0
+        self._answered = 0
+        self._retired = False
         ours, theirs = socket.socketpair()
         source = (Path(__file__).parent / "kernel_template.py").read_text()
         from nbflows.execution.kernel_pool import TOKEN_VARIABLES
@@ -179,6 +184,42 @@ class KernelTemplate:
     @property
     def alive(self) -> bool:
         return not self._closed and self.process.poll() is None
+
+    def claim(self) -> bool:
+        """Reserve one fork; False once `max_forks` were reserved (the template is used up).
+
+        Forked kernels share the template's hash seed (PYTHONHASHSEED is read when an
+        interpreter starts, and every str hash cached in the template depends on it): a
+        template claimed once per kernel gives each kernel its own.
+        """
+        with self._lock:
+            if self._retired or (self.max_forks and self._claimed >= self.max_forks):
+                return False
+            self._claimed += 1
+            return True
+
+    @property
+    def used_up(self) -> bool:
+        return bool(self.max_forks) and self._claimed >= self.max_forks
+
+    def retire(self) -> None:
+        """Fork no more; the template ends by itself once the kernels it forked have ended."""
+        with self._lock:
+            self._retired = True
+        self._end_if_idle()
+
+    def _end_if_idle(self) -> None:
+        with self._lock:
+            idle = (
+                self._retired
+                and not self._closed
+                and self._answered >= self._claimed
+                and not self._kernels
+                and not self._waiting
+            )
+        if idle:  # the template reads EOF and exits; its reader thread then reaps it
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     def fork(self, argv: list[str], cwd: str, env: Mapping[str, str]) -> ForkedProcess:
         """A new kernel running ``ipykernel_launcher argv`` in `cwd` with exactly `env`.
@@ -218,6 +259,7 @@ class KernelTemplate:
                 process = self._kernels[pid] = ForkedProcess(pid)
                 if pid in self._early_exits:
                     process._set_exit(self._early_exits.pop(pid))
+                    self._kernels.pop(pid, None)
             return process
 
     def close(self) -> None:
@@ -263,8 +305,10 @@ class KernelTemplate:
                     self._early_exits[pid] = code
             if process is not None:
                 process._set_exit(code)
+            self._end_if_idle()
         elif "id" in message:
             with self._lock:
+                self._answered += 1
                 waiting = self._waiting.pop(int(message["id"]), None)
                 if "pid" in message:
                     self._kernels.setdefault(message["pid"], ForkedProcess(message["pid"]))
@@ -272,6 +316,8 @@ class KernelTemplate:
                 done, reply = waiting
                 reply.update(message)
                 done.set()
+            if "pid" not in message:
+                self._end_if_idle()
 
     def _gone(self) -> None:
         # The template is gone: so are its kernels (they die with it). Wake everyone waiting.

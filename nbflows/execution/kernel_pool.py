@@ -47,6 +47,20 @@ def fork_enabled() -> bool:
     return hasattr(os, "fork") and os.environ.get("NBFLOWS_FORK_KERNELS", "1") != "0"
 
 
+def forks_per_template_setting() -> int:
+    """NBFLOWS_FORKS_PER_TEMPLATE: how many forked kernels may share one template, and so one
+    str hash seed (1, the default: none share; 0: any number, the cheapest for bursts)."""
+    value = os.environ.get("NBFLOWS_FORKS_PER_TEMPLATE", "1").strip() or "1"
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        log.warning("NBFLOWS_FORKS_PER_TEMPLATE=%r is not a whole number ≥ 0; using 1", value)
+        return 1
+    return count
+
+
 T = TypeVar("T")
 
 #: Keep IPython's history out of ~/.ipython: concurrent kernels would fight over its SQLite lock.
@@ -201,11 +215,18 @@ class KernelPool:
     `max_spares=0` disables spares, so every `acquire` starts a fresh kernel. `startup_timeout`
     is how long a kernel may take to answer its first `kernel_info` request. `fork` (default:
     on where os.fork exists, unless NBFLOWS_FORK_KERNELS=0) forks IPython kernels from a
-    pre-imported template process instead of starting an interpreter for each.
+    pre-imported template process instead of starting an interpreter for each;
+    `forks_per_template` kernels share one template and so its hash seed (default
+    NBFLOWS_FORKS_PER_TEMPLATE, else 1: each kernel its own; 0: any number).
     """
 
     def __init__(
-        self, *, max_spares: int = 4, startup_timeout: float = 60.0, fork: bool | None = None
+        self,
+        *,
+        max_spares: int = 4,
+        startup_timeout: float = 60.0,
+        fork: bool | None = None,
+        forks_per_template: int | None = None,
     ) -> None:
         if max_spares < 0:
             raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
@@ -227,6 +248,11 @@ class KernelPool:
         # Python kernels are forked from a pre-imported template (see nbflows.execution.kernel_fork).
         self._fork = fork_enabled() if fork is None else fork
         self._templates: dict[str, KernelTemplate] = {}
+        self._next_templates: dict[str, KernelTemplate] = {}  # imported, not forked from yet
+        self._retired: list[KernelTemplate] = []  # used up; end when their kernels have
+        self.forks_per_template = (
+            forks_per_template_setting() if forks_per_template is None else forks_per_template
+        )
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -378,7 +404,7 @@ class KernelPool:
         with self._lock:
             disposals = list(self._disposals)
         concurrent.futures.wait(disposals, timeout=30)
-        for template in self._templates.values():
+        for template in [*self._templates.values(), *self._next_templates.values(), *self._retired]:
             template.close()
         with self._lock:
             self._stopped = True  # from here on nothing is submitted to the loop
@@ -546,21 +572,41 @@ class KernelPool:
         return km
 
     def _fork_from_template(self, km: AsyncKernelManager) -> None:
-        """Have `km` fork its kernel from the template of its Python, if it is an ipykernel."""
-        from nbflows.execution.kernel_fork import KernelTemplate, forkable, use_template
+        """Have `km` fork its kernel from the template of its Python, if it is an ipykernel.
+
+        A template forks `forks_per_template` kernels (default 1: every kernel gets its own
+        hash seed, see `KernelTemplate.claim`); the next template is started as soon as one is
+        used up, so its imports are done by the time the next kernel is asked for.
+        """
+        from nbflows.execution.kernel_fork import forkable, use_template
 
         executable = forkable(km.kernel_spec.argv) if km.kernel_spec is not None else None
         if executable is None:
             return  # bash, R, ...: started the usual way
-        template = self._templates.get(executable)
-        if template is None or not template.alive:
-            if template is not None:
+        with self._lock:
+            if self._closed:
+                return
+            template = self._templates.get(executable)
+            if template is not None and not template.alive and not template.used_up:
                 log.warning("kernel pool: the kernel template for %s had exited", executable)
-            with self._lock:
-                if self._closed:
-                    return
-                template = self._templates[executable] = KernelTemplate(executable)
+            if template is None or not template.alive or not template.claim():
+                if template is not None:
+                    template.retire()
+                    self._retired.append(template)
+                template = self._next_templates.pop(executable, None)
+                if template is None or not template.alive:
+                    template = self._new_template(executable)
+                self._templates[executable] = template
+                template.claim()
+            if template.used_up and executable not in self._next_templates:
+                self._next_templates[executable] = self._new_template(executable)
+            self._retired = [old for old in self._retired if old.alive]
         use_template(km, template)
+
+    def _new_template(self, executable: str) -> KernelTemplate:
+        from nbflows.execution.kernel_fork import KernelTemplate
+
+        return KernelTemplate(executable, max_forks=self.forks_per_template)
 
     def _alive_now(self, km: AsyncKernelManager) -> bool:
         from nbflows.execution.kernel_fork import ForkedProcess

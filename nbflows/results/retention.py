@@ -184,7 +184,7 @@ def prune(
     """Remove (or with `dry_run` only list) the finished runs a policy removes; what went, its
     sizes, and what is kept before and after."""
     from nbflows.services.deployments import get_deployment
-    from nbflows.services.schemas.serialisers import iso
+    from nbflows.services.schemas.values import iso
 
     deployment_id = get_deployment(s, deployment).id if deployment else None
     before = storage_summary(s)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from nbflows.errors import NotFound
 from nbflows.protocol import StateType
 from nbflows.services import credentials
-from nbflows.services.deployments import deployment_json
 from nbflows.services.flow_runs import runs_json
+from nbflows.services.schemas.deployments import DeploymentReply
 from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
 from nbflows.store import tables as t
 from nbflows.store.db import begin_write
@@ -151,7 +151,7 @@ def _claimed_json(s: Session, pool: t.WorkPool, run_ids: list[str]) -> list[dict
             select(t.Deployment).where(t.Deployment.id.in_({r.deployment_id for r in runs}))
         )
     }
-    dep_json = {dep_id: deployment_json(d) for dep_id, d in deps.items()}
+    dep_json = {dep_id: DeploymentReply.serialise(d) for dep_id, d in deps.items()}
     merged: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     out = []
     for run, body in zip(runs, runs_json(s, runs), strict=True):

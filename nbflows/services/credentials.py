@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from nbflows.errors import InvalidInput, NotFound
 from nbflows.protocol import StateType
-from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.values import iso
 from nbflows.store import tables as t
 
 __all__ = [

@@ -22,7 +22,6 @@ from nbflows.protocol import StateType
 from nbflows.services import secrets
 from nbflows.services.limits import Limits, too_large
 from nbflows.services.schemas.bodies import DeploymentUpdate, DeployRequest
-from nbflows.services.schemas.serialisers import iso
 from nbflows.services.schemas.values import MAX_FLOW_NAME
 from nbflows.services.work_pools import get_work_pool, get_work_queue
 from nbflows.store import tables as t
@@ -496,37 +495,3 @@ def deployment_notebook(s: Session, ref: str, version: int | None = None) -> str
     if row is None:
         raise NotFound(f"deployment '{d.flow_name}/{d.name}' has no version {version}")
     return row.notebook
-
-
-def deployment_json(d: t.Deployment) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "flow_name": d.flow_name,
-        "name": d.name,
-        "full_name": f"{d.flow_name}/{d.name}",
-        "kind": d.kind,
-        "entrypoint": d.entrypoint,
-        "path": d.path,
-        "working_dir": d.working_dir,
-        "work_pool_id": d.work_pool_id,
-        "work_pool_name": d.pool.name,
-        "work_queue_name": d.queue.name,
-        "parameters": d.parameters,
-        "parameter_schema": d.parameter_schema,
-        "job_variables": redaction.redact(d.job_variables, d.pool.base_job_template),
-        "schedules": [{"id": x.id, **x.schedule, "active": x.active} for x in d.schedules],
-        "paused": d.paused,
-        "version": d.version,
-        "version_label": d.version_label,
-        "tags": d.tags,
-        "description": d.description,
-        "retries": d.retries,
-        "retry_delay": d.retry_delay,
-        "catchup": d.catchup,
-        "image": d.image,
-        "retention_days": d.retention_days,
-        "retention_keep_last": d.retention_keep_last,
-        "exports": d.exports or [],
-        "created": iso(d.created),
-        "updated": iso(d.updated),
-    }

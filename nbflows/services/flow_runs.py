@@ -14,7 +14,7 @@ from nbflows.protocol import StateType, check_transition
 from nbflows.results import ResultStore, exports, run_files
 from nbflows.services import secrets as vault
 from nbflows.services.schemas.bodies import InteractiveRunCreate, RunRequest, SetState
-from nbflows.services.schemas.serialisers import flow_run_json
+from nbflows.services.schemas.flow_runs import FlowRunReply
 from nbflows.store import tables as t
 from nbflows.store.db import begin_write
 from nbflows.workers import job_templates, redaction
@@ -319,15 +319,19 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
     out = []
     for r in runs:
         pool = pools.get(r.work_pool_id or "")
-        body = flow_run_json(
-            r,
-            deployment_name=deps.get(r.deployment_id or ""),
-            pool_name=pool.name if pool else None,
-            queue_name=queues.get(r.work_queue_id or ""),
+        out.append(
+            FlowRunReply.serialise(
+                r,
+                deployment_name=deps.get(r.deployment_id or ""),
+                pool_name=pool.name if pool else None,
+                queue_name=queues.get(r.work_queue_id or ""),
+                job_variables=(
+                    redaction.redact(r.job_variables, _template_of(pool))
+                    if r.job_variables
+                    else None
+                ),
+            )
         )
-        if r.job_variables:
-            body["job_variables"] = redaction.redact(r.job_variables, _template_of(pool))
-        out.append(body)
     return out
 
 

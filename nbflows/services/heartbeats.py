@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from nbflows.protocol import TERMINAL, StateType
 from nbflows.services.flow_runs import get_flow_run, transition
 from nbflows.services.schemas.bodies import HeartbeatRequest
-from nbflows.services.schemas.serialisers import iso
+from nbflows.services.schemas.pools import WorkerReply
 from nbflows.services.work_pools import ACTIVE_STATES, get_work_pool
 from nbflows.store import tables as t
 
@@ -171,16 +171,7 @@ def list_workers(s: Session, pool_name: str) -> list[dict[str, Any]]:
     ):
         online = w.online_until is not None and w.online_until > now
         out.append(
-            {
-                "name": w.name,
-                "work_pool_name": pool.name,
-                "last_heartbeat": iso(w.last_heartbeat),
-                "heartbeat_interval": w.heartbeat_interval,
-                "status": "ONLINE" if online else "OFFLINE",
-                "problem": w.problem if online else None,
-                "running": running.get(w.name, 0),
-                "limit": w.limit,
-            }
+            WorkerReply.serialise(w, pool.name, online=online, running=running.get(w.name, 0))
         )
     return out
 

@@ -15,7 +15,7 @@ from nbflows.services.schemas.bodies import (
     WorkQueueCreate,
     WorkQueueUpdate,
 )
-from nbflows.services.schemas.serialisers import iso, work_queue_json
+from nbflows.services.schemas.pools import WorkPoolReply
 from nbflows.store import tables as t
 from nbflows.workers import job_templates
 
@@ -169,20 +169,10 @@ def work_pool_json(s: Session, pool: t.WorkPool) -> dict[str, Any]:
     if status == "NOT_READY":
         problems = sorted({f"worker '{w.name}': {w.problem}" for w in workers if w.problem})
         reason = "; ".join(problems) or None
-    return {
-        "id": pool.id,
-        "name": pool.name,
-        "type": pool.type,
-        "description": pool.description,
-        "base_job_template": pool.base_job_template,
-        "concurrency_limit": pool.concurrency_limit,
-        "paused": pool.paused,
-        "status": status,
-        #: Why a NOT_READY pool's runs cannot start (e.g. "no Docker engine reachable ...").
-        "status_reason": reason,
-        "queues": [work_queue_json(q, pool.name) for q in pool.queues],
-        "workers_online": online,
-        "running_runs": running or 0,
-        "created": iso(pool.created),
-        "updated": iso(pool.updated),
-    }
+    return WorkPoolReply.serialise(
+        pool,
+        status=status,
+        status_reason=reason,
+        workers_online=online,
+        running_runs=running or 0,
+    )

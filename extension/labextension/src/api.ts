@@ -1,6 +1,6 @@
 // The nbflows REST API (docs/api.md) through Jupyter's ServerConnection, so that the token and
 // the XSRF cookie are those of the Lab page.
-import { URLExt } from '@jupyterlab/coreutils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 export const API_PATH = 'nbflows/api';
@@ -190,8 +190,9 @@ export interface ISchedulePreview {
   schedules: { description: string; next_times: string[] }[];
 }
 
-/** States after which a run never changes again (except by an explicit retry). */
-export const TERMINAL_STATES = ['COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED'];
+/** States after which a run never changes again (except by an explicit retry): the server's
+ * `nbflows.protocol.TERMINAL_VALUES`, which the nbflows server extension puts in the page config. */
+export const TERMINAL_STATES = PageConfig.getOption('nbflowsTerminalStates').split(' ').filter(Boolean);
 
 export function isTerminal(run: IFlowRun): boolean {
   return TERMINAL_STATES.includes(run.state.type);

@@ -4,7 +4,7 @@
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
-import { IFlowRun, isTerminal, requestAPI } from './api';
+import { IFlowRun, isTerminal, requestAPI, TERMINAL_STATES } from './api';
 import { formatDuration } from './format';
 
 export const MIME_TYPE = 'application/vnd.nbflows.run+json';
@@ -32,7 +32,7 @@ export class RunStatusLine extends Widget implements IRenderMime.IRenderer {
     this.runId = bundle.id;
     this.show_(bundle);
     window.clearTimeout(this.timer);
-    if (!bundle.state || !['COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED'].includes(bundle.state.type)) {
+    if (!bundle.state || !TERMINAL_STATES.includes(bundle.state.type)) {
       this.poll();
     }
   }

@@ -1,6 +1,7 @@
 // The "Flows" side panel: work pools, deployments and flow runs, kept current while visible,
 // and a run view with live logs.
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import {
@@ -19,7 +20,8 @@ const REFRESH = 2000;
 /** Long-poll of the run view's logs (s): the server answers at once on a line or a state change. */
 const LOG_WAIT = 10;
 
-const STATES = ['SCHEDULED', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CRASHED', 'CANCELLING', 'CANCELLED', 'PAUSED'];
+/** Every state type, in the server's order (`nbflows.protocol.StateType`, from the page config). */
+const STATES = PageConfig.getOption('nbflowsStates').split(' ').filter(Boolean);
 
 export interface IPanelHooks {
   /** Open a run's executed notebook in the Lab. */

@@ -1,31 +1,24 @@
-"""Response bodies: the JSON shapes the API returns, declared as each route's response model."""
+"""Response bodies: the JSON shapes the API returns, declared as each route's response model.
+
+The replies of the main resources, which are also their serialisers, have modules of their own:
+`pools`, `deployments`, `flow_runs`, `logs`, `run_files`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
 )
 
-from nbflows.protocol import StateType
-from nbflows.services.schemas.bodies import Body, ExportFormat, RetentionDays
+from nbflows.services.schemas.bodies import Body, RetentionDays
+from nbflows.services.schemas.deployments import DeploymentReply
+from nbflows.services.schemas.flow_runs import FlowRunReply
+from nbflows.services.schemas.reply import Reply, Timestamp
 from nbflows.services.schemas.values import Count, JSONObject, Name, Text
 
 # ---- responses ----------------------------------------------------------------------------------
-
-
-class Reply(BaseModel):
-    """A response body. Fields beyond the declared ones may be added in later versions."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-#: An ISO 8601 timestamp with its UTC offset.
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 class ErrorReply(Reply):
@@ -62,46 +55,6 @@ class PoolTypeReply(Reply):
     base_job_template: JSONObject
 
 
-class WorkQueueReply(Reply):
-    id: str
-    name: str
-    work_pool_name: str
-    priority: int
-    concurrency_limit: int | None
-    paused: bool
-    description: str | None
-    created: Timestamp | None
-
-
-class WorkPoolReply(Reply):
-    id: str
-    name: str
-    type: str
-    description: str | None
-    base_job_template: JSONObject
-    concurrency_limit: int | None
-    paused: bool
-    status: Literal["READY", "NOT_READY", "PAUSED"]
-    queues: list[WorkQueueReply]
-    workers_online: int
-    running_runs: int
-    status_reason: str | None = Field(
-        default=None, description="Why the pool's runs cannot be executed now, if they cannot."
-    )
-    created: Timestamp | None
-    updated: Timestamp | None
-
-
-class WorkerReply(Reply):
-    name: str
-    work_pool_name: str
-    last_heartbeat: Timestamp | None
-    heartbeat_interval: float
-    status: Literal["ONLINE", "OFFLINE"]
-    running: int
-    limit: int | None
-
-
 class HeartbeatReply(Reply):
     cancel: list[str] = Field(description="Ids of the worker's runs it must cancel.")
     heartbeat_interval: float
@@ -110,86 +63,6 @@ class HeartbeatReply(Reply):
 class FlowRunBeatReply(Reply):
     id: str
     state: JSONObject
-
-
-class ScheduleReply(Reply):
-    id: str
-    kind: Literal["cron", "interval", "rrule"]
-    active: bool
-
-
-class DeploymentReply(Reply):
-    id: str
-    flow_name: str
-    name: str
-    full_name: str
-    kind: Literal["cell", "notebook", "pipeline"]
-    entrypoint: str
-    path: str
-    working_dir: str
-    work_pool_id: str
-    work_pool_name: str
-    work_queue_name: str
-    parameters: JSONObject
-    parameter_schema: JSONObject
-    job_variables: JSONObject
-    schedules: list[ScheduleReply]
-    paused: bool
-    version: int
-    version_label: str | None
-    tags: list[str]
-    description: str | None
-    retries: int
-    retry_delay: float
-    catchup: Literal["all", "latest", "skip"]
-    image: JSONObject | None
-    retention_days: float | None = None
-    retention_keep_last: int | None = None
-    exports: list[ExportFormat] = Field(default_factory=list)
-    created: Timestamp | None
-    updated: Timestamp | None
-
-
-class StateReply(Reply):
-    type: StateType
-    name: str
-    message: str | None
-    timestamp: Timestamp | None
-
-
-class FlowRunReply(Reply):
-    id: str
-    name: str
-    flow_name: str
-    kind: Literal["deployment", "interactive", "pipeline"]
-    deployment_id: str | None
-    deployment_name: str | None
-    deployment_version: int | None
-    work_pool_name: str | None
-    work_queue_name: str | None
-    state: StateReply
-    parameters: JSONObject
-    job_variables: JSONObject
-    attempt: int
-    max_retries: int
-    retry_delay: float
-    expected_start_time: Timestamp | None
-    start_time: Timestamp | None
-    end_time: Timestamp | None
-    duration: float | None
-    created: Timestamp | None
-    updated: Timestamp | None
-    worker_name: str | None
-    parent_run_id: str | None
-    idempotency_key: str | None
-    tags: list[str]
-    notebook_path: str | None
-    log_count: int
-    logs_truncated: bool
-    has_notebook: bool
-    outputs: JSONObject = Field(
-        default_factory=dict, description="What the run recorded with nbflows.output(name, value)."
-    )
 
 
 class OutputRecordedReply(Reply):
@@ -261,22 +134,6 @@ class RunSecretsReply(Reply):
     values: dict[str, str] = Field(description="The values of the secrets the run refers to.")
 
 
-class LogLineReply(Reply):
-    id: int
-    flow_run_id: str
-    timestamp: Timestamp | None
-    level: int
-    message: str
-    cell_index: int | None
-    source: str
-
-
-class LogsPageReply(Reply):
-    items: list[LogLineReply]
-    next_after: int
-    flow_run: FlowRunReply
-
-
 class LogsWrittenReply(Reply):
     accepted: int
     truncated: bool = Field(description="The run's log is full: later lines are not kept.")
@@ -311,15 +168,6 @@ class DeployPreviewReply(Reply):
     flows: list[FlowCellReply]
     parameter_schema: JSONObject
     cells: list[DeployCellReply] = Field(description="The cells the deployment will hold.")
-
-
-class RunFileReply(Reply):
-    """A file of a run in the result store (an artifact, an export)."""
-
-    name: str
-    size: int
-    sha256: str
-    created: Timestamp | None
 
 
 class ProjectFileReply(Reply):

@@ -148,3 +148,8 @@ def _no_default(schema: dict[str, Any]) -> None:
 def unchanged() -> Any:
     """The default of an update's field that may be left out but not be null."""
     return Field(default=None, json_schema_extra=_no_default)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored moment as the API writes it (ISO 8601), or None."""
+    return value.isoformat() if value is not None else None
