@@ -23,7 +23,7 @@ from nbflows.extension import previews as pv
 from nbflows.extension import routes as r
 from nbflows.extension import run_files as f
 from nbflows.extension.openapi import Binary, OpenAPI
-from nbflows.results.exports import FORMATS
+from nbflows.results.conversion import FORMATS
 from nbflows.services.schemas import (
     bodies,
     deployments,
@@ -637,8 +637,18 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
                 "run": p.RUN,
                 "summary": "The executed notebook exported (html; pdf where Chromium exists)",
                 "path": {"fmt": {"enum": list(FORMATS)}},
+                "may_be_unavailable": True,
                 "responses": {200: Binary("text/html", "application/pdf")},
-            }
+            },
+            "put": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "summary": "Store the export its worker made of a run it holds",
+                "path": {"fmt": {"enum": list(FORMATS)}},
+                "query": queries.ExportStoreQuery,
+                "body": Binary(),
+                "responses": {201: run_files.RunFileReply},
+            },
         },
     ),
     (

@@ -39,6 +39,7 @@ ERRORS = {
     409: "Conflict: it exists already, or its state forbids the change",
     413: "Over a size limit of the server (the message names the limit and its setting)",
     422: "Well-formed but invalid: the message says what is valid",
+    501: "This server cannot make it (e.g. PDF without a Chromium); the message says what can",
     503: "The server is shutting down; try again",
 }
 
@@ -131,6 +132,8 @@ def openapi_document(
             op["responses"][str(status)] = answer
         for status, text in ERRORS.items():
             if status == 413 and "body" not in spec:
+                continue
+            if status == 501 and not spec.get("may_be_unavailable"):
                 continue
             op["responses"][str(status)] = {
                 "description": text,

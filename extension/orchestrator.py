@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 log = logging.getLogger("nbflows")
 
+#: Threads for slow work without a session (`Orchestrator.offload`).
+SLOW_THREADS = 2
+
 
 class Subscription:
     """Interest in some topics, taken *before* reading the state it guards, so that a change
@@ -106,6 +109,9 @@ class Orchestrator:
         #: pool name -> id, to subscribe to a pool's wake-ups before the first database read
         self.pool_ids: dict[str, str] = {}
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbflows-db")
+        # Slow work without a session (exports on request) on threads of its own: it never
+        # holds up database work such as heartbeats and claims.
+        self._slow = ThreadPoolExecutor(SLOW_THREADS, thread_name_prefix="nbflows-slow")
         self._wakeups: Any = None
 
     def start(self) -> None:
@@ -150,6 +156,16 @@ class Orchestrator:
             raise ServiceUnavailable("the nbflows server is shutting down; try again") from None
         return await future
 
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the slow threads (nbconvert, a browser): seconds of work that
+        must neither block the event loop nor take the database threads."""
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._slow, partial(fn, *args))
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            raise ServiceUnavailable("the nbflows server is shutting down; try again") from None
+        return await future
+
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.db.session() as session:
             return fn(session, *args, **kwargs)
@@ -163,5 +179,6 @@ class Orchestrator:
         if self._wakeups is not None:
             self._wakeups.stop()
             self._wakeups = None
+        self._slow.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.db.dispose()

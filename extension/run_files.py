@@ -14,10 +14,21 @@ from tornado import web
 
 from nbflows.extension.base import CHUNK, NBFlowsHandler
 from nbflows.extension.permissions import permitted
-from nbflows.results import artifacts, exports, project_files, retention, run_files
+from nbflows.results import (
+    artifacts,
+    conversion,
+    exports,
+    project_files,
+    retention,
+    run_files,
+)
 from nbflows.services.limits import too_large
 from nbflows.services.schemas.bodies import parse
-from nbflows.services.schemas.queries import DeploymentNotebookQuery, NotebookStoreQuery
+from nbflows.services.schemas.queries import (
+    DeploymentNotebookQuery,
+    ExportStoreQuery,
+    NotebookStoreQuery,
+)
 from nbflows.services.schemas.replies import PruneRequest
 from nbflows.services.schemas.run_files import RunFileReply
 
@@ -90,10 +101,31 @@ class FlowRunExport(BinaryReply):
     @web.authenticated
     @permitted
     async def get(self, run_id: str, fmt: str) -> None:
-        checked = exports.check_format(fmt)
+        checked = conversion.check_format(fmt)
         results = self.orch.results
-        data = await self.orch.call(lambda s: exports.read_export(s, results, run_id, checked))
-        await self.reply_file(data, exports.MEDIA_TYPES[checked], f"{run_id}.{checked}")
+        data, notebook = await self.orch.call(exports.find_export, results, run_id, checked)
+        if data is None:
+            # Made now (a run of a deployment without `exports`): off the database threads.
+            data = await self.orch.offload(conversion.convert, notebook, checked)
+            made = data
+            await self.orch.call(lambda s: exports.keep_export(s, results, run_id, checked, made))
+        await self.reply_file(data, conversion.MEDIA_TYPES[checked], f"{run_id}.{checked}")
+
+    @web.authenticated
+    @permitted
+    async def put(self, run_id: str, fmt: str) -> None:
+        checked = conversion.check_format(fmt)
+        limits = self.limits
+        if self._body_size > limits.max_body_size:
+            raise too_large(f"the {fmt} export", self._body_size, limits, "max_body_size")
+        q = self.query_args(ExportStoreQuery)
+        worker, raw, results = q.worker, bytes(self.request.body), self.orch.results
+        row = await self.orch.call(
+            lambda s: RunFileReply.serialise(
+                exports.store_export(s, results, run_id, checked, raw, worker=worker, fence=q.fence)
+            )
+        )
+        self.reply(row, 201, location=self.api_url("flow_runs", run_id, "exports", checked))
 
 
 class PruneFlowRuns(NBFlowsHandler):

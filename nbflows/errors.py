@@ -64,3 +64,10 @@ class TooLarge(NBFlowsError):
     """Over a size limit of the server; the message names the limit and its setting."""
 
     status = 413
+
+
+class NotAvailable(NBFlowsError):
+    """The request is right, but this server lacks a part it needs (e.g. a browser to make
+    PDF); the message says what is missing and what works instead."""
+
+    status = 501

@@ -352,3 +352,29 @@ def test_a_project_archive_cannot_write_outside_the_run_folder(tmp_path: Path) -
     assert not (tmp_path / "escaped.txt").exists()
     with pytest.raises(ValueError, match="outside"):
         unpack_project(None, str(tmp_path / "run"), "../elsewhere")
+
+
+def test_files_a_run_writes_under_its_output_folder_on_dask_are_its_artifacts(
+    srv: Server, cluster: DaskCluster, worker: Worker, tmp_path: Path
+) -> None:
+    (srv.root / "artifacts.ipynb").write_bytes((DATA / "artifacts.ipynb").read_bytes())
+    dask_pool(srv, "dask-files", cluster.address)
+    deploy(srv, "artifacts.ipynb", "files", "dask-files")
+
+    run_id = create_run(srv, "artifacts/files", rows=3)
+    run = wait_state(srv, run_id, TERMINAL, timeout=240)
+    listed = srv.cli("flow-run", "artifacts", run_id)
+    fetched = srv.cli("flow-run", "artifact", run_id, "report.csv", "-o", str(tmp_path / "r.csv"))
+
+    assert state_of(run) == "COMPLETED", (run["state"], messages(srv, run_id))
+    assert listed.returncode == 0, listed.stderr
+    assert "report.csv" in listed.stdout and "plots/fig.bin" in listed.stdout
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "r.csv").read_text() == "n,square\n0,0\n1,1\n2,4\n"
+    with srv.client() as api:
+        fig = api.read_flow_run(run_id).read_artifact("plots/fig.bin")
+    assert fig == bytes(range(256)) * 40
+    assert "kept 2 artifacts of the run" in messages(srv, run_id)
+    # Neither the Dask workers nor the nbflows worker's machine keep the files.
+    for name in ("plain", "gpu"):
+        assert not list(Path(cluster.folder, name, "tmp").glob("nbflows-dask-output-*"))

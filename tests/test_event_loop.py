@@ -108,6 +108,25 @@ def test_a_big_executed_notebook_is_stored_and_read_without_blocking_the_loop(
 
 
 @pytest.mark.slow
+def test_an_export_made_on_request_does_not_block_the_loop(srv: Server) -> None:
+    ok = srv.http("POST", "work_pools", json={"name": "export", "type": "process"})
+    assert ok.status_code == 201, ok.text
+    body = {"path": "trivial.ipynb", "name": "export", "work_pool_name": "export"}
+    deployment = srv.http("POST", "deployments", json=body).json()
+    run = srv.http("POST", f"deployments/{deployment['id']}/runs", json={}).json()
+    stored = srv.http("PUT", f"flow_runs/{run['id']}/notebook", json=executed_notebook(6))
+    assert stored.status_code == 204, stored.text
+    time.sleep(1.0)
+    mark = len(srv.log())
+
+    html = srv.http("GET", f"flow_runs/{run['id']}/exports/html")
+
+    assert html.status_code == 200 and "line 999 of cell 0" in html.text
+    busy = busy_since(srv, mark)
+    assert max(busy, default=0.0) < BLOCKED, f"the event loop was kept busy: {busy} s"
+
+
+@pytest.mark.slow
 def test_a_body_that_is_not_a_notebook_is_refused_clearly(srv: Server) -> None:
     ok = srv.http("POST", "work_pools", json={"name": "bad", "type": "process"})
     assert ok.status_code == 201, ok.text

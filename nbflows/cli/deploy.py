@@ -38,7 +38,12 @@ def split_entrypoint(entrypoint: str) -> tuple[str, str | None]:
 
 
 def absolute_path(path: str, cwd: str | None = None) -> str:
-    """The notebook path made absolute from the current directory (the server resolves it)."""
+    """The notebook path made absolute from the current directory (the server resolves it);
+    a URL (`s3://...`, `file://...`) is left as it is."""
+    from nbflows.notebooks.remote import is_url
+
+    if is_url(path):
+        return path
     expanded = os.path.expanduser(path)
     return os.path.normpath(os.path.join(cwd or os.getcwd(), expanded))
 

@@ -14,6 +14,7 @@ from nbflows.errors import (
     Forbidden,
     InvalidInput,
     NBFlowsError,
+    NotAvailable,
     NotFound,
     TooLarge,
 )
@@ -21,7 +22,8 @@ from nbflows.protocol import API_TOKEN_ENV, API_URL_ENV
 
 #: Server error `reason` → the exception the client raises (the server names its class).
 _REASONS: dict[str, type[NBFlowsError]] = {
-    cls.__name__: cls for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge)
+    cls.__name__: cls
+    for cls in (BadRequest, Forbidden, NotFound, Conflict, InvalidInput, TooLarge, NotAvailable)
 }
 
 

@@ -175,6 +175,14 @@ class FlowRunsAPI(Transport):
             ),
         )
 
+    def write_flow_run_export(
+        self, id: str, to: str, data: bytes, worker: str, fence: int | None = None
+    ) -> dict[str, Any]:
+        """Store the run's notebook exported as `to` (the worker holding the run, after it)."""
+        path = f"flow_runs/{segment(id)}/exports/{segment(to)}"
+        params = {"worker": worker, "fence": fence}
+        return cast(dict[str, Any], self.request("PUT", path, content=data, params=params))
+
     def export_flow_run_notebook(self, id: str, to: str = "html") -> bytes:
         """The executed notebook as `to` (html, or pdf where the server has Chromium)."""
         path = f"flow_runs/{segment(id)}/exports/{segment(to)}"

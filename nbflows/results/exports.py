@@ -1,65 +1,61 @@
-"""Exports: a run's executed notebook as HTML (nbconvert), or PDF through nbconvert's webpdf
-exporter where a Chromium for Playwright exists. Made on request (or for every run of a
-deployment with `exports`), kept in the result store until the notebook changes."""
+"""Exports kept with a run: its executed notebook as HTML or PDF (`conversion`).
+
+A deployment with `exports` has every run exported by its worker right after the run, which
+sends the file (`store_export`); any other run is exported when someone first asks for it
+(`find_export`, then the server converts off its database threads and `keep_export`). Exports
+are kept in the result store until the notebook changes (a later attempt's).
+"""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from sqlalchemy.orm import Session
 
-from nbflows.errors import InvalidInput
+from nbflows.store import tables as t
 
 from . import run_files
+from .conversion import ExportFormat, export_name
 from .store import ResultStore
 
-ExportFormat = Literal["html", "pdf"]
-FORMATS: tuple[str, ...] = get_args(ExportFormat)
-MEDIA_TYPES = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+
+def store_export(
+    s: Session,
+    results: ResultStore,
+    run_id: str,
+    fmt: ExportFormat,
+    data: bytes,
+    *,
+    worker: str,
+    fence: int | None,
+) -> t.RunFile:
+    """Keep the export a worker made of the run it holds. Its size is bounded by the request's
+    (`max_body_size`) only: it is made from a notebook the server accepted already, and an
+    HTML page of a notebook is larger than the notebook (styles, escaped outputs)."""
+    from nbflows.services import flow_runs
+
+    run = flow_runs.get_flow_run(s, run_id, lock=True)
+    flow_runs.check_holder(run, worker, fence)
+    return run_files.put_run_file(s, results, run_id, "export", export_name(fmt), data)
 
 
-def export_name(fmt: str) -> str:
-    return f"notebook.{fmt}"
-
-
-def check_format(fmt: str) -> ExportFormat:
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
-    return fmt  # type: ignore[return-value]
-
-
-def convert(notebook_json: str, fmt: ExportFormat) -> bytes:
-    """The notebook in `fmt`. Slow (nbconvert, a browser for PDF): never on the event loop."""
-    import nbformat
-
-    nb = nbformat.reads(notebook_json, as_version=4)
-    if fmt == "html":
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(nb)
-        return body.encode("utf-8")
-    try:
-        from nbconvert import WebPDFExporter
-
-        pdf, _ = WebPDFExporter().from_notebook_node(nb)
-    except Exception as err:  # no playwright, no Chromium: say what is missing
-        raise InvalidInput(
-            f"PDF export is not available on this server ({type(err).__name__}: {err}); it needs "
-            "nbconvert[webpdf] with a Chromium for Playwright. HTML export works everywhere."
-        ) from None
-    return bytes(pdf)
-
-
-def read_export(s: Session, results: ResultStore, run_id: str, fmt: ExportFormat) -> bytes:
-    """The run's notebook in `fmt`, made now if it was not kept already."""
+def find_export(
+    s: Session, results: ResultStore, run_id: str, fmt: ExportFormat
+) -> tuple[bytes | None, str | None]:
+    """(the kept export, None), or (None, the notebook's JSON text to export) when there is
+    none yet. NotFound for a run without a notebook."""
     from nbflows.services import flow_runs
 
     name = export_name(fmt)
     if run_files.find_run_file(s, run_id, "export", name) is not None:
-        return run_files.read_run_file(s, results, run_id, "export", name)[1]
-    data = convert(flow_runs.read_notebook(s, run_id, results), fmt)
-    run_files.put_run_file(s, results, run_id, "export", name, data)
-    return data
+        return run_files.read_run_file(s, results, run_id, "export", name)[1], None
+    return None, flow_runs.read_notebook(s, run_id, results)
+
+
+def keep_export(
+    s: Session, results: ResultStore, run_id: str, fmt: ExportFormat, data: bytes
+) -> None:
+    """Keep an export made on request (the run may have been removed meanwhile: then not)."""
+    if s.get(t.FlowRun, run_id) is not None:
+        run_files.put_run_file(s, results, run_id, "export", export_name(fmt), data)
 
 
 def discard_exports(s: Session, results: ResultStore, run_id: str) -> None:

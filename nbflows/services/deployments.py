@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import Conflict, InvalidInput, NotFound
+from nbflows.notebooks.remote import (
+    REMOTE_SCHEMES,
+    local_path_of,
+    notebook_name,
+    notebook_url_scheme,
+    read_remote_notebook,
+)
 from nbflows.protocol import StateType
 from nbflows.services import secrets
 from nbflows.services.limits import Limits, too_large
@@ -19,6 +26,9 @@ from nbflows.services.schemas.values import MAX_FLOW_NAME
 from nbflows.services.work_pools import get_work_pool, get_work_queue
 from nbflows.store import tables as t
 from nbflows.workers import job_templates, redaction
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 
 def deploy(
@@ -43,7 +53,7 @@ def redeploy(
     """
     limits = limits or Limits()
     from nbflows.notebooks.extraction import extract_flow_notebook, whole_notebook_snapshot
-    from nbflows.notebooks.loading import load_notebook, notebook_to_json, with_kernel
+    from nbflows.notebooks.loading import notebook_to_json, with_kernel
     from nbflows.notebooks.parameters import parameter_schema, validate_parameters
     from nbflows.scheduling.schedules import parse_schedule, schedule_to_dict
 
@@ -55,14 +65,14 @@ def redeploy(
         if req.kernel_name:
             source = with_kernel(source, req.kernel_name)
     else:
-        _check_notebook_file_size(req.path, root_dir, limits)
-        path, source = load_notebook(req.path, root_dir, req.kernel_name)
+        path, source = _load_notebook(req.path, root_dir, req.kernel_name, limits)
+    url = req.path if notebook_url_scheme(req.path) in REMOTE_SCHEMES else None
     if req.flow_name:
         frozen = extract_flow_notebook(source, req.flow_name)
         kind, flow_name = "cell", req.flow_name
     else:
         frozen = whole_notebook_snapshot(source)
-        kind, flow_name = "notebook", path.stem
+        kind, flow_name = "notebook", notebook_name(url) if url else path.stem
     if len(flow_name) > MAX_FLOW_NAME:
         raise InvalidInput(
             f"flow name '{flow_name[:40]}…' is {len(flow_name)} characters; at most "
@@ -106,7 +116,7 @@ def redeploy(
     image = deployment_image(req.image) if "image" in given or old is None else old.image
     schedules = [schedule_to_dict(parse_schedule(d)) for d in req.schedules]
 
-    rel = os.path.relpath(path, root_dir) if root_dir else str(path)
+    rel = url or (os.path.relpath(path, root_dir) if root_dir else str(path))
     entrypoint = f"{rel}:{req.flow_name}" if req.flow_name else rel
     before = describe(s, old) if old is not None else {}
     old_version = old.version if old is not None else 0
@@ -116,7 +126,8 @@ def redeploy(
         s.add(deployment)
     deployment.kind = kind
     deployment.entrypoint = entrypoint
-    deployment.path = str(path)
+    deployment.path = url or str(path)
+    # A notebook from a bucket has no folder: its runs start in the server's root directory.
     deployment.working_dir = str(path.parent)
     deployment.pool = pool
     deployment.queue = queue
@@ -284,6 +295,42 @@ def _inline_notebook(data: dict[str, Any], limits: Limits) -> Any:
         return notebook_from_json(text)
     except InvalidInput as err:
         raise InvalidInput(f"'notebook' is {err.message}") from None
+
+
+def _load_notebook(
+    path: str, root_dir: str | None, kernel: str | None, limits: Limits
+) -> tuple[Path, NotebookNode]:
+    """(its path, the notebook) of a notebook deployed by path or URL (`notebooks.remote`):
+    a URL's path is the server's root directory (where its runs start)."""
+    from nbflows.notebooks.loading import (
+        kernel_name,
+        load_notebook,
+        notebook_from_json,
+        with_kernel,
+    )
+
+    scheme = notebook_url_scheme(path)
+    if scheme == "file":
+        path = local_path_of(path)
+    elif scheme is not None:
+        text = read_remote_notebook(path)
+        if len(text) > limits.max_notebook_size:
+            raise too_large(f"notebook {path}", len(text), limits, "max_notebook_size")
+        try:
+            nb = notebook_from_json(text)
+        except InvalidInput as err:
+            raise InvalidInput(f"{path}: {err.message}", path=path) from None
+        if kernel:
+            nb = with_kernel(nb, kernel)
+        if not kernel_name(nb):
+            raise InvalidInput(
+                f"{path} has no kernel (metadata.kernelspec.name is missing): name the kernel "
+                "to run it in (nbflows deploy --kernel python3)",
+                path=path,
+            )
+        return Path(root_dir or os.getcwd()).resolve() / notebook_name(path), nb
+    _check_notebook_file_size(path, root_dir, limits)
+    return load_notebook(path, root_dir, kernel)
 
 
 def _check_notebook_file_size(path: str, root_dir: str | None, limits: Limits) -> None:

@@ -354,20 +354,6 @@ def store_notebook(
     # A notebook kept in the database before the result store existed is replaced, not kept.
     s.execute(delete(t.FlowRunNotebook).where(t.FlowRunNotebook.flow_run_id == run_id))
     run.has_notebook = True
-    _export_for_deployment(s, results, run)
-
-
-def _export_for_deployment(s: Session, results: ResultStore, run: t.FlowRun) -> None:
-    """The exports the run's deployment asks for (`exports`), made as its notebook arrives."""
-    deployment = s.get(t.Deployment, run.deployment_id) if run.deployment_id else None
-    for fmt in (deployment.exports or []) if deployment is not None else []:
-        try:
-            exports.read_export(s, results, run.id, exports.check_format(fmt))
-        except Exception as err:  # e.g. no Chromium for PDF: the notebook is kept, the log says
-            from .logs import write_logs
-            from .schemas.bodies import LogIn
-
-            write_logs(s, run.id, [LogIn(message=f"no {fmt} export: {err}", level=30)])
 
 
 def read_notebook(s: Session, run_id: str, results: ResultStore) -> str:

@@ -152,7 +152,11 @@ class RunExecution(WorkerState):
         reporter.log(f"{state}: {message}" if message else state, END_LEVELS[state])
         message = reporter.masker.text(message)
         if outcome.notebook is not None:
-            self._store_notebook(claimed, reporter, reporter.masker.json(outcome.notebook))
+            from nbflows.workers.run_exports import send_exports
+
+            notebook = reporter.masker.json(outcome.notebook)
+            self._store_notebook(claimed, reporter, notebook)
+            send_exports(self, claimed, reporter, notebook)
         if outcome.output_dir is not None:
             self._store_artifacts(claimed, reporter, outcome.output_dir)
         reporter.close(state)

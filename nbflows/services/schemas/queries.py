@@ -56,6 +56,17 @@ class NotebookStoreQuery(Query):
     )
 
 
+class ExportStoreQuery(Query):
+    worker: QueryText = Field(
+        max_length=200,
+        description="The worker sending it (refused unless it holds the run): only workers "
+        "send exports, after the runs they made.",
+    )
+    fence: Annotated[int, Field(ge=MIN_INT, le=MAX_INT)] | None = Field(
+        default=None, description="The fencing token of the worker's claim."
+    )
+
+
 class UpcomingQuery(Query):
     limit: Annotated[int, Field(ge=1, le=1000)] = 10
 

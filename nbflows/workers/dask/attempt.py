@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nbflows.workers.claimed_run import EndState, Outcome
+from nbflows.workers.dask.output_files import unpack_output_files
 from nbflows.workers.dask.task import run_attempt
 
 if TYPE_CHECKING:
@@ -199,4 +200,7 @@ class AttemptFollower:
             return self._worker_lost(f"Dask rescheduled its task on {result.get('worker')}")
         state = _STATES[result["status"]]
         message = "" if state == "COMPLETED" else str(result.get("message") or "")
-        return Outcome(state, message, result.get("notebook"))
+        output_dir = None
+        if result.get("output_files"):
+            output_dir = unpack_output_files(result["output_files"], self.spec["key"])
+        return Outcome(state, message, result.get("notebook"), output_dir=output_dir)

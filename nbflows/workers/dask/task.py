@@ -16,7 +16,8 @@ a zip), never a path on the submitting machine. In order:
    interrupted and killed, and the notebook as far as it ran comes back.
 
 The result is a dict: `status` (as `ExecutionResult.status`, or "refused"), `message`,
-`notebook` (nbformat JSON), `worker` (the Dask worker's address), `batches` (event batches sent).
+`notebook` (nbformat JSON), `output_files` (what the run wrote under `NBFLOWS_OUTPUT_DIR`, a
+zip; see `output_files`), `worker` (the Dask worker's address), `batches` (event batches sent).
 """
 
 from __future__ import annotations
@@ -77,11 +78,30 @@ def _execute(
     outbox: _Outbox,
     cancel: threading.Event,
 ) -> dict[str, Any]:
+    cwd = unpack_project(project, folder, spec.get("notebook_dir") or "")
+    # Apart from the project: only what the run writes there becomes artifacts.
+    output_dir = tempfile.mkdtemp(prefix="nbflows-dask-output-")
+    try:
+        return _execute_in(spec, notebook, cwd, output_dir, outbox, cancel)
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _execute_in(
+    spec: dict[str, Any],
+    notebook: dict[str, Any],
+    cwd: str,
+    output_dir: str,
+    outbox: _Outbox,
+    cancel: threading.Event,
+) -> dict[str, Any]:
     import nbformat
 
     from nbflows.execution.engine import execute
+    from nbflows.results.artifacts import OUTPUT_DIR_ENV
 
-    cwd = unpack_project(project, folder, spec.get("notebook_dir") or "")
+    from .output_files import pack_output_folder
+
     result = execute(
         nbformat.from_dict(notebook),
         parameters=spec.get("parameters") or {},
@@ -95,9 +115,14 @@ def _execute(
         on_event=lambda data, cell: outbox.add(["event", data, cell], now=True),
         kernel_pool=None,
         cancel_event=cancel,
-        run_env=spec.get("run_env") or {},
+        run_env={**(spec.get("run_env") or {}), OUTPUT_DIR_ENV: output_dir},
     )
-    return {"status": result.status, "message": result.message, "notebook": result.notebook}
+    return {
+        "status": result.status,
+        "message": result.message,
+        "notebook": result.notebook,
+        "output_files": pack_output_folder(output_dir),
+    }
 
 
 def unpack_project(project: bytes | None, folder: str, notebook_dir: str) -> str:
