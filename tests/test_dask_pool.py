@@ -161,8 +161,8 @@ def test_a_notebook_runs_on_dask_with_logs_children_project_files_and_its_notebo
     ]
     assert any("5 repositories, 50900 stars" in text for text in outputs)
     # The worker's machine has no trace of the run: it ran in the Dask worker's own folder.
-    assert not list(Path(cluster.folder, "plain", "tmp").glob("nbflows-dask-run-*"))
-    assert not list(Path(cluster.folder, "gpu", "tmp").glob("nbflows-dask-run-*"))
+    for name in ("plain", "gpu"):
+        assert not list(Path(cluster.folder, name, "tmp").glob(f"nbflows-{run_id}-*"))
 
 
 @pytest.mark.timeout(900)
@@ -262,7 +262,7 @@ def test_a_dask_worker_killed_mid_run_crashes_the_attempt_which_never_runs_twice
         # Dask rescheduled attempt 1 on the survivor too; it was refused there (not even its
         # folder was made): the survivor holds the folder of attempt 2 only.
         survivor = next(w for w in cluster.workers if w is not victim)
-        assert len(list((survivor.folder / "tmp").glob("nbflows-dask-run-*"))) == 1
+        assert len(list((survivor.folder / "tmp").glob(f"nbflows-{run_id}-*-run-*"))) == 1
         with srv.client() as api:
             api.cancel_flow_run(run_id)
         assert state_of(wait_state(srv, run_id, TERMINAL)) == "CANCELLED"
@@ -375,6 +375,7 @@ def test_files_a_run_writes_under_its_output_folder_on_dask_are_its_artifacts(
         fig = api.read_flow_run(run_id).read_artifact("plots/fig.bin")
     assert fig == bytes(range(256)) * 40
     assert "kept 2 artifacts of the run" in messages(srv, run_id)
-    # Neither the Dask workers nor the nbflows worker's machine keep the files.
+    # Neither the Dask workers nor the nbflows worker's machine keep the run's files (folders
+    # of other tests' runs, such as one whose Dask worker was killed, may remain).
     for name in ("plain", "gpu"):
-        assert not list(Path(cluster.folder, name, "tmp").glob("nbflows-dask-output-*"))
+        assert not list(Path(cluster.folder, name, "tmp").glob(f"nbflows-{run_id}-*"))

@@ -60,7 +60,8 @@ def run_attempt(spec: dict[str, Any], notebook: dict[str, Any], project: bytes |
         target=_watch_cancel, args=(spec["cancel"], cancel, done), daemon=True
     )
     watcher.start()
-    folder = tempfile.mkdtemp(prefix="nbflows-dask-run-")
+    # Named after the attempt (its key): a folder a killed Dask worker left is told apart.
+    folder = tempfile.mkdtemp(prefix=f"{spec['key']}-run-")
     try:
         result = _execute(spec, notebook, project, folder, outbox, cancel)
     finally:
@@ -80,7 +81,7 @@ def _execute(
 ) -> dict[str, Any]:
     cwd = unpack_project(project, folder, spec.get("notebook_dir") or "")
     # Apart from the project: only what the run writes there becomes artifacts.
-    output_dir = tempfile.mkdtemp(prefix="nbflows-dask-output-")
+    output_dir = tempfile.mkdtemp(prefix=f"{spec['key']}-output-")
     try:
         return _execute_in(spec, notebook, cwd, output_dir, outbox, cancel)
     finally:
