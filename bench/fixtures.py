@@ -20,19 +20,25 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
+def add_pool(s: Session) -> t.WorkPool:
+    """A process pool named "bench" with its default queue, flushed (its ids are set)."""
+    pool = t.WorkPool(
+        name="bench",
+        type="process",
+        base_job_template=job_templates.default_base_job_template("process"),
+    )
+    pool.queues.append(t.WorkQueue(name="default", priority=1))
+    s.add(pool)
+    s.flush()
+    return pool
+
+
 def pool_with_deployments(db: Database, count: int, crons: list[str]) -> None:
     """`count` deployments of one pool, each with one cron schedule taken in turn from `crons`."""
     notebook = TRIVIAL.read_text()
     now = t.utcnow()
     with db.session() as s:
-        pool = t.WorkPool(
-            name="bench",
-            type="process",
-            base_job_template=job_templates.default_base_job_template("process"),
-        )
-        pool.queues.append(t.WorkQueue(name="default", priority=1))
-        s.add(pool)
-        s.flush()
+        pool = add_pool(s)
         queue_id = pool.queues[0].id
         deployments, versions, schedules = [], [], []
         for i in range(count):

@@ -15,9 +15,8 @@ from sqlalchemy import text
 
 from nbflows.store import tables as t
 from nbflows.store.db import Database
-from nbflows.workers import job_templates
 
-from .fixtures import TRIVIAL
+from .fixtures import TRIVIAL, add_pool
 
 NOW = "(now() at time zone 'utc')"
 
@@ -25,14 +24,7 @@ NOW = "(now() at time zone 'utc')"
 def pool(db: Database) -> tuple[str, str]:
     """A process pool named "bench" with its default queue: (pool id, queue id)."""
     with db.session() as s:
-        pool = t.WorkPool(
-            name="bench",
-            type="process",
-            base_job_template=job_templates.default_base_job_template("process"),
-        )
-        pool.queues.append(t.WorkQueue(name="default", priority=1))
-        s.add(pool)
-        s.flush()
+        pool = add_pool(s)
         return pool.id, pool.queues[0].id
 
 
