@@ -86,3 +86,27 @@ def test_import_takes_only_its_stores_entries_and_each_once(tmp_path: Path) -> N
             assert s.get(t.FlowRun, mine) is not None
     finally:
         database.dispose()
+
+
+def test_a_store_migrated_by_an_unknown_nbflows_version_is_named_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """A database whose schema revision this nbflows does not know (a newer version, or a
+    development branch) is refused with its revision and the way out, not alembic's error."""
+    import pytest
+    from sqlalchemy import text
+
+    from nbflows.errors import NBFlowsError
+
+    url = f"sqlite:///{tmp_path / 'nbflows.db'}"
+    Database(url).dispose()
+    newer = Database(url, migrate=False)
+    with newer.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    newer.dispose()
+
+    with pytest.raises(NBFlowsError) as refused:
+        Database(url)
+    message = str(refused.value)
+    assert "0099_future" in message and str(tmp_path / "nbflows.db") in message
+    assert "NBFLOWS_DATABASE_URL" in message

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from nbflows import protocol
+from nbflows.errors import NBFlowsError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -54,6 +55,7 @@ class Database:
         """Bring the schema to the newest revision (idempotent)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.util.exc import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -69,6 +71,15 @@ class Database:
                 with connection.begin():
                     config.attributes["connection"] = connection
                     command.upgrade(config, "head")
+            except CommandError as exc:
+                # Alembic's "Can't locate revision": the schema was made by an nbflows that
+                # knows revisions this one does not (a newer version or another branch).
+                where = self.engine.url.render_as_string(hide_password=True)
+                raise NBFlowsError(
+                    f"the nbflows store {where} was migrated by another nbflows version, "
+                    f"which this one cannot read ({exc}). Install that version (or a newer "
+                    f"one), or use another store: set {protocol.DATABASE_URL_ENV}."
+                ) from None
             finally:
                 if sqlite:
                     connection.exec_driver_sql("PRAGMA foreign_keys=ON")
