@@ -28,6 +28,7 @@ BENCHMARKS = {
     "schedule_precision": "bench.schedule_precision",
     "list_runs": "bench.list_runs",
     "memory": "bench.memory",
+    "lab_load": "bench.lab_load",
     "outage": "bench.outage",
     "dask_pool": "bench.dask_pool",
 }

@@ -53,6 +53,11 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
+        from nbflows.store.revisions import at_head
+
+        with self.engine.connect() as connection:
+            if at_head(connection):
+                return  # the usual start: Alembic is not even imported
         from alembic import command
         from alembic.config import Config
         from alembic.util.exc import CommandError

@@ -213,7 +213,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     if (statusBar) {
-      const item = new StatusItem(() => shell.activateById(panel.id));
+      // Its first requests wait for the Lab to be restored: none competes with the page load.
+      const item = new StatusItem(() => shell.activateById(panel.id), app.restored);
       statusBar.registerStatusItem('nbflows:status', { item, align: 'left', rank: 5 });
     }
   }
@@ -221,14 +222,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
 /** "N running · M failed (24 h)", refreshed every few seconds; a click shows the panel. */
 class StatusItem extends Widget {
-  constructor(onClick: () => void) {
+  constructor(onClick: () => void, restored: Promise<void>) {
     super();
     this.addClass('nbflows-StatusItem');
     this.addClass('jp-StatusBar-TextItem');
     this.node.title = 'nbflows: flow runs running now, and failed in the last 24 hours';
+    this.node.textContent = 'Flows: …';
     this.node.addEventListener('click', onClick);
-    void this.update_();
-    window.setInterval(() => void this.update_(), 10000);
+    const start = () => {
+      void this.update_();
+      window.setInterval(() => void this.update_(), 10000);
+    };
+    void restored.then(start, start);
   }
 
   private async update_(): Promise<void> {
