@@ -8,6 +8,18 @@ Only `define`, `files`, `spec` and `picture` are meant for kernels; the rest nee
 
 from __future__ import annotations
 
-from .define import OutputRef, ParamRef, Pipeline, Step
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .define import OutputRef, ParamRef, Pipeline, Step
 
 __all__ = ["OutputRef", "ParamRef", "Pipeline", "Step"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily: `files` (which the CLI and every worker import) must not bring `define` and its
+    # pydantic models along.
+    if name in __all__:
+        return getattr(importlib.import_module("nbflows.pipelines.define"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
