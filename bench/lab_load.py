@@ -213,17 +213,19 @@ def _results(loads: dict[str, Loads]) -> list[Result]:
 
     on, off, gone = loads["enabled"], loads["disabled"], loads["absent"]
     added = med(on.cold) - med(gone.cold)
+    added_cpu = med(on.cpu) - med(gone.cpu)
     verdict = "within" if added <= TARGET_MS else "OVER"
     print(
-        f"  nbflows' front end adds {added:.0f} ms to a cold Lab load "
-        f"({verdict} the ≤ {TARGET_MS:.0f} ms target); warm {med(on.warm) - med(gone.warm):.0f} ms; "
-        f"enabled vs disabled {med(on.cold) - med(off.cold):.0f} ms"
+        f"  nbflows' front end adds {added:.0f} ms to a cold Lab load ({verdict} the "
+        f"≤ {TARGET_MS:.0f} ms target), {added_cpu:.0f} ms of the page's main-thread CPU; "
+        f"warm load {med(on.warm) - med(gone.warm):.0f} ms; enabled vs disabled "
+        f"{med(on.cold) - med(off.cold):.0f} ms"
     )
     report = on.report
     fetched = (
         f"nbflows' files fetched before ready: {report['ownRequests']} "
         f"({report['ownBytes'] / 1024:.0f} KiB: {', '.join(report['ownFiles'])}); "
-        f"its API requests: {', '.join(report['apiRequests']) or 'none'}; "
+        f"its API requests before ready: {len(report['apiRequests'])}; "
         f"all requests {report['requests']} (absent: {gone.report['requests']})"
     )
     return [
@@ -235,9 +237,8 @@ def _results(loads: dict[str, Loads]) -> list[Result]:
             reference="the Lab without nbflows' labextension",
             reference_samples=gone.cold,
             notes=(
-                f"median added {added:.0f} ms ({verdict} target); disabled (page config) "
-                f"{med(off.cold):.0f} ms; main-thread CPU enabled {med(on.cpu):.0f} / "
-                f"disabled {med(off.cpu):.0f} / absent {med(gone.cpu):.0f} ms; {fetched}"
+                f"median added {added:.0f} ms ({verdict} target); with the labextension "
+                f"disabled (page config) {med(off.cold):.0f} ms; {fetched}"
             ),
         ),
         Result(
@@ -250,6 +251,18 @@ def _results(loads: dict[str, Loads]) -> list[Result]:
             notes=(
                 f"median added {med(on.warm) - med(gone.warm):.0f} ms; disabled "
                 f"{med(off.warm):.0f} ms"
+            ),
+        ),
+        Result(
+            name="Lab page load, cold cache, the page's main-thread CPU, nbflows enabled",
+            unit="ms",
+            samples=on.cpu,
+            target=f"≤ +{TARGET_MS:.0f} ms",
+            reference="the Lab without nbflows' labextension",
+            reference_samples=gone.cpu,
+            notes=(
+                f"median added {added_cpu:.0f} ms (depends less on the machine's load than "
+                f"the wall time); disabled {med(off.cpu):.0f} ms"
             ),
         ),
     ]
