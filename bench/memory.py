@@ -1,6 +1,7 @@
-"""(7) Idle memory: what the extension adds to a Jupyter server, and the whole idle system part
-by part (server, embedded worker, kernel template, spare kernels) after one run, RSS and PSS
-(PSS splits the pages forked kernels share with their template fairly)."""
+"""(7) Idle memory: what the extension adds to a Jupyter server (started on a new store, and
+restarted on the store it made), and the whole idle system part by part (server, embedded
+worker, kernel template, spare kernels) after one run, RSS and PSS (PSS splits the pages forked
+kernels share with their template fairly)."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def _plain_server_rss(tmp: Path) -> float:
 
 def run(repeat: int | None = None) -> list[Result]:
     repeat = repeat or 3
-    with_ext, without = [], []
+    with_ext, without, restarted = [], [], []
     system: list[dict[str, tuple[float, float, int]]] = []
     for i in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +127,13 @@ def run(repeat: int | None = None) -> list[Result]:
                 client.watch_flow_run(created["id"], timeout=300)
                 time.sleep(5)
                 system.append(_parts(server.process.pid))
+            finally:
+                server.stop()
+            # The usual start: the same server again, on the store it made (no migration).
+            server = start_server(Path(tmp) / f"s{i}")
+            try:
+                time.sleep(3)
+                restarted.append(_rss_mib(server.process.pid))
             finally:
                 server.stop()
     added = [a - b for a, b in zip(with_ext, without, strict=True)]
@@ -153,6 +161,14 @@ def run(repeat: int | None = None) -> list[Result]:
                 f"server RSS with nbflows {median(with_ext):.0f} MiB, "
                 f"without {median(without):.0f} MiB"
             ),
+        ),
+        Result(
+            name="idle memory the extension adds to the server, restarted on its store",
+            unit="MiB",
+            samples=[a - b for a, b in zip(restarted, without, strict=True)],
+            target="small",
+            reference="server RSS without nbflows",
+            notes=f"server RSS {median(restarted):.0f} MiB",
         ),
         Result(
             name="idle memory of the whole system, PSS (server, worker, template, spare kernels)",
