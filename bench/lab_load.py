@@ -62,10 +62,11 @@ READY_SCRIPT = """
 })();
 """
 
-# What the page did up to the ready point: nbflows' share of the requests, and its plugins.
+# What the page fetched up to the ready point (nbflows' share), and whether its plugin is active.
 REPORT_SCRIPT = """
 (ext) => {
-  const entries = performance.getEntriesByType('resource');
+  const entries = performance.getEntriesByType('resource')
+    .filter(e => e.startTime <= window.__labReady);
   const own = entries.filter(e => e.name.includes(`/lab/extensions/${ext}/`));
   const api = entries.filter(e => e.name.includes(`/${ext}/api/`));
   const app = window.jupyterapp;
