@@ -140,6 +140,22 @@ def test_kernels_of_one_template_share_its_hash_seed_but_not_random_state(
     assert seen[0][1] != seen[1][1]  # random reseeds itself after a fork
 
 
+def test_an_environment_gets_a_spare_kernel_once_it_is_asked_for_twice(tmp_path: Path) -> None:
+    # A per-run JUPYTER_* value would otherwise start a spare that nobody takes, on every run.
+    with KernelPool(max_spares=2) as pool:
+        env = {"JUPYTER_NBFLOWS_TEST": "1"}
+        km = pool.acquire("python3", str(tmp_path), env)
+        assert not pool._spares
+        assert _run_code(km, "import os; print(os.environ['JUPYTER_NBFLOWS_TEST'])").strip() == "1"
+        pool.release(km)
+        km = pool.acquire("python3", str(tmp_path), env)
+        pool.release(km)
+        assert pool.wait_spare("python3", str(tmp_path), env, timeout=60)
+        km = pool.acquire("python3", str(tmp_path), {})  # the plain environment: at once
+        pool.release(km)
+        assert pool.wait_spare("python3", str(tmp_path), {}, timeout=60)
+
+
 def test_a_killed_forked_kernel_reports_its_signal_and_its_template_keeps_forking(
     tmp_path: Path,
 ) -> None:

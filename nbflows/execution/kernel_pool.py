@@ -99,6 +99,9 @@ def template_max_age_setting() -> float:
 
 T = TypeVar("T")
 
+#: How many environments that missed once a pool remembers (see `KernelPool._keeps_spare`).
+_MISSES_REMEMBERED = 64
+
 #: Keep IPython's history out of ~/.ipython: concurrent kernels would fight over its SQLite lock.
 _IPYKERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
@@ -206,6 +209,28 @@ async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> N
         return
 
 
+async def wait_for_sockets(km: AsyncKernelManager, timeout: float) -> None:
+    """Wait until a kernel on Unix sockets has bound its shell and IOPub sockets.
+
+    A client that connects before the kernel has bound them finds no socket file and zmq
+    retries only after its reconnect interval (100 ms, growing): most of a fresh kernel's
+    start-up. The files appear in a few tens of ms; a client that connects then is answered at
+    once. Returns at once for TCP (a connection there is retried by zmq as before).
+    """
+    if km.transport != "ipc":
+        return
+    paths = [f"{km.ip}-{km.shell_port}", f"{km.ip}-{km.iopub_port}"]
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not all(os.path.exists(path) for path in paths):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not open its sockets within {timeout:g} s")
+        if not await km.is_alive():
+            raise RuntimeError("the kernel died before it was ready")
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.02)
+
+
 def _is_python(km: AsyncKernelManager) -> bool:
     spec = km.kernel_spec
     return spec is not None and str(spec.language).lower() == "python"
@@ -280,6 +305,7 @@ class KernelPool:
         self._disposals: set[concurrent.futures.Future[None]] = set()
         self._starts: set[concurrent.futures.Future[AsyncKernelManager]] = set()
         self._env: dict[KernelKey, dict[str, str]] = {}
+        self._missed: OrderedDict[KernelKey, None] = OrderedDict()  # see _keeps_spare
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False  # no new kernels
@@ -325,15 +351,15 @@ class KernelPool:
             spare = None if own_env else self._spares.pop(key, None)
             if own_env:
                 log.debug("kernel pool: starting a kernel of its own for %s", key)
-                own = self._start_kernel(key, launch_env=own_env)
+                own = self._start_kernel(key, launch_env=own_env, spare=False)
             elif spare is not None:
                 log.debug("kernel pool: warm hit for %s", key)
                 own = spare
                 self._add_spare(key, self._start_kernel(key))
             else:
                 log.debug("kernel pool: miss for %s, starting a kernel", key)
-                own = self._start_kernel(key)
-                if self.max_spares:
+                own = self._start_kernel(key, spare=False)
+                if self.max_spares and self._keeps_spare(key, env):
                     # Start the spare only once ours is up: two kernels starting at once on a
                     # small machine would delay the run that is waiting.
                     self._add_spare(key, self._start_kernel(key, after=own))
@@ -345,7 +371,7 @@ class KernelPool:
                 self._starts.discard(own)
                 self._dispose(km)
                 self._check_open()
-                own = self._start_kernel(key, launch_env=own_env)
+                own = self._start_kernel(key, launch_env=own_env, spare=False)
             km = self._wait(own, cancel_event)
         with self._lock:
             # Tracked as "starting" until here, so that shutdown() kills it in any case.
@@ -490,9 +516,10 @@ class KernelPool:
         key: KernelKey,
         after: concurrent.futures.Future[Any] | None = None,
         launch_env: Mapping[str, str] | None = None,
+        spare: bool = True,
     ) -> concurrent.futures.Future[AsyncKernelManager]:
         # Called with self._lock held.
-        fut = self._submit(self._start(key, after, launch_env))
+        fut = self._submit(self._start(key, after, launch_env, warm_up=spare))
         self._starts.add(fut)
         fut.add_done_callback(self._start_done)
         return fut
@@ -513,6 +540,19 @@ class KernelPool:
                 coro.close()
                 return None
             return self._submit(coro)
+
+    def _keeps_spare(self, key: KernelKey, env: Mapping[str, str]) -> bool:
+        """Whether a miss for `key` starts a spare: always for the plain environment, else
+        from the second miss in a short while. A run whose `env` differs every time (a
+        per-run JUPYTER_* or LD_* variable) then does not start a kernel that nobody takes,
+        and which would compete with the run for the CPU."""
+        # Called with self._lock held.
+        if not env or key in self._missed:
+            return True
+        self._missed[key] = None
+        while len(self._missed) > _MISSES_REMEMBERED:
+            self._missed.popitem(last=False)
+        return False
 
     def _add_spare(
         self, key: KernelKey, fut: concurrent.futures.Future[AsyncKernelManager]
@@ -582,6 +622,7 @@ class KernelPool:
         key: KernelKey,
         after: concurrent.futures.Future[Any] | None = None,
         launch_env: Mapping[str, str] | None = None,
+        warm_up: bool = True,
     ) -> AsyncKernelManager:
         if after is not None:
             with contextlib.suppress(Exception):
@@ -593,12 +634,19 @@ class KernelPool:
         env = {**inherited, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
+        try:
+            await wait_for_sockets(km, self.startup_timeout)
+        except BaseException:
+            await self._kill(km)
+            raise
         kc = new_client(km)
         try:
             await wait_until_ready(kc, km, self.startup_timeout)
-            if _is_python(km):
+            if warm_up and _is_python(km):
                 # The first execution in a new IPython kernel is several times slower than later
-                # ones (lazy set-up); pay that now. Silent: no history, no count, no output.
+                # ones (lazy set-up); a spare pays that before it is asked for (a kernel that a
+                # run waits for would only add a round trip). Silent: no history, no count, no
+                # output.
                 await kc.execute(
                     "pass",
                     silent=True,
