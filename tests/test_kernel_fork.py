@@ -110,19 +110,24 @@ def test_a_template_forks_a_bounded_number_of_kernels_sharing_only_its_hash_seed
 
 
 def test_a_template_past_its_age_is_replaced_once_its_successor_is_ready(tmp_path: Path) -> None:
-    with KernelPool(max_spares=0, forks_per_template=0, template_max_age=0.01) as pool:
-        seeds = []
-        for _ in range(2):
-            km = pool.acquire("python3", str(tmp_path), {})
-            seeds.append(_run_code(km, SEED_CODE).split()[0])
+    def seed() -> str:
+        km = pool.acquire("python3", str(tmp_path), {})
+        try:
+            return _run_code(km, SEED_CODE).split()[0]
+        finally:
             pool.release(km)
-            # The old template keeps forking until then; its successor imports meanwhile.
-            wait_for(
-                lambda: [t for t in pool._next_templates.values() if t.ready.is_set()],
-                "a successor template to be ready",
-                120,
-            )
-    assert seeds[0] != seeds[1]
+
+    with KernelPool(max_spares=0, forks_per_template=0, template_max_age=0.01) as pool:
+        first = seed()
+        # Past its age, the template keeps forking until its successor (started by now) is
+        # ready: no run waits for a template's imports.
+        seed()
+        wait_for(
+            lambda: [t for t in pool._next_templates.values() if t.ready.is_set()],
+            "a successor template to be ready",
+            120,
+        )
+        assert seed() != first
 
 
 def test_kernels_of_one_template_share_its_hash_seed_but_not_random_state(
