@@ -48,14 +48,19 @@ def _run_code(km: Any, code: str) -> str:
 
 
 def test_python_kernels_fork_from_a_template_in_their_own_cwd_and_env(tmp_path: Path) -> None:
-    code = "import os, json; print(json.dumps([os.getcwd(), os.environ.get('A'), os.getpid(), os.getppid(), os.getpgid(0)]))"
+    code = (
+        "import os, json; from ipykernel.kernelapp import IPKernelApp; print(json.dumps(["
+        "os.getcwd(), os.environ.get('A'), os.getpid(), os.getppid(), os.getpgid(0),"
+        " IPKernelApp.instance().parent_handle]))"
+    )
     with KernelPool(max_spares=0) as pool:
         seen = []
         for value in ("1", "2"):
             km = pool.acquire("python3", str(tmp_path), {"A": value})
             assert isinstance(km.provisioner, ForkProvisioner)
-            cwd, a, pid, ppid, pgid = json.loads(_run_code(km, code))
+            cwd, a, pid, ppid, pgid, parent_handle = json.loads(_run_code(km, code))
             assert (cwd, a) == (str(tmp_path.resolve()), value)
+            assert parent_handle == ppid  # watches its parent, as a launched kernel does
             assert pgid == pid  # its own process group: a kill of the group spares the template
             assert ppid != os.getpid()  # the template's child
             seen.append((pid, ppid))
