@@ -175,12 +175,13 @@ def new_client(km: AsyncKernelManager) -> Any:
     return kc
 
 
-async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> None:
+async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> dict[str, Any]:
     """Wait until the kernel answers `kernel_info` *and* this client receives its IOPub messages.
 
     jupyter_client's `wait_for_ready` waits 0.2 s for IOPub after each reply, which is most of
     a warm run's time; here each round waits only briefly and simply asks again. A message seen
     on IOPub proves the subscription is live, so no output of the first cell can be missed.
+    Returns the `kernel_info_reply`.
     """
     from queue import Empty
 
@@ -206,7 +207,7 @@ async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> N
             iopub_wait = min(iopub_wait * 2, 0.2)
             continue
         kc._handle_kernel_info_reply(reply)
-        return
+        return reply
 
 
 async def wait_for_sockets(km: AsyncKernelManager, timeout: float) -> None:
