@@ -2,7 +2,8 @@
 
 Starting an IPython kernel costs about a second; a flow run should not pay it. `KernelPool` keeps
 one spare kernel, already answering `kernel_info`, for every (kernel name, working directory,
-environment) a run asked for recently, and starts the next spare as soon as one is taken. Every
+environment) runs asked for recently (an environment of its own from its second run on), and
+starts the next spare as soon as one is taken. Every
 kernel runs exactly one notebook and is then killed, so nothing a run defines is visible to the next.
 
 IPython kernels are forked from a template process of their Python that has imported ipykernel
