@@ -57,4 +57,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     busy = (end[0] - start[0]) / (end[1] - start[1])
     terminalreporter.write_line(f"machine CPU busy during the tests: {busy:.0%} of all cores")
-
