@@ -8,7 +8,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from nbflows.scheduling import scheduler as scheduling
 from nbflows.store import tables as t
@@ -128,6 +128,11 @@ def _postgres_pass(repeat: int) -> list[Result]:
                 with db.session() as s:
                     s.execute(delete(t.FlowRun))
                     s.execute(update(t.DeploymentSchedule).values(scheduled_until=None))
+                # What autovacuum does to a store's dead rows: the pass is timed against live
+                # rows only, not the 175,000 just deleted (which its unique checks would visit).
+                with db.engine.connect() as c:
+                    c.execution_options(isolation_level="AUTOCOMMIT")
+                    c.execute(text("VACUUM flow_runs, deployment_schedules"))
                 with stopwatch() as elapsed, db.session() as s:
                     created = scheduling.schedule_runs(s).created
                 if i:
@@ -147,6 +152,7 @@ def _postgres_pass(repeat: int) -> list[Result]:
             samples=samples,
             target="≤ 5 s",
             notes=f"each pass created {created:,} runs; a following pass with nothing due took "
-            f"{steady() * 1000:.0f} ms and created {again}; deployments filled in {fill:.0f} s",
+            f"{steady() * 1000:.0f} ms and created {again}; deployments filled in {fill:.0f} s; "
+            "runs of the previous pass deleted and vacuumed before each",
         )
     ]
