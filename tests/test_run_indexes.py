@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -67,7 +68,7 @@ def test_indexes_of_columns_most_runs_leave_empty_hold_only_the_runs_that_set_th
     )
 
 
-def plan(db: Database, query: str, params: dict[str, object]) -> str:
+def plan(db: Database, query: str, params: dict[str, Any]) -> str:
     with db.engine.connect() as c:
         if db.dialect == "sqlite":
             rows = c.execute(text(f"EXPLAIN QUERY PLAN {query}"), params).all()
