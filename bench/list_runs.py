@@ -1,4 +1,5 @@
-"""(6) API latency of listing runs with 1,000,000 runs in the store (through a real server); on
+"""(6) API latency of listing runs with 1,000,000 runs in the store (through a real server), and
+the dashboard's run list loaded in Chromium (`bench.dashboard`); on
 PostgreSQL (skipped without its binaries) with as many runs as `generate_series` stores within
 the fill budget, up to 10,000,000 (NBFLOWS_BENCH_PG_RUNS, NBFLOWS_BENCH_PG_FILL_SECONDS)."""
 
@@ -13,6 +14,7 @@ from typing import Any
 from nbflows.store.db import Database
 from tests.servers import start_server
 
+from . import dashboard
 from .fixtures import many_runs
 from .harness import Result
 
@@ -32,6 +34,7 @@ def run(repeat: int | None = None) -> list[Result]:
         try:
             results = _queries(server, deployment_ids, RUNS, repeat, "")
             results[0].notes = f"store filled in {fill:.0f} s"
+            results += dashboard.run_list(server, RUNS, min(repeat, 10), "", "interactive")
         finally:
             server.stop()
     return [*results, *_postgres(repeat)]
@@ -86,6 +89,8 @@ def _postgres(repeat: int) -> list[Result]:
             server = start_server(Path(tmp) / "srv", embedded_worker=False, db_url=url)
             try:
                 results = _queries(server, deployment_ids, count, repeat, ", PostgreSQL")
+                where = ", PostgreSQL"
+                results += dashboard.run_list(server, count, min(repeat, 10), where, "≤ 200 ms")
             finally:
                 server.stop()
     except BaseException as err:  # pytest's skip when PostgreSQL is not installed

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import NBFlowsError
@@ -85,7 +85,8 @@ def advance_pipeline_runs(s: Session, now: datetime | None = None) -> tuple[set[
     now = now or t.utcnow()
     runs = s.scalars(
         select(t.FlowRun).where(
-            t.FlowRun.kind == "pipeline",
+            # A literal, not a parameter: the partial index of pipeline runs then serves it.
+            t.FlowRun.kind == literal_column("'pipeline'"),
             t.FlowRun.state_type.in_([StateType.SCHEDULED.value, StateType.RUNNING.value]),
         )
     ).all()

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, or_, select, update
+from sqlalchemy import Table, Text, or_, select
 from sqlalchemy.orm import Session
 
 from nbflows.errors import InvalidInput
 from nbflows.notebooks.parameters import run_parameters
 from nbflows.protocol import StateType
+from nbflows.scheduling.run_inserts import insert_ignoring_duplicates, mark_filled
 from nbflows.services.flow_runs import transition
 from nbflows.store import tables as t
-from nbflows.store.db import insert_or_ignore
 
 HORIZON = timedelta(hours=1)
 MIN_RUNS = 1
@@ -107,8 +107,20 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
     new_runs: list[tuple[dict[str, Any], str, str, datetime, str]] = []
     # Schedules filled up to the same time (most: the horizon) are updated by one statement.
     filled: dict[datetime, list[str]] = {}
-    no_job_variables: dict[str, Any] = {}
-    no_outputs: dict[str, Any] = {}
+    # The columns every new run shares, whatever its deployment.
+    shared = {
+        "state_type": StateType.SCHEDULED.value,
+        "state_name": "Scheduled",
+        "state_timestamp": now,
+        "job_variables": {},
+        "attempt": 1,
+        "log_count": 0,
+        "logs_truncated": False,
+        "has_notebook": False,
+        "outputs": {},
+        "created": now,
+        "updated": now,
+    }
     run_tags_of: dict[str | None, list[Any]] = {}
     parameters_of: dict[str | None, dict[str, Any]] = {}
     new_ids = _ids()
@@ -166,21 +178,10 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
             "deployment_id": dep_id,
             "work_pool_id": pool_id,
             "work_queue_id": queue_id,
-            "state_type": StateType.SCHEDULED.value,
-            "state_name": "Scheduled",
-            "state_timestamp": now,
             "parameters": parameters,
-            "job_variables": no_job_variables,
-            "attempt": 1,
             "max_retries": retries,
             "retry_delay": delay,
             "tags": run_tags,
-            "log_count": 0,
-            "logs_truncated": False,
-            "has_notebook": False,
-            "outputs": no_outputs,
-            "created": now,
-            "updated": now,
         }
         key_prefix = f"schedule:{sid}:"
         stamps = stamps_of.get(id(times))
@@ -192,14 +193,8 @@ def schedule_runs(s: Session, now: datetime | None = None) -> PassResult:
         if pool_id is not None:
             result.pools.add(pool_id)  # type: ignore[union-attr]
     if new_runs:
-        result.created = _insert_ignoring_duplicates(s, new_runs)
-    for filled_to, ids in filled.items():
-        for start in range(0, len(ids), 500):
-            s.execute(
-                update(sch)
-                .where(sch.c.id.in_(ids[start : start + 500]))
-                .values(scheduled_until=filled_to)
-            )
+        result.created = insert_ignoring_duplicates(s, shared, new_runs)
+    mark_filled(s, filled)
     return result
 
 
@@ -218,153 +213,6 @@ def _upcoming(
     if len(times) < MIN_RUNS and first:
         times = schedule.next_times(start, now + timedelta(days=366), limit=MIN_RUNS)
     return times
-
-
-#: The columns that differ from run to run of one deployment, in the order of a run's tuple.
-_VARYING = ("id", "name", "expected_start_time", "idempotency_key")
-NewRun = tuple[dict[str, Any], str, str, datetime, str]
-
-
-def _insert_ignoring_duplicates(s: Session, runs: list[NewRun]) -> int:
-    """Insert scheduled runs, skipping any whose idempotency key exists; return how many were new.
-
-    Every value is converted by its column's SQLAlchemy type, so times are stored in the one
-    format the store compares, never by a sqlite3 adapter another library registered for the
-    whole process (nbformat does, inside every Jupyter server).
-    """
-    dialect = s.get_bind().dialect.name
-    if dialect == "sqlite":
-        return _sqlite_insert_ignoring_duplicates(s, runs)
-    if dialect == "postgresql":
-        return _postgres_insert_ignoring_duplicates(s, runs)
-    stmt = insert_or_ignore(s, FLOW_RUNS, t.RUN_KEY).returning(FLOW_RUNS.c.id)
-    created = 0
-    for start in range(0, len(runs), 5000):
-        rows = [
-            {**common, **dict(zip(_VARYING, varying, strict=True))}
-            for common, *varying in runs[start : start + 5000]
-        ]
-        created += len(s.execute(stmt, rows).all())
-    return created
-
-
-def _postgres_insert_ignoring_duplicates(s: Session, runs: list[NewRun]) -> int:
-    """The same insert on PostgreSQL: one array per column, rows made by `unnest`.
-
-    A multi-row VALUES statement has tens of thousands of placeholders that the driver parses
-    anew for every batch (most of a 100,000-deployment pass); arrays keep the statement short.
-    """
-    if not runs:
-        return 0
-    from sqlalchemy import JSON
-
-    dialect = s.get_bind().dialect
-    shared = list(runs[0][0])
-    columns = [*shared, *_VARYING]
-    types: list[str] = []
-    processors: list[Any] = []
-    for name in columns:
-        column_type = FLOW_RUNS.c[name].type
-        if isinstance(column_type, JSON):
-            types.append("text")  # made JSON by the SELECT below
-            processors.append(json.dumps)
-        else:
-            types.append(column_type.compile(dialect))
-            impl = column_type.dialect_impl(dialect)
-            processors.append(impl.bind_processor(dialect))
-    converted: dict[tuple[int, Any], Any] = {}
-
-    def stored(index: int, value: Any) -> Any:
-        process = processors[index]
-        if process is None or value is None:
-            return value
-        key = (index, id(value) if isinstance(value, (dict, list)) else value)
-        if key not in converted:
-            converted[key] = process(value)
-        return converted[key]
-
-    select_list = ", ".join(
-        f"CAST(u.{name} AS json)" if kind == "text" and processors[i] is json.dumps else f"u.{name}"
-        for i, (name, kind) in enumerate(zip(columns, types, strict=True))
-    )
-    # Binary parameters (%b): no text quoting of every element.
-    arrays = ", ".join(f"CAST(%b AS {kind}[])" for kind in types)
-    sql = (
-        f"INSERT INTO {FLOW_RUNS.name} ({', '.join(columns)}) SELECT {select_list} "
-        f"FROM unnest({arrays}) AS u({', '.join(columns)}) "
-        f"ON CONFLICT ({', '.join(t.RUN_KEY)}) DO NOTHING RETURNING id"
-    )
-    connection = s.connection()
-    created = 0
-    for start in range(0, len(runs), 10_000):
-        batch = runs[start : start + 10_000]
-        values: list[list[Any]] = [[] for _ in columns]
-        for common, *varying in batch:
-            for i, name in enumerate(shared):
-                values[i].append(stored(i, common[name]))
-            for j, value in enumerate(varying, len(shared)):
-                values[j].append(stored(j, value))
-        created += len(connection.exec_driver_sql(sql, tuple(values)).all())
-    return created
-
-
-def _sqlite_insert_ignoring_duplicates(s: Session, runs: list[NewRun]) -> int:
-    """The same insert as driver SQL, each distinct value converted once by its column's type.
-
-    Converting every value of every row (JSON dumps, time formatting) and SQLAlchemy's
-    per-row parameter processing cost more than the insert itself for the tens of thousands of
-    rows of a first pass: a deployment's shared columns are converted once, times once per
-    distinct time, and the rows go to sqlite3's executemany as tuples.
-    """
-    if not runs:
-        return 0
-    dialect = s.get_bind().dialect
-    shared = list(runs[0][0])
-    columns = [*shared, *_VARYING]
-
-    def processor(name: str) -> Any:
-        return FLOW_RUNS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-    processors = [processor(name) for name in shared]
-    convert_time = processor("expected_start_time")
-    converted: dict[int, tuple[Any, ...]] = {}  # id of a deployment's shared columns → values
-    times: dict[datetime, Any] = {}
-    rows = []
-    # Per column, each distinct value converted once (dicts and lists, shared, by identity).
-    by_value: list[dict[Any, Any]] = [{} for _ in shared]
-
-    def convert(common: dict[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for name, process, cache in zip(shared, processors, by_value, strict=True):
-            value = common[name]
-            if process is None:
-                values.append(value)
-                continue
-            key = id(value) if isinstance(value, (dict, list)) else value
-            if key not in cache:
-                cache[key] = process(value)
-            values.append(cache[key])
-        return tuple(values)
-
-    for common, run_id, name, when, key in runs:
-        values = converted.get(id(common))
-        if values is None:
-            values = converted[id(common)] = convert(common)
-        stored_when = times.get(when)
-        if stored_when is None:
-            stored_when = times[when] = convert_time(when) if convert_time else when
-        rows.append((*values, run_id, name, stored_when, key))
-    sql = (
-        f"INSERT INTO {FLOW_RUNS.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT ({', '.join(t.RUN_KEY)}) DO NOTHING"
-    )
-    connection = s.connection()
-    created = 0
-    for start in range(0, len(rows), 5000):
-        result = connection.exec_driver_sql(sql, rows[start : start + 5000])
-        created += max(result.rowcount, 0)
-    return created
 
 
 def advance_pipelines(s: Session, now: datetime | None = None) -> tuple[set[str], set[str]]:
