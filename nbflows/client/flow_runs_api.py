@@ -77,6 +77,26 @@ class FlowRunsAPI(Transport):
             body["retry"] = True
         return cast(dict[str, Any], self._post(f"flow_runs/{segment(id)}/set_state", body))
 
+    def end_flow_run(
+        self,
+        id: str,
+        type: str,
+        message: str | None = None,
+        *,
+        worker: str,
+        fence: int | None,
+        logs: Iterable[Mapping[str, Any]] = (),
+        notebook: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A worker's end of an attempt in one request: its last log `logs`, its executed
+        `notebook`, then its end state; all refused (Conflict) once it no longer holds the run,
+        and then nothing of it is kept."""
+        state = drop_none({"type": type, "message": message, "worker": worker, "fence": fence})
+        body: dict[str, Any] = {"logs": [dict(line) for line in logs], "state": state}
+        if notebook is not None:
+            body["notebook"] = dict(notebook)
+        return cast(dict[str, Any], self._post(f"flow_runs/{segment(id)}/end", body))
+
     def heartbeat_flow_run(self, id: str, heartbeat_interval: float) -> dict[str, Any]:
         """A beat for a run created with `heartbeat_interval` (a kernel's `%%flow` run)."""
         body = {"heartbeat_interval": heartbeat_interval}

@@ -269,6 +269,15 @@ class Notebook(BaseModel):
     nbformat_minor: int = 5
 
 
+class RunEnd(Body):
+    """A worker's end of an attempt in one request: the run's last log lines, its executed
+    notebook, then its end state (`state` with the worker's `worker` and `fence`)."""
+
+    logs: list[LogIn] = Field(default_factory=list)
+    notebook: Notebook | None = None
+    state: SetState
+
+
 def parse(model: type[BaseModel], data: Any, what: str = "request") -> Any:
     """Validate a request body; pydantic's errors become one readable 422 (or 400)."""
     if not isinstance(data, dict) and not (model is LogIn and isinstance(data, list)):
