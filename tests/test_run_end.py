@@ -119,3 +119,19 @@ def test_bad_ends_are_4xx_naming_what_is_wrong(srv: Server) -> None:
     unknown = srv.http("POST", url, json={"state": {**state, "type": "DONE"}})
     assert unknown.status_code == 422, unknown.text
     assert ok(srv.http("GET", f"flow_runs/{run['id']}"))["state"]["type"] == "RUNNING"
+
+
+def test_runs_by_deployment_name_follow_a_deployment_made_anew(srv: Server) -> None:
+    """The client looks a deployment's id up once per name; when that deployment is deleted
+    and deployed again under the same name, runs by name go to the new one."""
+    client = srv.client()
+    deploy = {"path": "trivial.ipynb", "name": "anew", "work_pool_name": "ends"}
+    first = client.deploy(**deploy)
+    a = client.create_flow_run_from_deployment("trivial/anew")
+    b = client.create_flow_run_from_deployment("trivial/anew", parameters={"x": 2})
+    assert a["deployment_id"] == b["deployment_id"] == first["id"]
+    client.delete_deployment(first["id"])
+    second = client.deploy(**deploy)
+    assert second["id"] != first["id"]
+    c = client.create_flow_run_from_deployment("trivial/anew")
+    assert c["deployment_id"] == second["id"] and c["deployment_name"] == "trivial/anew"
