@@ -112,7 +112,9 @@ def test_bad_ends_are_4xx_naming_what_is_wrong(srv: Server) -> None:
     run, fence = running_run(srv, "bad")
     url = f"flow_runs/{run['id']}/end"
     no_worker = srv.http("POST", url, json={"state": {"type": "COMPLETED"}})
-    assert no_worker.status_code == 422 and "state.worker" in no_worker.json()["message"]
+    assert no_worker.status_code == 422, no_worker.text
+    assert "state.worker" in no_worker.json()["message"]
+    assert "state.fence" in no_worker.json()["message"]
     state = {"type": "COMPLETED", "worker": "w", "fence": fence}
     not_a_notebook = srv.http("POST", url, json={"state": state, "notebook": {"x": 1}})
     assert not_a_notebook.status_code == 422 and "cells" in not_a_notebook.json()["message"]

@@ -35,12 +35,8 @@ def end_attempt(
 ) -> t.FlowRun:
     """Record the end of the attempt `req.state.fence` of `req.state.worker` (see the module
     docstring); `notebook` is the request's notebook as sent (`req.notebook` checked it)."""
-    state = req.state
-    if state.worker is None or state.fence is None:
-        raise InvalidInput(
-            "the end of an attempt is reported by the worker holding the run: 'state.worker' "
-            "and 'state.fence' (the fencing token its claim returned) are required"
-        )
+    state = req.state.as_report()
+    assert state.worker is not None and state.fence is not None  # required by `EndState`
     try:
         proposed = StateType(state.type)
     except ValueError:
@@ -48,15 +44,9 @@ def end_attempt(
         raise InvalidInput(f"unknown state '{state.type}'; valid states: {valid}") from None
     run = flow_runs.get_flow_run(s, run_id, lock=True)
     flow_runs.check_holder(run, state.worker, state.fence)
-    if not (run.state_type == proposed.value and state.name in (None, run.state_name)):
+    if run.state_type != proposed.value:
         # Refused before anything is kept (the same report again is already recorded).
-        check_transition(
-            StateType(run.state_type),
-            proposed,
-            name=state.name,
-            retry=state.retry,
-            hand_back=True,
-        )
+        check_transition(StateType(run.state_type), proposed, hand_back=True)
     if req.logs:
         logs.write_logs(s, run_id, req.logs, limits=limits)
     if notebook is not None:
