@@ -55,6 +55,13 @@ def _cpu_parts(server_pid: int) -> dict[str, float]:
     return parts
 
 
+def _forks_per_template() -> str:
+    from nbflows.execution.kernel_pool import forks_per_template_setting
+
+    count = forks_per_template_setting()
+    return str(count) if count else "any number"
+
+
 NOTEBOOK = NOTEBOOKS / "trivial.ipynb"
 TERMINAL = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 
@@ -159,7 +166,9 @@ def run(repeat: int | None = None) -> list[Result]:
             reference="papermill CLI, 2 at a time",
             reference_samples=reference,
             notes="issue 18 before forked kernels: 0.249 s per run for a burst of 50; CPU time "
-            "per run: " + ", ".join(f"{k} {v:.0f} ms" for k, v in cpu.items()),
+            "per run: "
+            + ", ".join(f"{k} {v:.0f} ms" for k, v in cpu.items())
+            + f" (kernels forked {_forks_per_template()} per template)",
         ),
         Result(
             name="run with its own env job variable (set in the warm kernel)",

@@ -11,6 +11,8 @@ from .servers import DATA, NOTEBOOKS, REPO, Server, free_port, start_server
 
 __all__ = ["DATA", "NOTEBOOKS", "REPO", "Server", "free_port", "start_server"]
 
+_CPU_AT_START = pytest.StashKey[tuple[int, int] | None]()
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
@@ -30,3 +32,29 @@ def bare_server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine, from /proc/stat; None elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_CPU_AT_START] = _cpu_ticks()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # How busy the cores were over the run says whether more xdist workers would help (waiting
+    # tests) or hurt (CPU-bound ones): printed for the CI log.
+    config = terminalreporter.config
+    start, end = config.stash.get(_CPU_AT_START, None), _cpu_ticks()
+    if hasattr(config, "workerinput") or start is None or end is None or end[1] == start[1]:
+        return
+    busy = (end[0] - start[0]) / (end[1] - start[1])
+    terminalreporter.write_line(f"machine CPU busy during the tests: {busy:.0%} of all cores")
+

@@ -486,6 +486,10 @@ class Built:
     progress: list[str]
 
 
+#: The tests of the fixture project's one build run on one xdist worker: one build, not one each.
+BUILT_ONCE = pytest.mark.xdist_group("images-built")
+
+
 @pytest.fixture(scope="module")
 def built(
     client: Any, base_image: str, package: NbflowsPackage, tmp_path_factory: pytest.TempPathFactory
@@ -515,6 +519,7 @@ def run_in(client: Any, reference: str, script: str) -> str:
 
 
 @pytest.mark.docker
+@BUILT_ONCE
 def test_built_image_runs_the_flow_notebook(client: Any, built: Built) -> None:
     result = built.result
     assert result.built
@@ -542,6 +547,7 @@ def test_built_image_runs_the_flow_notebook(client: Any, built: Built) -> None:
 
 
 @pytest.mark.docker
+@BUILT_ONCE
 def test_same_content_is_not_built_again(
     client: Any, built: Built, package: NbflowsPackage
 ) -> None:
@@ -564,6 +570,7 @@ def test_same_content_is_not_built_again(
 
 
 @pytest.mark.docker
+@BUILT_ONCE
 def test_editing_only_the_notebook_rebuilds_only_the_last_layers(
     client: Any, built: Built, package: NbflowsPackage, tmp_path: Path
 ) -> None:

@@ -200,6 +200,7 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
         self._run = run
         # stream name -> (text not yet ended by a newline, when it started, cell index)
         self._partial: dict[Stream, tuple[str, float, int]] = {}
+        self._kernel_info: dict[str, Any] | None = None
 
     # -- running --------------------------------------------------------------------------------
 
@@ -278,7 +279,9 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
                 if runs_code:
                     run.cell_event(index, "end")
         run.current_cell = None
-        info_msg = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
+        # The kernel's language_info, from the kernel_info reply it gave when the client
+        # connected (it does not change while a kernel runs): no round trip after the cells.
+        info_msg = self._kernel_info
         if info_msg is not None and "language_info" in info_msg["content"]:
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
         self.set_widgets_metadata()
@@ -288,7 +291,7 @@ class NBFlowsNotebookClient(PapermillNotebookClient):
         assert self.km is not None
         kc = new_client(self.km)
         try:
-            await wait_until_ready(kc, self.km, self.startup_timeout)
+            self._kernel_info = await wait_until_ready(kc, self.km, self.startup_timeout)
         except Exception:
             kc.stop_channels()
             raise

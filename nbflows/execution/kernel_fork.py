@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,7 @@ class KernelTemplate:
         self.max_forks = max_forks
         self._claimed = 0
         self._answered = 0
+        self._started = time.monotonic()
         self._retired = False
         ours, theirs = socket.socketpair()
         source = (Path(__file__).parent / "kernel_template.py").read_text()
@@ -188,15 +190,27 @@ class KernelTemplate:
     def claim(self) -> bool:
         """Reserve one fork; False once `max_forks` were reserved (the template is used up).
 
-        Forked kernels share the template's hash seed (PYTHONHASHSEED is read when an
-        interpreter starts, and every str hash cached in the template depends on it): a
-        template claimed once per kernel gives each kernel its own.
+        Forked kernels share the template's str hash seed (PYTHONHASHSEED is read when an
+        interpreter starts, and every str hash cached in the template depends on it), and
+        nothing else: each is a new process with its own namespace, and `random` (and numpy's
+        global generator, if preloaded) reseed themselves after the fork. A template claimed
+        once per kernel gives each kernel its own hash seed too.
         """
         with self._lock:
             if self._retired or (self.max_forks and self._claimed >= self.max_forks):
                 return False
             self._claimed += 1
             return True
+
+    @property
+    def claimed(self) -> int:
+        """How many forks were reserved so far."""
+        return self._claimed
+
+    @property
+    def age(self) -> float:
+        """Seconds since this template started."""
+        return time.monotonic() - self._started
 
     @property
     def used_up(self) -> bool:

@@ -2,7 +2,8 @@
 
 Starting an IPython kernel costs about a second; a flow run should not pay it. `KernelPool` keeps
 one spare kernel, already answering `kernel_info`, for every (kernel name, working directory,
-environment) a run asked for recently, and starts the next spare as soon as one is taken. Every
+environment) runs asked for recently (an environment of its own from its second run on), and
+starts the next spare as soon as one is taken. Every
 kernel runs exactly one notebook and is then killed, so nothing a run defines is visible to the next.
 
 IPython kernels are forked from a template process of their Python that has imported ipykernel
@@ -47,21 +48,60 @@ def fork_enabled() -> bool:
     return hasattr(os, "fork") and os.environ.get("NBFLOWS_FORK_KERNELS", "1") != "0"
 
 
+#: A template forks at most this many kernels (they share its str hash seed) before a fresh one,
+#: imported in the background meanwhile, replaces it: the template's imports (about 0.36 s of
+#: CPU) are paid once per 16 runs of a burst instead of once per run.
+DEFAULT_FORKS_PER_TEMPLATE = 16
+#: ... and forks from it for at most this many seconds after it started: at a low rate of runs
+#: nearly every run gets a fresh template (its own seed), and code upgraded in the environment
+#: reaches the kernels within a run or two.
+DEFAULT_TEMPLATE_MAX_AGE = 60.0
+
+
 def forks_per_template_setting() -> int:
     """NBFLOWS_FORKS_PER_TEMPLATE: how many forked kernels may share one template, and so one
-    str hash seed (1, the default: none share; 0: any number, the cheapest for bursts)."""
-    value = os.environ.get("NBFLOWS_FORKS_PER_TEMPLATE", "1").strip() or "1"
+    str hash seed (default 16; 1: none share; 0: any number)."""
+    value = os.environ.get("NBFLOWS_FORKS_PER_TEMPLATE", "").strip()
+    if not value:
+        return DEFAULT_FORKS_PER_TEMPLATE
     try:
         count = int(value)
     except ValueError:
         count = -1
     if count < 0:
-        log.warning("NBFLOWS_FORKS_PER_TEMPLATE=%r is not a whole number ≥ 0; using 1", value)
-        return 1
+        log.warning(
+            "NBFLOWS_FORKS_PER_TEMPLATE=%r is not a whole number ≥ 0; using %d",
+            value,
+            DEFAULT_FORKS_PER_TEMPLATE,
+        )
+        return DEFAULT_FORKS_PER_TEMPLATE
     return count
 
 
+def template_max_age_setting() -> float:
+    """NBFLOWS_TEMPLATE_MAX_AGE: seconds after which a template is replaced by a fresh one as
+    soon as that one is ready (default 60; 0: no age limit)."""
+    value = os.environ.get("NBFLOWS_TEMPLATE_MAX_AGE", "").strip()
+    if not value:
+        return DEFAULT_TEMPLATE_MAX_AGE
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        log.warning(
+            "NBFLOWS_TEMPLATE_MAX_AGE=%r is not a number of seconds ≥ 0; using %g",
+            value,
+            DEFAULT_TEMPLATE_MAX_AGE,
+        )
+        return DEFAULT_TEMPLATE_MAX_AGE
+    return seconds
+
+
 T = TypeVar("T")
+
+#: How many environments that missed once a pool remembers (see `KernelPool._keeps_spare`).
+_MISSES_REMEMBERED = 64
 
 #: Keep IPython's history out of ~/.ipython: concurrent kernels would fight over its SQLite lock.
 _IPYKERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
@@ -136,12 +176,13 @@ def new_client(km: AsyncKernelManager) -> Any:
     return kc
 
 
-async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> None:
+async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> dict[str, Any]:
     """Wait until the kernel answers `kernel_info` *and* this client receives its IOPub messages.
 
     jupyter_client's `wait_for_ready` waits 0.2 s for IOPub after each reply, which is most of
     a warm run's time; here each round waits only briefly and simply asks again. A message seen
     on IOPub proves the subscription is live, so no output of the first cell can be missed.
+    Returns the `kernel_info_reply`.
     """
     from queue import Empty
 
@@ -167,7 +208,29 @@ async def wait_until_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> N
             iopub_wait = min(iopub_wait * 2, 0.2)
             continue
         kc._handle_kernel_info_reply(reply)
+        return reply
+
+
+async def wait_for_sockets(km: AsyncKernelManager, timeout: float) -> None:
+    """Wait until a kernel on Unix sockets has bound its shell and IOPub sockets.
+
+    A client that connects before the kernel has bound them finds no socket file and zmq
+    retries only after its reconnect interval (100 ms, growing): most of a fresh kernel's
+    start-up. The files appear in a few tens of ms; a client that connects then is answered at
+    once. Returns at once for TCP (a connection there is retried by zmq as before).
+    """
+    if km.transport != "ipc":
         return
+    paths = [f"{km.ip}-{km.shell_port}", f"{km.ip}-{km.iopub_port}"]
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not all(os.path.exists(path) for path in paths):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not open its sockets within {timeout:g} s")
+        if not await km.is_alive():
+            raise RuntimeError("the kernel died before it was ready")
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.02)
 
 
 def _is_python(km: AsyncKernelManager) -> bool:
@@ -215,9 +278,11 @@ class KernelPool:
     `max_spares=0` disables spares, so every `acquire` starts a fresh kernel. `startup_timeout`
     is how long a kernel may take to answer its first `kernel_info` request. `fork` (default:
     on where os.fork exists, unless NBFLOWS_FORK_KERNELS=0) forks IPython kernels from a
-    pre-imported template process instead of starting an interpreter for each;
-    `forks_per_template` kernels share one template and so its hash seed (default
-    NBFLOWS_FORKS_PER_TEMPLATE, else 1: each kernel its own; 0: any number).
+    pre-imported template process instead of starting an interpreter for each; at most
+    `forks_per_template` kernels share one template, and so its hash seed (default
+    NBFLOWS_FORKS_PER_TEMPLATE, else 16; 1: each kernel its own; 0: any number), and a template
+    older than `template_max_age` seconds is replaced once a fresh one is ready (default
+    NBFLOWS_TEMPLATE_MAX_AGE, else 60; 0: never).
     """
 
     def __init__(
@@ -227,6 +292,7 @@ class KernelPool:
         startup_timeout: float = 60.0,
         fork: bool | None = None,
         forks_per_template: int | None = None,
+        template_max_age: float | None = None,
     ) -> None:
         if max_spares < 0:
             raise ValueError(f"max_spares must be 0 or more, not {max_spares}")
@@ -241,6 +307,7 @@ class KernelPool:
         self._disposals: set[concurrent.futures.Future[None]] = set()
         self._starts: set[concurrent.futures.Future[AsyncKernelManager]] = set()
         self._env: dict[KernelKey, dict[str, str]] = {}
+        self._missed: OrderedDict[KernelKey, None] = OrderedDict()  # see _keeps_spare
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False  # no new kernels
@@ -252,6 +319,9 @@ class KernelPool:
         self._retired: list[KernelTemplate] = []  # used up; end when their kernels have
         self.forks_per_template = (
             forks_per_template_setting() if forks_per_template is None else forks_per_template
+        )
+        self.template_max_age = (
+            template_max_age_setting() if template_max_age is None else template_max_age
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -283,15 +353,15 @@ class KernelPool:
             spare = None if own_env else self._spares.pop(key, None)
             if own_env:
                 log.debug("kernel pool: starting a kernel of its own for %s", key)
-                own = self._start_kernel(key, launch_env=own_env)
+                own = self._start_kernel(key, launch_env=own_env, spare=False)
             elif spare is not None:
                 log.debug("kernel pool: warm hit for %s", key)
                 own = spare
                 self._add_spare(key, self._start_kernel(key))
             else:
                 log.debug("kernel pool: miss for %s, starting a kernel", key)
-                own = self._start_kernel(key)
-                if self.max_spares:
+                own = self._start_kernel(key, spare=False)
+                if self.max_spares and self._keeps_spare(key, env):
                     # Start the spare only once ours is up: two kernels starting at once on a
                     # small machine would delay the run that is waiting.
                     self._add_spare(key, self._start_kernel(key, after=own))
@@ -303,7 +373,7 @@ class KernelPool:
                 self._starts.discard(own)
                 self._dispose(km)
                 self._check_open()
-                own = self._start_kernel(key, launch_env=own_env)
+                own = self._start_kernel(key, launch_env=own_env, spare=False)
             km = self._wait(own, cancel_event)
         with self._lock:
             # Tracked as "starting" until here, so that shutdown() kills it in any case.
@@ -448,9 +518,10 @@ class KernelPool:
         key: KernelKey,
         after: concurrent.futures.Future[Any] | None = None,
         launch_env: Mapping[str, str] | None = None,
+        spare: bool = True,
     ) -> concurrent.futures.Future[AsyncKernelManager]:
         # Called with self._lock held.
-        fut = self._submit(self._start(key, after, launch_env))
+        fut = self._submit(self._start(key, after, launch_env, warm_up=spare))
         self._starts.add(fut)
         fut.add_done_callback(self._start_done)
         return fut
@@ -471,6 +542,19 @@ class KernelPool:
                 coro.close()
                 return None
             return self._submit(coro)
+
+    def _keeps_spare(self, key: KernelKey, env: Mapping[str, str]) -> bool:
+        """Whether a miss for `key` starts a spare: always for the plain environment, else
+        from the second miss in a short while. A run whose `env` differs every time (a
+        per-run JUPYTER_* or LD_* variable) then does not start a kernel that nobody takes,
+        and which would compete with the run for the CPU."""
+        # Called with self._lock held.
+        if not env or key in self._missed:
+            return True
+        self._missed[key] = None
+        while len(self._missed) > _MISSES_REMEMBERED:
+            self._missed.popitem(last=False)
+        return False
 
     def _add_spare(
         self, key: KernelKey, fut: concurrent.futures.Future[AsyncKernelManager]
@@ -540,6 +624,7 @@ class KernelPool:
         key: KernelKey,
         after: concurrent.futures.Future[Any] | None = None,
         launch_env: Mapping[str, str] | None = None,
+        warm_up: bool = True,
     ) -> AsyncKernelManager:
         if after is not None:
             with contextlib.suppress(Exception):
@@ -551,12 +636,19 @@ class KernelPool:
         env = {**inherited, **self._env.get(key, {}), **(launch_env or {})}
         extra = list(_IPYKERNEL_ARGS) if km.ipykernel else []
         await km.start_kernel(cwd=key.cwd, env=env, extra_arguments=extra)
+        try:
+            await wait_for_sockets(km, self.startup_timeout)
+        except BaseException:
+            await self._kill(km)
+            raise
         kc = new_client(km)
         try:
             await wait_until_ready(kc, km, self.startup_timeout)
-            if _is_python(km):
+            if warm_up and _is_python(km):
                 # The first execution in a new IPython kernel is several times slower than later
-                # ones (lazy set-up); pay that now. Silent: no history, no count, no output.
+                # ones (lazy set-up); a spare pays that before it is asked for (a kernel that a
+                # run waits for would only add a round trip). Silent: no history, no count, no
+                # output.
                 await kc.execute(
                     "pass",
                     silent=True,
@@ -574,9 +666,11 @@ class KernelPool:
     def _fork_from_template(self, km: AsyncKernelManager) -> None:
         """Have `km` fork its kernel from the template of its Python, if it is an ipykernel.
 
-        A template forks `forks_per_template` kernels (default 1: every kernel gets its own
-        hash seed, see `KernelTemplate.claim`); the next template is started as soon as one is
-        used up, so its imports are done by the time the next kernel is asked for.
+        A template forks at most `forks_per_template` kernels (see `KernelTemplate.claim`); its
+        successor starts importing once half of those are claimed (or the template is past its
+        age), so that it is ready by the time it is needed. A template past `template_max_age`
+        still forks until its successor is ready: a run never waits for a template's imports
+        because of the age limit.
         """
         from nbflows.execution.kernel_fork import forkable, use_template
 
@@ -587,9 +681,17 @@ class KernelPool:
             if self._closed:
                 return
             template = self._templates.get(executable)
+            successor = self._next_templates.get(executable)
             if template is not None and not template.alive and not template.used_up:
                 log.warning("kernel pool: the kernel template for %s had exited", executable)
-            if template is None or not template.alive or not template.claim():
+            old_enough = (
+                template is not None
+                and self._expired(template)
+                and successor is not None
+                and successor.alive
+                and successor.ready.is_set()
+            )
+            if template is None or old_enough or not template.alive or not template.claim():
                 if template is not None:
                     template.retire()
                     self._retired.append(template)
@@ -598,10 +700,18 @@ class KernelPool:
                     template = self._new_template(executable)
                 self._templates[executable] = template
                 template.claim()
-            if template.used_up and executable not in self._next_templates:
+            if executable not in self._next_templates and (
+                self._half_used(template) or self._expired(template)
+            ):
                 self._next_templates[executable] = self._new_template(executable)
             self._retired = [old for old in self._retired if old.alive]
         use_template(km, template)
+
+    def _half_used(self, template: KernelTemplate) -> bool:
+        return bool(template.max_forks) and 2 * template.claimed >= template.max_forks
+
+    def _expired(self, template: KernelTemplate) -> bool:
+        return bool(self.template_max_age) and template.age >= self.template_max_age
 
     def _new_template(self, executable: str) -> KernelTemplate:
         from nbflows.execution.kernel_fork import KernelTemplate

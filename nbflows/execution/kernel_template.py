@@ -62,6 +62,7 @@ def _preload() -> None:
         "IPython.extensions.storemagic",
         "IPython.utils.wildcard",
         "faulthandler",
+        "importlib.readers",
         "pdb",
         "runpy",
         "sqlite3",
@@ -69,6 +70,15 @@ def _preload() -> None:
     ):
         with contextlib.suppress(ImportError):
             __import__(name)
+
+    # The first cell of every kernel compiles the input transformers' regular expressions;
+    # compiled here, they sit in `re`'s cache that every child inherits. (A plain object, not
+    # one of IPython's singletons: nothing of it is left in the kernels but that cache.)
+    with contextlib.suppress(Exception):
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        for code in ("pass\n", "x = 1\n", "print(x)\n", "%time 1\n"):
+            TransformerManager().transform_cell(code)
 
     for name in os.environ.get("NBFLOWS_FORK_PRELOAD", "").split(","):
         if name.strip():
@@ -112,18 +122,22 @@ def _child(control: socket.socket, wake: int, argv: list, cwd: str, env: dict) -
         sys.argv = ["ipykernel_launcher", *argv]
         from ipykernel import kernelapp
 
+        # IPKernelApp read JPY_PARENT_PID when the template imported it (unset then): give it
+        # the parent as a launched kernel has it, so that it watches its parent and does not
+        # print its "Ctrl-C will not work" note for a terminal.
+        app = kernelapp.IPKernelApp.instance(parent_handle=os.getppid())
         if os.environ.get("NBFLOWS_FORK_PROFILE"):
             import cProfile
 
             cProfile.runctx(
-                "kernelapp.IPKernelApp.instance().initialize(argv)",
+                "app.initialize(argv)",
                 globals(),
-                {"kernelapp": kernelapp, "argv": argv},
+                {"app": app, "argv": argv},
                 os.environ["NBFLOWS_FORK_PROFILE"] + f".{os.getpid()}",
             )
-            kernelapp.IPKernelApp.instance().start()
         else:
-            kernelapp.launch_new_instance(argv=argv)
+            app.initialize(argv)
+        app.start()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

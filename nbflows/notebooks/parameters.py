@@ -13,11 +13,12 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING, Any
 
 from nbflows.errors import InvalidInput
+
+if TYPE_CHECKING:  # nbformat's import costs a CLI command a second (jsonschema's IRI grammars)
+    from nbformat import NotebookNode
 
 __all__ = [
     "PARAMETERS_TAG",
