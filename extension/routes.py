@@ -633,6 +633,8 @@ class FlowRunLogs(NBFlowsHandler):
         deadline = loop.time() + wait
 
         def read(s: Session) -> tuple[bool, str, str]:
+            # The run first, then its lines: lines are stored before (or with) the run's end, so
+            # a page whose run is terminal holds every line (`watch_flow_run` stops there).
             run = flow_runs.get_flow_run(s, run_id)
             lines = logs.read_logs(s, run_id, after, limit)
             out = LogsPageReply.build(

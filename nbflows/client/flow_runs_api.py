@@ -267,11 +267,9 @@ class FlowRunsAPI(Transport):
             # A full page means more lines are waiting: fetch them before anything else.
             more = len(page.get("items") or []) >= page_size
             if current[0] in TERMINAL_VALUES and not more:
-                # The server may have read the lines just before the run ended; only a page
-                # asked for after the run was known to be terminal is sure to hold them all.
-                if state_type in TERMINAL_VALUES:
-                    return run
-                more = True
+                # The server reads a page's run before its lines, and a worker's lines are
+                # stored before (or with) its run's end: a terminal run's page holds them all.
+                return run
             if more:
                 wait = 0
                 continue
