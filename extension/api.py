@@ -454,6 +454,20 @@ ROUTES: list[tuple[str, type, dict[str, Any]]] = [
         },
     ),
     (
+        f"flow_runs/{RUN}/end",
+        r.FlowRunEnd,
+        {
+            "post": {
+                "permission": p.WRITE_RUNS,
+                "worker": p.RUN,
+                "summary": "A worker's end of an attempt: last log lines, executed notebook "
+                "and end state in one transaction",
+                "body": bodies.RunEnd,
+                "responses": {200: flow_runs.FlowRunReply},
+            }
+        },
+    ),
+    (
         f"flow_runs/{RUN}/outputs",
         r.FlowRunOutputs,
         {

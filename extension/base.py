@@ -102,6 +102,8 @@ class NBFlowsHandler(APIHandler):
     _body_size = 0
     #: The worker or run a credential speaks for; None for a Jupyter user.
     principal: Principal | None = None
+    #: Whether a credential's call is within its scope, when judged with the credential.
+    credential_within: bool | None = None
 
     @property
     def orch(self) -> Orchestrator:
@@ -111,12 +113,16 @@ class NBFlowsHandler(APIHandler):
         # A worker's or a run's credential is ours to check; anything else is Jupyter's.
         token = _request_token(self.request.headers.get("Authorization", ""))
         if token and credentials.is_credential(token):
-            principal = await self.orch.call(credentials.find_principal, token)
+            from nbflows.extension.permissions import identify, route_spec
+
+            spec = route_spec(type(self), (self.request.method or "").lower())
+            principal, within = await self.orch.call(identify, token, spec, self.path_kwargs)
             if principal is None:
                 raise web.HTTPError(401, _DEAD_CREDENTIAL)
             from jupyter_server.auth import User
 
             self.principal = principal
+            self.credential_within = within
             # A header token is not a cookie: no XSRF check applies.
             self.current_user = self._jupyter_current_user = User(principal.username)
             return

@@ -106,13 +106,33 @@ async def _check_credential(
         raise Forbidden(f"a {who.kind} credential may not call {what}", credential=who.kind)
     if scope in (ANY, POOLS):
         return
-    body = await handler.body() if scope == CHILD else None
-    if not await handler.orch.call(_within, who, scope, kwargs, body):
+    within = handler.credential_within if scope != CHILD else None
+    if within is None:
+        body = await handler.body() if scope == CHILD else None
+        within = await handler.orch.call(_within, who, scope, kwargs, body)
+    if not within:
         whose = "pools" if who.kind == "worker" else "run"
         raise Forbidden(
             f"{what} is outside this {who.kind} credential's {whose} ({_describe(who)})",
             credential=who.kind,
         )
+
+
+def identify(
+    s: Session, token: str, spec: dict[str, Any], kwargs: dict[str, Any]
+) -> tuple[Principal | None, bool | None]:
+    """Whom a credential speaks for and, when the route's scope can be judged before the body
+    arrives, whether the call is within it: one transaction for what took two (a worker's
+    every report paid for both)."""
+    from nbflows.services.credentials import find_principal
+
+    who = find_principal(s, token)
+    if who is None:
+        return None, None
+    scope = spec.get(who.kind)
+    if scope not in (POOL, DEPLOYMENT, RUN):
+        return who, None
+    return who, _within(s, who, scope, kwargs, None)
 
 
 def _within(s: Session, who: Principal, scope: str, kwargs: dict[str, Any], body: Any) -> bool:

@@ -19,7 +19,7 @@ from nbflows.pipelines import repair as pipeline_repair
 from nbflows.protocol import StateType
 from nbflows.results.project_files import carry_project_files
 from nbflows.scheduling.scheduler import MIN_INTERVAL, check_frequency
-from nbflows.services import claims, deployments, flow_runs, heartbeats, logs
+from nbflows.services import claims, deployments, flow_runs, heartbeats, logs, run_end
 from nbflows.services import work_pools as pools
 from nbflows.services.limits import executed_notebook_text, too_large
 from nbflows.services.schemas.bodies import (
@@ -33,6 +33,7 @@ from nbflows.services.schemas.bodies import (
     Notebook,
     OutputIn,
     PipelineDeployRequest,
+    RunEnd,
     RunRequest,
     SetState,
     WorkPoolCreate,
@@ -491,6 +492,29 @@ class FlowRunState(NBFlowsHandler):
         self.reply(out)
 
 
+class FlowRunEnd(NBFlowsHandler):
+    """A worker's end of an attempt: last log lines, executed notebook, end state, in one
+    request and one transaction (`nbflows.services.run_end`)."""
+
+    @web.authenticated
+    @permitted
+    async def post(self, run_id: str) -> None:
+        data = await self.body()
+        limits, results = self.limits, self.orch.results
+
+        def end(s: Session) -> tuple[dict[str, Any], str | None]:
+            # Validated on the threads: up to thousands of lines and a notebook.
+            req = parse(RunEnd, data)
+            notebook = data.get("notebook") if req.notebook is not None else None
+            run = run_end.end_attempt(s, run_id, req, notebook, results=results, limits=limits)
+            return flow_runs.run_json(s, run), run.work_pool_id
+
+        out, pool_id = await self.orch.call(end)
+        self.orch.notifier.notify(*_run_topics(out, pool_id))
+        _wake_for_pipeline(self, out)
+        self.reply(out)
+
+
 def _wake_for_pipeline(handler: NBFlowsHandler, run: dict[str, Any]) -> None:
     """A child run that ended may let the next steps of its pipeline start: a scheduler pass
     now starts them (it is the one place that advances pipelines)."""
@@ -609,6 +633,8 @@ class FlowRunLogs(NBFlowsHandler):
         deadline = loop.time() + wait
 
         def read(s: Session) -> tuple[bool, str, str]:
+            # The run first, then its lines: lines are stored before (or with) the run's end, so
+            # a page whose run is terminal holds every line (`watch_flow_run` stops there).
             run = flow_runs.get_flow_run(s, run_id)
             lines = logs.read_logs(s, run_id, after, limit)
             out = LogsPageReply.build(

@@ -8,6 +8,7 @@ from typing import Any, cast
 from nbflows.client.transport import Transport, drop_none, segment
 from nbflows.errors import (
     InvalidInput,
+    NotFound,
 )
 
 
@@ -46,6 +47,11 @@ class DeploymentsAPI(Transport):
                 dict[str, Any], self._get(f"deployments/name/{segment(flow_name)}/{segment(name)}")
             )
         return cast(dict[str, Any], self._get(f"deployments/{segment(ref)}"))
+
+    @property
+    def _run_ids(self) -> dict[str, str]:
+        """Deployment ids by name, as runs were created by name (`create_flow_run_from_deployment`)."""
+        return cast(dict[str, str], self.__dict__.setdefault("_deployment_ids_by_name", {}))
 
     def _deployment_id(self, ref: str) -> str:
         # Routes other than read take the id; a name costs one extra GET.
@@ -94,10 +100,22 @@ class DeploymentsAPI(Transport):
                 "scheduled_time": scheduled_time,
             }
         )
-        return cast(
-            dict[str, Any],
-            self._post(f"deployments/{segment(self._deployment_id(ref))}/runs", body),
+        if "/" not in str(ref):
+            return cast(dict[str, Any], self._post(f"deployments/{segment(ref)}/runs", body))
+        # By name: the id is looked up once per client (a burst of runs is not twice the
+        # requests), and again if that deployment is gone (deleted, deployed anew).
+        known = self._run_ids.get(str(ref))
+        if known is not None:
+            try:
+                return cast(dict[str, Any], self._post(f"deployments/{segment(known)}/runs", body))
+            except NotFound:
+                self._run_ids.pop(str(ref), None)
+        deployment_id = self._deployment_id(ref)
+        created = cast(
+            dict[str, Any], self._post(f"deployments/{segment(deployment_id)}/runs", body)
         )
+        self._run_ids[str(ref)] = deployment_id
+        return created
 
     def read_deployment_files(self, ref: str, version: int | None = None) -> dict[str, Any]:
         """The project files a deployment version carries: `{"notebook_dir", "files"}`."""

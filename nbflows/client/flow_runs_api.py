@@ -77,6 +77,26 @@ class FlowRunsAPI(Transport):
             body["retry"] = True
         return cast(dict[str, Any], self._post(f"flow_runs/{segment(id)}/set_state", body))
 
+    def end_flow_run(
+        self,
+        id: str,
+        type: str,
+        message: str | None = None,
+        *,
+        worker: str,
+        fence: int | None,
+        logs: Iterable[Mapping[str, Any]] = (),
+        notebook: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A worker's end of an attempt in one request: its last log `logs`, its executed
+        `notebook`, then its end state; all refused (Conflict) once it no longer holds the run,
+        and then nothing of it is kept."""
+        state = drop_none({"type": type, "message": message, "worker": worker, "fence": fence})
+        body: dict[str, Any] = {"logs": [dict(line) for line in logs], "state": state}
+        if notebook is not None:
+            body["notebook"] = dict(notebook)
+        return cast(dict[str, Any], self._post(f"flow_runs/{segment(id)}/end", body))
+
     def heartbeat_flow_run(self, id: str, heartbeat_interval: float) -> dict[str, Any]:
         """A beat for a run created with `heartbeat_interval` (a kernel's `%%flow` run)."""
         body = {"heartbeat_interval": heartbeat_interval}
@@ -247,11 +267,9 @@ class FlowRunsAPI(Transport):
             # A full page means more lines are waiting: fetch them before anything else.
             more = len(page.get("items") or []) >= page_size
             if current[0] in TERMINAL_VALUES and not more:
-                # The server may have read the lines just before the run ended; only a page
-                # asked for after the run was known to be terminal is sure to hold them all.
-                if state_type in TERMINAL_VALUES:
-                    return run
-                more = True
+                # The server reads a page's run before its lines, and a worker's lines are
+                # stored before (or with) its run's end: a terminal run's page holds them all.
+                return run
             if more:
                 wait = 0
                 continue

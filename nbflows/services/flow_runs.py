@@ -295,6 +295,8 @@ def _template_of(pool: t.WorkPool | None) -> dict[str, Any]:
 
 def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
     """Many runs at once with three lookups, not three per run (list pages stay fast)."""
+    if len(runs) == 1:
+        return [_one_run_json(s, runs[0])]
     dep_ids = {r.deployment_id for r in runs if r.deployment_id}
     pool_ids = {r.work_pool_id for r in runs if r.work_pool_id}
     queue_ids = {r.work_queue_id for r in runs if r.work_queue_id}
@@ -333,6 +335,23 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def _one_run_json(s: Session, r: t.FlowRun) -> dict[str, Any]:
+    """One run's JSON: its deployment, pool and queue are often in the session already (the
+    request that changed the run read them), where `Session.get` finds them without a query."""
+    d = s.get(t.Deployment, r.deployment_id) if r.deployment_id else None
+    pool = s.get(t.WorkPool, r.work_pool_id) if r.work_pool_id else None
+    queue = s.get(t.WorkQueue, r.work_queue_id) if r.work_queue_id else None
+    return FlowRunReply.serialise(
+        r,
+        deployment_name=f"{d.flow_name}/{d.name}" if d else None,
+        pool_name=pool.name if pool else None,
+        queue_name=queue.name if queue else None,
+        job_variables=(
+            redaction.redact(r.job_variables, _template_of(pool)) if r.job_variables else None
+        ),
+    )
 
 
 def store_notebook(

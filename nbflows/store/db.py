@@ -123,7 +123,17 @@ def begin_write(session: Session) -> None:
     (SELECT ... FOR UPDATE) instead, so this does nothing there.
     """
     if session.get_bind().dialect.name == "sqlite":
+        # Once per transaction: a request that changes several things (a worker's end of an
+        # attempt: logs, notebook, state) would otherwise take it each time.
+        transaction = session.get_transaction()
+        if transaction is not None and session.info.get(_WRITE_LOCKED) is transaction:
+            return
         session.execute(text("UPDATE work_pools SET paused = paused WHERE 0"))
+        session.info[_WRITE_LOCKED] = session.get_transaction()
+
+
+#: `Session.info` key: the transaction that holds SQLite's write lock (see `begin_write`).
+_WRITE_LOCKED = "nbflows_write_locked"
 
 
 def insert_or_ignore(session: Session, table: Table, unique: list[str]) -> Insert:

@@ -265,6 +265,23 @@ class RunLog:
             self._lines = []
         return sent
 
+    def close_with(self, send: Callable[[list[dict[str, Any]]], bool]) -> bool:
+        """Stop, handing the lines still waiting to `send(lines)` (the worker's end report
+        carries them); False, with the lines still waiting, when `send` did not take them or
+        lines were dropped (then `close()` sends them the usual way)."""
+        self._shipper.forget(self)
+        with self._send_lock:
+            with self._lock:
+                if self._dropped or self.truncated:
+                    return False
+                lines = list(self._lines)
+            if not send(lines):
+                return False
+            with self._lock:
+                self.closed = True
+                self._lines = []
+        return True
+
     def _stop_sending(self) -> None:
         with self._lock:
             self.truncated = True
@@ -545,6 +562,17 @@ class RunReporter:
                 f"as {state}: {exc}",
                 logging.WARNING,
             )
+
+    # -- end ------------------------------------------------------------------------------------
+
+    def close_with(self, send: Callable[[list[dict[str, Any]]], bool]) -> bool:
+        """End the reporting of this run by `send(lines)`, the worker's end report carrying
+        the lines still waiting; False (nothing ended) when it has child runs still open or
+        `send` failed: then `close(state)` ends it the usual way."""
+        with self._lock:
+            if self._children:
+                return False
+        return self._log.close_with(send)
 
     # -- end ------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ start handed back.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -24,6 +25,7 @@ from nbflows.workers.claimed_run import (
 )
 from nbflows.workers.reporting import RunReporter, unreachable
 from nbflows.workers.worker_state import (
+    END_AT_ONCE_SIZE,
     END_LEVELS,
     MAX_BACKOFF,
     WorkerState,
@@ -151,10 +153,17 @@ class RunExecution(WorkerState):
             message = f"{active.stop_reason}: {message}" if message else active.stop_reason
         reporter.log(f"{state}: {message}" if message else state, END_LEVELS[state])
         message = reporter.masker.text(message)
-        if outcome.notebook is not None:
+        notebook = reporter.masker.json(outcome.notebook) if outcome.notebook is not None else None
+        if self._simple_end(claimed, outcome, notebook):
+            ended = self._end_at_once(claimed, reporter, notebook, state, message)
+            if ended is not False:
+                final = ended if isinstance(ended, dict) else None
+                first_line = message.splitlines()[0] if message else ""
+                self._say_end(active, state, final, first_line if state != "COMPLETED" else "")
+                return
+        if notebook is not None:
             from nbflows.workers.run_exports import send_exports
 
-            notebook = reporter.masker.json(outcome.notebook)
             self._store_notebook(claimed, reporter, notebook)
             send_exports(self, claimed, reporter, notebook)
         if outcome.output_dir is not None:
@@ -163,6 +172,63 @@ class RunExecution(WorkerState):
         final = self._report_end(claimed, state, message)
         first_line = message.splitlines()[0] if message else ""
         self._say_end(active, state, final, first_line if state != "COMPLETED" else "")
+
+    def _simple_end(
+        self, claimed: ClaimedRun, outcome: Outcome, notebook: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether the attempt's end fits one report (`_end_at_once`): no exports to make, no
+        artifacts to send, a notebook of at most `END_AT_ONCE_SIZE` bytes of JSON."""
+        if (claimed.deployment or {}).get("exports"):
+            return False
+        if outcome.output_dir is not None:
+            from nbflows.results.artifacts import collect_output_folder
+
+            if next(iter(collect_output_folder(outcome.output_dir)), None) is not None:
+                return False
+            shutil.rmtree(outcome.output_dir, ignore_errors=True)
+        return notebook is None or len(json.dumps(notebook)) <= END_AT_ONCE_SIZE
+
+    def _end_at_once(
+        self,
+        claimed: ClaimedRun,
+        reporter: RunReporter,
+        notebook: Mapping[str, Any] | None,
+        state: str,
+        message: str,
+    ) -> dict[str, Any] | bool | None:
+        """The last log lines, the executed notebook and the end state in one request (one
+        transaction on the server: a watcher that sees the end finds the rest). The final run
+        (None when the server stayed away until the worker had to exit), or False when the
+        server refused it (the run is not this worker's any more, say): then the worker
+        reports the usual way, one part at a time, and says what was refused."""
+        answer: dict[str, Any] = {}
+
+        def send(lines: list[dict[str, Any]]) -> bool:
+            def end() -> dict[str, Any]:
+                return self.client.end_flow_run(
+                    claimed.id,
+                    state,
+                    message or None,
+                    worker=self.name,
+                    fence=claimed.fence,
+                    logs=lines,
+                    notebook=notebook,
+                )
+
+            try:
+                answer["run"] = self._patiently(end)
+            except NBFlowsError as exc:
+                if unreachable(exc):  # the worker must exit: what is left waits no longer
+                    self._failed(exc)
+                    self.say(f"could not report {claimed.label} {state}: {exc}")
+                    answer["run"] = None
+                    return True
+                return False
+            return True
+
+        if not reporter.close_with(send):
+            return False
+        return answer["run"]
 
     def _say_end(
         self, active: ActiveRun, state: str, final: dict[str, Any] | None, note: str

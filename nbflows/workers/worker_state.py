@@ -41,6 +41,10 @@ REPORT_WAIT_AT_EXIT = 30.0
 #: How long cancelled runs may take to stop when the worker shuts down before they are given up.
 CANCEL_TIMEOUT = 30.0
 
+#: An executed notebook up to this many bytes of JSON goes with the run's end state in one
+#: request (`RunExecution._end_at_once`); a bigger one is sent as it is, on its own.
+END_AT_ONCE_SIZE = 1024 * 1024
+
 END_LEVELS = {
     "COMPLETED": logging.INFO,
     "CANCELLED": logging.WARNING,

@@ -269,6 +269,28 @@ class Notebook(BaseModel):
     nbformat_minor: int = 5
 
 
+class EndState(Body):
+    """The state a worker's attempt ended in, reported by that worker under its claim's fence."""
+
+    type: Text = Field(json_schema_extra={"enum": list(STATE_NAMES)})
+    message: Text | None = None
+    #: The reporting worker: refused (409) unless it still holds the run under `fence`.
+    worker: Text = Field(max_length=200)
+    fence: Fence
+
+    def as_report(self) -> SetState:
+        return SetState(type=self.type, message=self.message, worker=self.worker, fence=self.fence)
+
+
+class RunEnd(Body):
+    """A worker's end of an attempt in one request: the run's last log lines, its executed
+    notebook, then its end state."""
+
+    logs: list[LogIn] = Field(default_factory=list)
+    notebook: Notebook | None = None
+    state: EndState
+
+
 def parse(model: type[BaseModel], data: Any, what: str = "request") -> Any:
     """Validate a request body; pydantic's errors become one readable 422 (or 400)."""
     if not isinstance(data, dict) and not (model is LogIn and isinstance(data, list)):
