@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nbflows.store.db import Database
+
+from .pg_support import postgres_server
 from .servers import DATA, NOTEBOOKS, REPO, Server, free_port, start_server
 
 __all__ = ["DATA", "NOTEBOOKS", "REPO", "Server", "free_port", "start_server"]
@@ -22,6 +25,20 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated store, on SQLite and on PostgreSQL (a cluster of its own)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'nbflows.db'}")
+        yield db
+        db.dispose()
+    else:
+        with postgres_server() as url:
+            db = Database(url)
+            yield db
+            db.dispose()
 
 
 @pytest.fixture

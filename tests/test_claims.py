@@ -5,10 +5,8 @@ from __future__ import annotations
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from nbflows.scheduling import scheduler as scheduling
@@ -18,22 +16,7 @@ from nbflows.services.schemas.bodies import DeployRequest, RunRequest, WorkPoolC
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 
-from .pg_support import postgres_server
-
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "trivial.ipynb"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'claims.db'}")
-        yield db
-        db.dispose()
-    else:
-        with postgres_server() as url:
-            db = Database(url)
-            yield db
-            db.dispose()
 
 
 def seed(db: Database, root: Path, runs: int, schedule: bool = False) -> str:

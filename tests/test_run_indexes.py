@@ -4,11 +4,8 @@ them, and the migration goes down and up again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select, text
@@ -17,27 +14,12 @@ from nbflows.protocol import StateType
 from nbflows.store import tables as t
 from nbflows.store.db import MIGRATIONS, Database
 
-from .pg_support import postgres_server
-
 PARTIAL = {
     "ix_runs_parent": "parent_run_id IS NOT NULL",
     "ix_runs_worker_state": "worker_name IS NOT NULL",
     "ix_runs_heartbeat_deadline": "heartbeat_deadline IS NOT NULL",
     "ix_runs_pipeline_state": "kind = 'pipeline'",
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'runs.db'}")
-        yield db
-        db.dispose()
-    else:
-        with postgres_server() as url:
-            db = Database(url)
-            yield db
-            db.dispose()
 
 
 def index_definitions(db: Database) -> dict[str, str]:
