@@ -427,6 +427,50 @@ def test_the_detector_ends_each_stuck_state_and_spares_the_living(
     }
 
 
+def test_a_worker_with_a_short_interval_is_lost_only_after_the_minimum_silence(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 s heartbeat interval does not make 3 s of silence (a loaded machine's hiccup) a crash
+    verdict: a worker is lost after its missed beats and never before `MIN_SILENCE`."""
+    from nbflows.extension.lifecycle import scheduler_pass
+    from nbflows.services.schemas.bodies import HeartbeatRequest
+
+    now = t.utcnow()
+    monkeypatch.setattr(heartbeats, "_started", now - timedelta(hours=1))
+    with store.session() as s:
+        pool = t.WorkPool(name="p", type="process", base_job_template={})
+        s.add(pool)
+        s.flush()
+        s.add(
+            t.FlowRun(
+                id="r",
+                name="r",
+                flow_name="f",
+                kind="deployment",
+                work_pool_id=pool.id,
+                state_type="RUNNING",
+                state_name="Running",
+                state_timestamp=now,
+                worker_name="w",
+                fence=1,
+            )
+        )
+        s.flush()
+        beat = HeartbeatRequest(name="w", heartbeat_interval=1.0, running=["r"], fences={"r": 1})
+        heartbeats.heartbeat(s, "p", beat)
+
+    def state_after(seconds: float) -> str:
+        monkeypatch.setattr(t, "utcnow", lambda: now + timedelta(seconds=seconds))
+        with store.session() as s:
+            scheduler_pass(s)
+        with store.session() as s:
+            return s.get_one(t.FlowRun, "r").state_type
+
+    assert state_after(heartbeats.MISSED_BEATS * 1.0 + 2) == "RUNNING"
+    assert state_after(heartbeats.MIN_SILENCE - 1) == "RUNNING"
+    assert state_after(heartbeats.MIN_SILENCE + 1) == "CRASHED"
+
+
 def test_after_a_restart_workers_get_a_grace_before_any_verdict(
     store: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ not list (a previous process of the name left them, or a claim's answer never re
 A kernel beats for its `%%flow` runs. `settle_stuck_runs` (each scheduler pass) ends what
 nobody is left to end:
 
-* runs of a worker silent for `MISSED_BEATS` intervals: PENDING ones are handed back (they never
+* runs of a worker silent for `MISSED_BEATS` intervals (and `MIN_SILENCE`): PENDING ones are handed back (they never
   started: a worker needs the server's answer, with its fencing token, to start one), RUNNING
   ones CRASH (retried if the run has retries left), CANCELLING ones are CANCELLED;
 * runs claimed by a worker that never beat at all, the same once `MISSED_BEATS` default
@@ -41,6 +41,10 @@ from nbflows.store import tables as t
 DEFAULT_INTERVAL = 5.0
 #: A worker or kernel silent for this many of its intervals is lost.
 MISSED_BEATS = 3
+#: ... and a worker never before this many seconds of silence, however short its interval: on a
+#: loaded machine a live worker's beats can stall for seconds, and a crash verdict on a live
+#: worker's run starts a retry while the first attempt still runs.
+MIN_SILENCE = 10.0
 #: Seconds workers get, after a server (re)start, to reach it before any crash verdict.
 RESTART_GRACE = 10.0
 #: A PENDING run its (beating) worker does not list is handed back after this many seconds:
@@ -71,7 +75,7 @@ def heartbeat(s: Session, pool_name: str, req: HeartbeatRequest) -> dict[str, An
     interval = req.heartbeat_interval or DEFAULT_INTERVAL
     worker.last_heartbeat = now
     worker.heartbeat_interval = interval
-    worker.online_until = now + timedelta(seconds=MISSED_BEATS * interval)
+    worker.online_until = now + silence_window(interval)
     worker.limit = req.limit
     worker.problem = req.problem
     s.flush()  # the write lock first (SQLite): what follows reads the latest states
@@ -197,10 +201,15 @@ def settle_stuck_runs(s: Session, worker_ttl: float = OFFLINE_WORKER_TTL) -> set
     return changed
 
 
+def silence_window(interval: float) -> timedelta:
+    """How long a worker beating every `interval` seconds may be silent and still be alive."""
+    return timedelta(seconds=max(MISSED_BEATS * interval, MIN_SILENCE))
+
+
 def _grace_over(now: datetime, silent_since: datetime | None, interval: float) -> bool:
-    """Whether something silent since `silent_since` has missed its beats, counting no silence
+    """Whether a worker silent since `silent_since` has missed its beats, counting no silence
     from before this server started and giving `RESTART_GRACE` after a start."""
-    window = timedelta(seconds=MISSED_BEATS * interval)
+    window = silence_window(interval)
     if silent_since is not None and silent_since >= _started:
         return now > silent_since + window
     return now > _started + window + timedelta(seconds=RESTART_GRACE)
