@@ -24,24 +24,38 @@ def run(repeat: int | None = None) -> list[Result]:
         server = start_server(Path(tmp), embedded_worker=False)
         try:
             client = server.client()
-            client.create_work_pool("claims", "process")
-            client.deploy(path="trivial.ipynb", name="c", work_pool_name="claims")
             for round_ in range(repeat + 1):
+                # A pool per round: the runs a round's workers hold stay out of the next round.
+                pool = f"claims-{round_}"
+                client.create_work_pool(pool, "process")
+                client.deploy(path="trivial.ipynb", name=pool, work_pool_name=pool)
                 for _ in range(RUNS):
-                    client.create_flow_run_from_deployment("trivial/c")
+                    client.create_flow_run_from_deployment(f"trivial/{pool}")
                 got: list[list[str]] = [[] for _ in range(WORKERS)]
                 barrier = threading.Barrier(WORKERS + 1)
 
                 def worker(
-                    i: int, got: list[list[str]] = got, barrier: threading.Barrier = barrier
+                    i: int,
+                    got: list[list[str]] = got,
+                    barrier: threading.Barrier = barrier,
+                    pool: str = pool,
                 ) -> None:
                     own = get_client(url=server.api, token=server.token)
+                    held: dict[str, int] = {}
+                    beat_at = 0.0
                     barrier.wait()
                     while True:
-                        batch = own.claim("claims", f"w{i}", limit=10)
+                        # Beat like a real worker, listing what it holds: a worker that never
+                        # beats has its claimed runs handed back after 15 s, and a slow round
+                        # would then claim them again.
+                        if time.monotonic() >= beat_at:
+                            own.heartbeat(pool, f"w{i}", list(held), fences=held)
+                            beat_at = time.monotonic() + 2
+                        batch = own.claim(pool, f"w{i}", limit=10)
                         if not batch:
                             return
                         got[i].extend(c["flow_run"]["id"] for c in batch)
+                        held.update((c["flow_run"]["id"], c["fence"]) for c in batch)
 
                 threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
                 for thread in threads:
