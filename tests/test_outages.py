@@ -28,7 +28,6 @@ from nbflows.services import heartbeats
 from nbflows.store import tables as t
 from nbflows.store.db import Database
 
-from .pg_support import postgres_server
 from .servers import NBFLOWS_ENV, Server, ok, start_server
 from .waiting import wait_for
 
@@ -337,29 +336,15 @@ def test_a_flow_run_whose_kernel_is_killed_crashes(quick_server: Server) -> None
         km.shutdown_kernel(now=True)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty store on SQLite, and on PostgreSQL (the detector locks rows there)."""
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
-        yield db
-        db.dispose()
-        return
-    with postgres_server() as url:
-        db = Database(url)
-        yield db
-        db.dispose()
-
-
 def test_the_detector_ends_each_stuck_state_and_spares_the_living(
-    store: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbflows.extension.lifecycle import scheduler_pass
 
     now = t.utcnow()
     monkeypatch.setattr(heartbeats, "_started", now - timedelta(hours=1))
     ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
-    with store.session() as s:
+    with database.session() as s:
         pool = t.WorkPool(name="p", type="process", base_job_template={})
         s.add(pool)
         s.flush()
@@ -408,10 +393,10 @@ def test_the_detector_ends_each_stuck_state_and_spares_the_living(
             parent_run_id="silent-kernel",
         )
 
-    with store.session() as s:
+    with database.session() as s:
         scheduler_pass(s)
 
-    with store.session() as s:
+    with database.session() as s:
         states = {r.id: r.state_type for r in s.scalars(select(t.FlowRun))}
     assert states == {
         "running-of-dead": "CRASHED",
@@ -428,7 +413,7 @@ def test_the_detector_ends_each_stuck_state_and_spares_the_living(
 
 
 def test_a_worker_with_a_short_interval_is_lost_only_after_the_minimum_silence(
-    store: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 1 s heartbeat interval does not make 3 s of silence (a loaded machine's hiccup) a crash
     verdict: a worker is lost after its missed beats and never before `MIN_SILENCE`."""
@@ -437,7 +422,7 @@ def test_a_worker_with_a_short_interval_is_lost_only_after_the_minimum_silence(
 
     now = t.utcnow()
     monkeypatch.setattr(heartbeats, "_started", now - timedelta(hours=1))
-    with store.session() as s:
+    with database.session() as s:
         pool = t.WorkPool(name="p", type="process", base_job_template={})
         s.add(pool)
         s.flush()
@@ -461,9 +446,9 @@ def test_a_worker_with_a_short_interval_is_lost_only_after_the_minimum_silence(
 
     def state_after(seconds: float) -> str:
         monkeypatch.setattr(t, "utcnow", lambda: now + timedelta(seconds=seconds))
-        with store.session() as s:
+        with database.session() as s:
             scheduler_pass(s)
-        with store.session() as s:
+        with database.session() as s:
             return s.get_one(t.FlowRun, "r").state_type
 
     assert state_after(heartbeats.MISSED_BEATS * 1.0 + 2) == "RUNNING"
@@ -472,13 +457,13 @@ def test_a_worker_with_a_short_interval_is_lost_only_after_the_minimum_silence(
 
 
 def test_after_a_restart_workers_get_a_grace_before_any_verdict(
-    store: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbflows.extension.lifecycle import scheduler_pass
 
     now = t.utcnow()
     monkeypatch.setattr(heartbeats, "_started", now - timedelta(seconds=5))  # just restarted
-    with store.session() as s:
+    with database.session() as s:
         pool = t.WorkPool(name="p", type="process", base_job_template={})
         s.add(pool)
         s.flush()
@@ -506,16 +491,16 @@ def test_after_a_restart_workers_get_a_grace_before_any_verdict(
             )
         )
 
-    with store.session() as s:
+    with database.session() as s:
         scheduler_pass(s)
-    with store.session() as s:
+    with database.session() as s:
         assert s.get(t.FlowRun, "r").state_type == "RUNNING"  # type: ignore[union-attr]
 
     later = now - timedelta(seconds=5 + 3 * 5 + heartbeats.RESTART_GRACE + 1)
     monkeypatch.setattr(heartbeats, "_started", later)  # the grace is over: still silent
-    with store.session() as s:
+    with database.session() as s:
         scheduler_pass(s)
-    with store.session() as s:
+    with database.session() as s:
         assert s.get(t.FlowRun, "r").state_type == "CRASHED"  # type: ignore[union-attr]
 
 
