@@ -318,23 +318,15 @@ def runs_json(s: Session, runs: list[t.FlowRun]) -> list[dict[str, Any]]:
         if queue_ids
         else {}
     )
-    out = []
-    for r in runs:
-        pool = pools.get(r.work_pool_id or "")
-        out.append(
-            FlowRunReply.serialise(
-                r,
-                deployment_name=deps.get(r.deployment_id or ""),
-                pool_name=pool.name if pool else None,
-                queue_name=queues.get(r.work_queue_id or ""),
-                job_variables=(
-                    redaction.redact(r.job_variables, _template_of(pool))
-                    if r.job_variables
-                    else None
-                ),
-            )
+    return [
+        _run_json(
+            r,
+            deps.get(r.deployment_id or ""),
+            pools.get(r.work_pool_id or ""),
+            queues.get(r.work_queue_id or ""),
         )
-    return out
+        for r in runs
+    ]
 
 
 def _one_run_json(s: Session, r: t.FlowRun) -> dict[str, Any]:
@@ -343,11 +335,19 @@ def _one_run_json(s: Session, r: t.FlowRun) -> dict[str, Any]:
     d = s.get(t.Deployment, r.deployment_id) if r.deployment_id else None
     pool = s.get(t.WorkPool, r.work_pool_id) if r.work_pool_id else None
     queue = s.get(t.WorkQueue, r.work_queue_id) if r.work_queue_id else None
+    return _run_json(
+        r, f"{d.flow_name}/{d.name}" if d else None, pool, queue.name if queue else None
+    )
+
+
+def _run_json(
+    r: t.FlowRun, deployment_name: str | None, pool: t.WorkPool | None, queue_name: str | None
+) -> dict[str, Any]:
     return FlowRunReply.serialise(
         r,
-        deployment_name=f"{d.flow_name}/{d.name}" if d else None,
+        deployment_name=deployment_name,
         pool_name=pool.name if pool else None,
-        queue_name=queue.name if queue else None,
+        queue_name=queue_name,
         job_variables=(
             redaction.redact(r.job_variables, _template_of(pool)) if r.job_variables else None
         ),

@@ -7,9 +7,10 @@ not list (a previous process of the name left them, or a claim's answer never re
 A kernel beats for its `%%flow` runs. `settle_stuck_runs` (each scheduler pass) ends what
 nobody is left to end:
 
-* runs of a worker silent for `MISSED_BEATS` intervals (and `MIN_SILENCE`): PENDING ones are handed back (they never
-  started: a worker needs the server's answer, with its fencing token, to start one), RUNNING
-  ones CRASH (retried if the run has retries left), CANCELLING ones are CANCELLED;
+* runs of a worker silent for `MISSED_BEATS` intervals (and at least `MIN_SILENCE` seconds):
+  PENDING ones are handed back (they never started: a worker needs the server's answer, with its
+  fencing token, to start one), RUNNING ones CRASH (retried if the run has retries left),
+  CANCELLING ones are CANCELLED;
 * runs claimed by a worker that never beat at all, the same once `MISSED_BEATS` default
   intervals have passed;
 * `%%flow` runs whose kernel stopped beating: CRASHED;
