@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     busy = (end[0] - start[0]) / (end[1] - start[1])
     terminalreporter.write_line(f"machine CPU busy during the tests: {busy:.0%} of all cores")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under --dist loadgroup, xdist puts a test's group in its node id ("...@group"). A pytest it
+    # cannot do that with ignores every xdist_group without a word (pytest-xdist#1386): shared
+    # servers, image builds and Dask clusters set up once per worker, grouped tests racing.
+    if not (hasattr(config, "workerinput") and config.getoption("loadgroup", False)):
+        return
+    lost = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:
+        message = (
+            f"--dist loadgroup ignored the xdist_group of {len(lost)} tests (e.g. {lost[0]}): "
+            "this pytest-xdist cannot group tests under this pytest; see the pin in pyproject.toml"
+        )
+        # On stderr too: xdist's controller reports a worker's UsageError as its own
+        # INTERNALERROR, without the message.
+        print(message, file=sys.stderr)
+        raise pytest.UsageError(message)

@@ -18,7 +18,8 @@ import pytest
 from .pg_support import postgres_server
 from .servers import Server, ok, start_server
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# One PostgreSQL and two servers for the module: its tests go to one xdist worker.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("postgres-servers")]
 
 #: The longest long-poll the server grants (`MAX_WAIT` in extension/routes.py).
 POLL = 30.0
