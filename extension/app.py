@@ -64,6 +64,11 @@ class NBFlowsExtension(ExtensionApp):
         help="Schedules whose runs can come closer than this many seconds are refused (env "
         f"NBFLOWS_MIN_SCHEDULE_INTERVAL; default {scheduling.MIN_INTERVAL:g}; 0 turns it off)."
     ).tag(config=True)
+    check_replies = Bool(
+        help="Check every API answer against its declared model and log any mismatch (env "
+        "NBFLOWS_CHECK_REPLIES=1; the tests turn it on). It costs each request time on the "
+        "server's event loop, so it is off by default.",
+    ).tag(config=True)
     automation_retry_delay = Float(
         10.0,
         help="Seconds before an automation's failed delivery is tried again; each next try "
@@ -135,6 +140,10 @@ class NBFlowsExtension(ExtensionApp):
                 f"NBFLOWS_MIN_SCHEDULE_INTERVAL must be a number of seconds, not {text!r}"
             ) from None
 
+    @default("check_replies")
+    def _default_check_replies(self) -> bool:
+        return os.environ.get("NBFLOWS_CHECK_REPLIES", "").strip().lower() in ("1", "true", "yes")
+
     @property
     def server(self) -> ServerApp:
         assert self.serverapp is not None, "the extension runs inside a Jupyter server"
@@ -159,11 +168,14 @@ class NBFlowsExtension(ExtensionApp):
                 "nbflows_orchestrator": self.orchestrator,
                 "nbflows_openapi": openapi_document(ROUTES, LINKS),
                 "nbflows_min_schedule_interval": self.min_schedule_interval,
+                "nbflows_check_replies": self.check_replies,
                 "nbflows_limits": Limits(
                     **{name: getattr(self, name) for name in Limits().as_json()}
                 ),
             }
         )
+        if self.check_replies:
+            self.log.info("nbflows: every answer is checked against its declared model")
         retention = RetentionPolicy(
             older_than_days=self.retention_days or None,
             keep_last=self.retention_keep_last or None,

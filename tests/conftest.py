@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,10 @@ from .servers import DATA, NOTEBOOKS, REPO, Server, free_port, start_server
 __all__ = ["DATA", "NOTEBOOKS", "REPO", "Server", "free_port", "start_server"]
 
 _CPU_AT_START = pytest.StashKey[tuple[int, int] | None]()
+
+# Every server the tests start checks each answer against its declared model and logs a
+# mismatch (off by default: it costs each request time on the server's loop).
+os.environ["NBFLOWS_CHECK_REPLIES"] = "1"
 
 
 @pytest.fixture

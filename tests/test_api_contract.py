@@ -392,6 +392,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_unlike_the_document(
             # a limit of 500 (e.g. "at most 500 items").
             assert not re.search(r"\] 500 [A-Z]+ /", server.log()), server.log()[-5000:]
             assert "Traceback" not in server.log()
+            assert "every answer is checked against its declared model" in server.log()
             assert "does not match its declared model" not in server.log()
         finally:
             server.stop()
