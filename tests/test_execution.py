@@ -578,6 +578,20 @@ def test_python_kernels_keep_their_warm_spare_with_a_run_environment(workdir: Pa
         )
 
 
+def test_a_run_environment_os_environ_would_refuse_stops_the_run_before_any_cell(
+    workdir: Path, pool: KernelPool
+) -> None:
+    # Its variables are sent without waiting for the kernel's reply: what os.environ would
+    # refuse must be refused before, not leave the cells running without them.
+    nb = notebook("print('ran')")
+    for bad in ({"A=B": "1"}, {"NBFLOWS_FLOW_RUN_ID": "run\x00"}):
+        rec = Recorder()
+        result = run(nb, workdir, pool, rec, run_env=bad)
+        assert result.status != "completed"
+        assert "cannot set the run's environment variable" in result.message, result.message
+        assert rec.lines == []
+
+
 def test_the_kernel_name_python_is_python3(workdir: Path, pool: KernelPool) -> None:
     nb = notebook("print('ran')")
     nb.metadata.kernelspec = {"name": "python", "language": "python", "display_name": "Python"}
