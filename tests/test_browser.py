@@ -70,13 +70,35 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(LIMIT)
     tab = context.new_page()
+    failed: list[str] = []
+    tab.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
     failures = request.session.testsfailed
     try:
         yield tab
     finally:
         if request.session.testsfailed > failures:  # what the page showed when the test failed
             screenshot(tab, f"{request.node.name}-failed")
+            print("requests the page saw fail:", *failed or ["none"], sep="\n  ")
         context.close()
+
+
+#: True once JupyterLab has applied its theme, or has said it could not load it.
+THEME_SETTLED = """() => document.body.dataset.jpThemeName !== undefined ||
+    [...document.querySelectorAll('.jp-Dialog')].some(
+        d => d.textContent.includes('Error Loading Theme'))"""
+
+
+def goto_lab(page: Any, url: str) -> None:
+    """Open a JupyterLab page and wait until its theme is applied. On a loaded machine Chromium
+    once failed to load the Lab's own theme stylesheet (the server logged no error), leaving
+    an unstyled page under an error dialog: such a page is loaded again, twice at most."""
+    for attempt in range(3):
+        page.goto(url)
+        page.wait_for_function(THEME_SETTLED)
+        if page.evaluate("document.body.dataset.jpThemeName !== undefined"):
+            return
+        print(f"JupyterLab could not load its theme (load {attempt + 1}); loading the page again")
+    raise AssertionError(f"JupyterLab could not load its theme in 3 loads of {url}")
 
 
 def screenshot(tab: Any, name: str) -> Path:
@@ -234,7 +256,7 @@ def test_jupyterlab_pool_picker_and_live_run_logs(lab: Server, page: Any) -> Non
         assert time.monotonic() < deadline, "the embedded worker did not come online"
         time.sleep(0.1)
 
-    page.goto(f"{lab.url}lab/tree/widgets.ipynb?token={lab.token}")
+    goto_lab(page, f"{lab.url}lab/tree/widgets.ipynb?token={lab.token}")
     page.locator(".jp-Notebook").wait_for()
     # Lab asks which kernel to use when cells run before its session has one: say the default.
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")

@@ -24,7 +24,13 @@ from tests.docker_support import docker_client, local_base_image, remove_image
 from tests.journeys.conftest import Journey
 from tests.journeys.test_lab_extension import open_lab
 from tests.journeys.test_tutorial_lab import code_cell, run_cell, user_settings
-from tests.test_browser import browser, page, screenshot, wait_for_idle_kernel  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    browser,
+    goto_lab,
+    page,
+    screenshot,
+    wait_for_idle_kernel,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,7 +63,7 @@ def flows_panel(page: Any) -> Any:  # noqa: F811
 def test_create_a_work_pool_from_the_flows_panel(journey: Journey, page: Any) -> None:  # noqa: F811
     user_settings(journey)
     journey.start(face="lab")  # `make run`
-    page.goto(f"{journey.url}lab?token={journey.token}")
+    goto_lab(page, f"{journey.url}lab?token={journey.token}")
     page.locator(".jp-Launcher").first.wait_for()
     panel = flows_panel(page)
     panel.get_by_role("button", name="Create work pool").click()
@@ -136,7 +142,7 @@ def test_flow_status_line_under_the_output_and_saved_widgets_reopened(
     # A fresh Lab (a new server, a new kernel): the saved notebook shows the widget's saved
     # view and the status line, no "model not found".
     journey.start(face="lab", port=journey.port)
-    page.goto(f"{journey.url}lab/tree/shout.ipynb?token={journey.token}&reset")
+    goto_lab(page, f"{journey.url}lab/tree/shout.ipynb?token={journey.token}&reset")
     page.locator(".jp-Notebook").wait_for()
     wait_for_idle_kernel(journey, "shout.ipynb")  # type: ignore[arg-type]
     picker = code_cell(page, "pool_picker()")

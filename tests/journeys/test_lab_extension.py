@@ -21,6 +21,7 @@ from tests.journeys.conftest import Journey
 from tests.journeys.test_tutorial_lab import code_cell, user_settings
 from tests.test_browser import (  # noqa: F401
     browser,
+    goto_lab,
     page,
     screenshot,
     wait_for_idle_kernel,
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def open_lab(journey: Journey, page: Any, notebook: str) -> None:  # noqa: F811
-    page.goto(f"{journey.url}lab/tree/{notebook}?token={journey.token}")
+    goto_lab(page, f"{journey.url}lab/tree/{notebook}?token={journey.token}")
     page.locator(".jp-Notebook").wait_for()
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
     page.add_locator_handler(dialog, lambda: dialog.get_by_role("button", name="Select").click())

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from tests.journeys.conftest import Journey
-from tests.test_browser import browser, page, screenshot, wait_for_idle_kernel  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    browser,
+    goto_lab,
+    page,
+    screenshot,
+    wait_for_idle_kernel,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -59,7 +65,7 @@ def test_tutorial_notebook_in_jupyterlab(journey: Journey, page: Any) -> None:  
     )
     saved = (journey.root / "repo_info.ipynb").read_text()
 
-    page.goto(f"{journey.url}lab/tree/repo_info.ipynb?token={journey.token}")
+    goto_lab(page, f"{journey.url}lab/tree/repo_info.ipynb?token={journey.token}")
     page.locator(".jp-Notebook").wait_for()
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
     page.add_locator_handler(dialog, lambda: dialog.get_by_role("button", name="Select").click())
